@@ -1,0 +1,202 @@
+//! `TraceService`: batch ingest acked after commit, and trace queries.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use switchyard_domain::timestamp_to_millis;
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::trace_service_server::TraceService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::store_status;
+use crate::store::{Store, TraceFilter};
+
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 1000;
+const MAX_ID_LEN: usize = 128;
+
+pub struct TraceApi {
+    store: Store,
+}
+
+impl TraceApi {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+/// A trace that can never be stored; resending it would not help.
+fn invalid_trace(t: &pb::Trace) -> Option<&'static str> {
+    if t.trace_id.is_empty() || t.trace_id.len() > MAX_ID_LEN {
+        Some("trace_id: required, at most 128 characters")
+    } else if t.received_at.is_none() {
+        Some("received_at: required")
+    } else if pb::Outcome::try_from(t.outcome).is_err() {
+        Some("outcome: unknown value")
+    } else {
+        None
+    }
+}
+
+fn encode_cursor((at, id): &(i64, String)) -> String {
+    format!("{at}:{id}")
+}
+
+fn decode_cursor(token: &str) -> Result<(i64, String), Status> {
+    let bad = || Status::invalid_argument("page_token: not a token returned by ListTraces");
+    let (at, id) = token.split_once(':').ok_or_else(bad)?;
+    let at = at.parse().map_err(|_| bad())?;
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(bad());
+    }
+    Ok((at, id.to_owned()))
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
+    let limit = match req.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n > MAX_PAGE_SIZE => {
+            return Err(Status::invalid_argument("page_size: must be at most 1000"));
+        }
+        n => n,
+    };
+    let outcome = match pb::Outcome::try_from(req.outcome) {
+        Ok(pb::Outcome::Unspecified) => None,
+        Ok(o) => Some(i32::from(o)),
+        Err(_) => return Err(Status::invalid_argument("outcome: unknown value")),
+    };
+    let start_ms = req.start_time.as_ref().map(timestamp_to_millis);
+    let end_ms = req.end_time.as_ref().map(timestamp_to_millis);
+    if let (Some(s), Some(e)) = (start_ms, end_ms) {
+        if s >= e {
+            return Err(Status::invalid_argument("end_time: must be after start_time"));
+        }
+    }
+    Ok(TraceFilter {
+        start_ms,
+        end_ms,
+        provider: non_empty(req.provider),
+        model: non_empty(req.model),
+        outcome,
+        workspace: non_empty(req.workspace),
+        limit,
+        after: non_empty(req.page_token).as_deref().map(decode_cursor).transpose()?,
+    })
+}
+
+type ReportStream = Pin<Box<dyn Stream<Item = Result<pb::ReportResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TraceService for TraceApi {
+    type ReportStream = ReportStream;
+
+    async fn report(&self, req: Request<Streaming<pb::ReportRequest>>) -> Result<Response<ReportStream>, Status> {
+        let mut inbound = req.into_inner();
+        let store = self.store.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Ok(Some(batch)) = inbound.message().await {
+                let (valid, rejected): (Vec<_>, Vec<_>) =
+                    batch.traces.into_iter().partition(|t| invalid_trace(t).is_none());
+                let mut error = String::new();
+                if let Some(first) = rejected.first() {
+                    let reason = invalid_trace(first).unwrap_or_default();
+                    tracing::warn!(batch = batch.batch_id, rejected = rejected.len(), reason, "discarded invalid traces");
+                    error = format!("{} invalid trace(s) discarded; first: {reason}", rejected.len());
+                }
+                let response = match store.insert_traces(&valid).await {
+                    Ok(outcome) => {
+                        tracing::debug!(batch = batch.batch_id, inserted = outcome.inserted, duplicates = outcome.duplicates, "stored trace batch");
+                        pb::ReportResponse {
+                            batch_id: batch.batch_id,
+                            stored: true,
+                            error,
+                            rejected: u32::try_from(rejected.len()).unwrap_or(u32::MAX),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(batch = batch.batch_id, error = %e, "trace batch not stored; the data plane keeps it");
+                        pb::ReportResponse {
+                            batch_id: batch.batch_id,
+                            stored: false,
+                            error: "trace store unavailable".to_owned(),
+                            rejected: 0,
+                        }
+                    }
+                };
+                if tx.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_traces(
+        &self,
+        req: Request<pb::ListTracesRequest>,
+    ) -> Result<Response<pb::ListTracesResponse>, Status> {
+        let filter = filter_from(req.into_inner())?;
+        let page = self.store.list_traces(&filter).await.map_err(store_status)?;
+        Ok(Response::new(pb::ListTracesResponse {
+            traces: page.traces,
+            next_page_token: page.next.as_ref().map(encode_cursor).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_trace(&self, req: Request<pb::GetTraceRequest>) -> Result<Response<pb::Trace>, Status> {
+        let trace_id = req.into_inner().trace_id;
+        if trace_id.is_empty() || trace_id.len() > MAX_ID_LEN {
+            return Err(Status::invalid_argument("trace_id: required, at most 128 characters"));
+        }
+        let trace = self.store.get_trace(&trace_id).await.map_err(store_status)?;
+        Ok(Response::new(trace))
+    }
+
+    async fn replay_trace(
+        &self,
+        _req: Request<pb::ReplayTraceRequest>,
+    ) -> Result<Response<pb::ReplayTraceResponse>, Status> {
+        Err(Status::unimplemented("ReplayTrace is not available in this version"))
+    }
+
+    async fn what_if(&self, _req: Request<pb::WhatIfRequest>) -> Result<Response<pb::WhatIfResponse>, Status> {
+        Err(Status::unimplemented("WhatIf is not available in this version"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        let cursor = (1_700_000_000_000, "0190-abc".to_owned());
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        for bad in ["", "nocolon", "x:id", "12:"] {
+            assert_eq!(decode_cursor(bad).unwrap_err().code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_size_and_time_range_are_checked() {
+        let too_big = pb::ListTracesRequest {
+            page_size: 5000,
+            ..Default::default()
+        };
+        assert!(filter_from(too_big).unwrap_err().message().starts_with("page_size"));
+        let backwards = pb::ListTracesRequest {
+            start_time: Some(prost_types::Timestamp { seconds: 10, nanos: 0 }),
+            end_time: Some(prost_types::Timestamp { seconds: 5, nanos: 0 }),
+            ..Default::default()
+        };
+        assert!(filter_from(backwards).unwrap_err().message().starts_with("end_time"));
+        assert_eq!(filter_from(pb::ListTracesRequest::default()).unwrap().limit, DEFAULT_PAGE_SIZE);
+    }
+}

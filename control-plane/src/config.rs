@@ -1,0 +1,119 @@
+//! Control-plane configuration: flags with `SWITCHYARD_*` environment fallbacks,
+//! validated into [`ControlPlaneConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY};
+use switchyard_telemetry::LogFormat;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlPlaneArgs {
+    /// gRPC listen address.
+    #[arg(long = "listen", env = "SWITCHYARD_CP_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+    /// postgres://… or sqlite://…; defaults to a SQLite file in the data directory.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for the embedded SQLite database.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = ".switchyard")]
+    pub data_dir: PathBuf,
+    /// YAML file of providers, models and strategies to create or update at start.
+    #[arg(long, env = "SWITCHYARD_BOOTSTRAP")]
+    pub bootstrap: Option<PathBuf>,
+    /// This replica's identity in cluster status and logs.
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Strategy for requests that name none.
+    #[arg(long, env = "SWITCHYARD_DEFAULT_STRATEGY", default_value = DEFAULT_STRATEGY)]
+    pub default_strategy: String,
+    /// How often to look for registry writes made through other replicas.
+    #[arg(long, env = "SWITCHYARD_REGISTRY_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub registry_poll: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub bootstrap: Option<BootstrapConfig>,
+    pub node_id: String,
+    pub default_strategy: String,
+    pub registry_poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--bootstrap {path}: {source}")]
+    BootstrapRead { path: PathBuf, source: std::io::Error },
+    #[error("--bootstrap {path}: {source}")]
+    BootstrapInvalid {
+        path: PathBuf,
+        source: switchyard_domain::ValidationError,
+    },
+    #[error("--data-dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("--registry-poll: must be between 100ms and 1h")]
+    RegistryPoll,
+}
+
+impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: ControlPlaneArgs) -> Result<Self, Self::Error> {
+        let bootstrap = match &args.bootstrap {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::BootstrapRead {
+                    path: path.clone(),
+                    source,
+                })?;
+                let config = BootstrapConfig::from_yaml(&text).map_err(|source| ConfigError::BootstrapInvalid {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(config)
+            }
+        };
+        let database_url = match args.database_url {
+            Some(url) => url,
+            None => {
+                std::fs::create_dir_all(&args.data_dir).map_err(|source| ConfigError::DataDir {
+                    path: args.data_dir.clone(),
+                    source,
+                })?;
+                sqlite_url(&args.data_dir)
+            }
+        };
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.registry_poll) {
+            return Err(ConfigError::RegistryPoll);
+        }
+        Ok(Self {
+            listen: args.listen,
+            database_url,
+            bootstrap,
+            node_id: args.node_id.unwrap_or_else(default_node_id),
+            default_strategy: args.default_strategy,
+            registry_poll: args.registry_poll,
+        })
+    }
+}
+
+/// The embedded database: a SQLite file created on first use.
+pub fn sqlite_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("switchyard.db").display())
+}
+
+fn default_node_id() -> String {
+    let short = uuid::Uuid::new_v4().simple().to_string();
+    format!("cp-{}", &short[..8])
+}
+
+/// Log format flag shared by the control-plane binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// json (for collectors) or text (for terminals).
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,29 @@
+//! The Switchyard control plane: the provider registry, the snapshot publisher
+//! that streams versioned routing snapshots to data planes, and the trace store
+//! that ingests, keeps and answers for every request's execution trace.
+//!
+//! It owns everything slow and global. It must never depend on the data plane
+//! or compile provider adapters; the two planes meet only on the wire.
+
+mod api;
+mod bootstrap;
+pub mod config;
+mod fleet;
+mod server;
+mod snapshots;
+pub mod store;
+
+pub use config::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};
+pub use server::{RunningControlPlane, start};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshots::SnapshotError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}

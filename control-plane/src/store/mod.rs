@@ -1,0 +1,104 @@
+//! Persistence through sqlx: the registry and the trace store, on Postgres or
+//! SQLite, chosen by the database URL. One SQL dialect serves both: `$N`
+//! placeholders, `ON CONFLICT`, `RETURNING`, and times as Unix milliseconds.
+
+mod migrations;
+mod registry;
+mod sql;
+mod traces;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use registry::{Entity, Revision, Stored};
+pub use traces::{TraceFilter, TracePage, TraceInsertOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL scheme {0:?}: expected postgres:// or sqlite://")]
+    UnsupportedUrl(String),
+    #[error("{entity} {key:?} not found")]
+    NotFound { entity: &'static str, key: String },
+    #[error("{entity} {key:?} already exists")]
+    AlreadyExists { entity: &'static str, key: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("stored {entity} {key:?} is unreadable: {reason}")]
+    Corrupt {
+        entity: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Shared handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, then applies the backend's migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default().to_owned();
+            return Err(StoreError::UnsupportedUrl(scheme));
+        };
+        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            // SQLite has one writer; more connections only add lock contention.
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        migrations::for_backend(backend).run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers; used by readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,83 @@
+//! The optional bootstrap file (`examples/switchyard.yaml`): registry entries the
+//! control plane upserts at start. User-written, so unknown keys are errors.
+
+use serde::Deserialize;
+
+use crate::{ModelSpec, ProviderSpec, StrategySpec, ValidationError};
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    #[serde(default)]
+    pub providers: Vec<ProviderSpec>,
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
+    #[serde(default)]
+    pub strategies: Vec<StrategySpec>,
+}
+
+impl BootstrapConfig {
+    /// Parses and validates YAML; errors name the entry and field.
+    pub fn from_yaml(text: &str) -> Result<Self, ValidationError> {
+        let config: Self =
+            serde_yaml_ng::from_str(text).map_err(|e| ValidationError::new("bootstrap", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        for (i, p) in self.providers.iter().enumerate() {
+            p.validate().map_err(|e| e.within(&format!("providers[{i}]")))?;
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            let field = format!("models[{i}]");
+            m.validate().map_err(|e| e.within(&field))?;
+        }
+        for (i, s) in self.strategies.iter().enumerate() {
+            s.validate().map_err(|e| e.within(&format!("strategies[{i}]")))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the providers `keep` rejects, and their models.
+    pub fn retain_providers(&mut self, mut keep: impl FnMut(&ProviderSpec) -> bool) {
+        self.providers.retain(|p| keep(p));
+        let names: Vec<String> = self.providers.iter().map(|p| p.name.clone()).collect();
+        self.models.retain(|m| names.contains(&m.provider));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/switchyard.yaml");
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let config = BootstrapConfig::from_yaml(EXAMPLE).unwrap();
+        assert!(!config.providers.is_empty());
+        assert!(!config.models.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = BootstrapConfig::from_yaml("providers:\n  - name: a\n    kind: simulated\n    colour: red\n")
+            .unwrap_err();
+        assert!(err.message.contains("colour"), "{err}");
+
+        let err = BootstrapConfig::from_yaml("providers:\n  - name: a\n    kind: simulated\n").unwrap_err();
+        assert_eq!(err.field, "providers[0].simulated");
+
+        let err = BootstrapConfig::from_yaml("providers: {not: [a list").unwrap_err();
+        assert_eq!(err.field, "bootstrap");
+    }
+
+    #[test]
+    fn retain_providers_drops_their_models() {
+        let mut config = BootstrapConfig::from_yaml(EXAMPLE).unwrap();
+        config.retain_providers(|p| p.kind == crate::ProviderKind::Simulated);
+        assert!(config.models.iter().all(|m| config.providers.iter().any(|p| p.name == m.provider)));
+        assert!(config.providers.iter().all(|p| p.kind == crate::ProviderKind::Simulated));
+    }
+}

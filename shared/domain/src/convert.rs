@@ -1,0 +1,274 @@
+//! Conversions between generated wire types and domain types. Wire -> domain
+//! validates; domain -> wire cannot fail.
+
+use prost_types::Timestamp;
+use switchyard_proto::v1 as pb;
+
+use crate::{
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, StrategySpec, StrategyWeights, Tier,
+    ValidationError,
+};
+
+pub fn timestamp_from_millis(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        // The remainder is below 1000, so the product fits in i32.
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+pub fn timestamp_to_millis(ts: &Timestamp) -> i64 {
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
+impl TryFrom<pb::ProviderKind> for ProviderKind {
+    type Error = ValidationError;
+    fn try_from(kind: pb::ProviderKind) -> Result<Self, Self::Error> {
+        match kind {
+            pb::ProviderKind::Openai => Ok(Self::Openai),
+            pb::ProviderKind::Anthropic => Ok(Self::Anthropic),
+            pb::ProviderKind::Ollama => Ok(Self::Ollama),
+            pb::ProviderKind::Simulated => Ok(Self::Simulated),
+            pb::ProviderKind::Unspecified => Err(ValidationError::new("kind", "required")),
+        }
+    }
+}
+
+impl From<ProviderKind> for pb::ProviderKind {
+    fn from(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::Openai => Self::Openai,
+            ProviderKind::Anthropic => Self::Anthropic,
+            ProviderKind::Ollama => Self::Ollama,
+            ProviderKind::Simulated => Self::Simulated,
+        }
+    }
+}
+
+impl TryFrom<pb::Provider> for ProviderSpec {
+    type Error = ValidationError;
+    fn try_from(p: pb::Provider) -> Result<Self, Self::Error> {
+        let kind = pb::ProviderKind::try_from(p.kind)
+            .map_err(|_| ValidationError::new("kind", format!("unknown provider kind {}", p.kind)))?
+            .try_into()?;
+        let spec = Self {
+            name: p.name,
+            kind,
+            base_url: p.base_url,
+            api_key_ref: p.api_key_ref,
+            headers: p.headers.into_iter().collect(),
+            enabled: p.enabled,
+            simulated: p.simulated.map(|s| SimulatedParams {
+                seed: s.seed,
+                first_token_latency_ms: s.first_token_latency_ms,
+                tokens_per_second: s.tokens_per_second,
+                failure_rate: s.failure_rate,
+                output_tokens: s.output_tokens,
+            }),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl From<&ProviderSpec> for pb::Provider {
+    fn from(p: &ProviderSpec) -> Self {
+        Self {
+            name: p.name.clone(),
+            kind: pb::ProviderKind::from(p.kind).into(),
+            base_url: p.base_url.clone(),
+            api_key_ref: p.api_key_ref.clone(),
+            headers: p.headers.clone().into_iter().collect(),
+            enabled: p.enabled,
+            simulated: p.simulated.as_ref().map(|s| pb::SimulatedParams {
+                seed: s.seed,
+                first_token_latency_ms: s.first_token_latency_ms,
+                tokens_per_second: s.tokens_per_second,
+                failure_rate: s.failure_rate,
+                output_tokens: s.output_tokens,
+            }),
+            created_at: None,
+            updated_at: None,
+        }
+    }
+}
+
+impl From<Tier> for pb::Tier {
+    fn from(tier: Tier) -> Self {
+        match tier {
+            Tier::Economy => Self::Economy,
+            Tier::Standard => Self::Standard,
+            Tier::Frontier => Self::Frontier,
+        }
+    }
+}
+
+fn tier_from_wire(raw: i32) -> Result<Tier, ValidationError> {
+    match pb::Tier::try_from(raw) {
+        Ok(pb::Tier::Economy) => Ok(Tier::Economy),
+        Ok(pb::Tier::Standard) => Ok(Tier::Standard),
+        Ok(pb::Tier::Frontier) => Ok(Tier::Frontier),
+        Ok(pb::Tier::Unspecified) => Err(ValidationError::new("tier", "required")),
+        Err(_) => Err(ValidationError::new("tier", format!("unknown tier {raw}"))),
+    }
+}
+
+impl TryFrom<pb::Model> for ModelSpec {
+    type Error = ValidationError;
+    fn try_from(m: pb::Model) -> Result<Self, Self::Error> {
+        let caps = m.capabilities.unwrap_or_default();
+        let spec = Self {
+            provider: m.provider,
+            name: m.name,
+            family: m.family,
+            capabilities: Capabilities {
+                streaming: caps.streaming,
+                tools: caps.tools,
+                vision: caps.vision,
+                json_output: caps.json_output,
+            },
+            context_window: m.context_window,
+            input_price_per_mtok: m.input_price_per_mtok,
+            output_price_per_mtok: m.output_price_per_mtok,
+            region: m.region,
+            tier: tier_from_wire(m.tier)?,
+            aliases: m.aliases,
+            enabled: m.enabled,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl From<&ModelSpec> for pb::Model {
+    fn from(m: &ModelSpec) -> Self {
+        Self {
+            provider: m.provider.clone(),
+            name: m.name.clone(),
+            family: m.family.clone(),
+            capabilities: Some(pb::Capabilities {
+                streaming: m.capabilities.streaming,
+                tools: m.capabilities.tools,
+                vision: m.capabilities.vision,
+                json_output: m.capabilities.json_output,
+            }),
+            context_window: m.context_window,
+            input_price_per_mtok: m.input_price_per_mtok,
+            output_price_per_mtok: m.output_price_per_mtok,
+            region: m.region.clone(),
+            tier: pb::Tier::from(m.tier).into(),
+            aliases: m.aliases.clone(),
+            enabled: m.enabled,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+}
+
+impl From<pb::StrategyWeights> for StrategyWeights {
+    fn from(w: pb::StrategyWeights) -> Self {
+        Self {
+            quality: w.quality,
+            speed: w.speed,
+            cost: w.cost,
+            health: w.health,
+            workspace_fit: w.workspace_fit,
+        }
+    }
+}
+
+impl From<StrategyWeights> for pb::StrategyWeights {
+    fn from(w: StrategyWeights) -> Self {
+        Self {
+            quality: w.quality,
+            speed: w.speed,
+            cost: w.cost,
+            health: w.health,
+            workspace_fit: w.workspace_fit,
+        }
+    }
+}
+
+impl TryFrom<pb::Strategy> for StrategySpec {
+    type Error = ValidationError;
+    fn try_from(s: pb::Strategy) -> Result<Self, Self::Error> {
+        let weights = s
+            .weights
+            .ok_or_else(|| ValidationError::new("weights", "required"))?
+            .into();
+        let spec = Self {
+            name: s.name,
+            description: s.description,
+            weights,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl From<&StrategySpec> for pb::Strategy {
+    fn from(s: &StrategySpec) -> Self {
+        Self {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            weights: Some(s.weights.into()),
+            created_at: None,
+            updated_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_including_before_epoch() {
+        for ms in [0, 1, 999, 1_700_000_000_123, -1, -1001] {
+            assert_eq!(timestamp_to_millis(&timestamp_from_millis(ms)), ms);
+        }
+    }
+
+    #[test]
+    fn provider_without_kind_is_rejected_naming_kind() {
+        let p = pb::Provider {
+            name: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(ProviderSpec::try_from(p).unwrap_err().field, "kind");
+    }
+
+    #[test]
+    fn model_round_trips_through_the_wire() {
+        let spec = ModelSpec {
+            provider: "p".into(),
+            name: "m".into(),
+            family: "f".into(),
+            capabilities: Capabilities {
+                streaming: true,
+                tools: true,
+                vision: false,
+                json_output: true,
+            },
+            context_window: 8192,
+            input_price_per_mtok: 1.0,
+            output_price_per_mtok: 2.0,
+            region: "eu".into(),
+            tier: Tier::Frontier,
+            aliases: vec!["big".into()],
+            enabled: true,
+        };
+        assert_eq!(ModelSpec::try_from(pb::Model::from(&spec)), Ok(spec));
+    }
+
+    #[test]
+    fn strategy_without_weights_is_rejected() {
+        let s = pb::Strategy {
+            name: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(StrategySpec::try_from(s).unwrap_err().field, "weights");
+    }
+}

@@ -1,0 +1,27 @@
+//! Switchyard's domain model: providers, models (targets), strategies, the routing
+//! snapshot and the bootstrap file, each validated once at the edge.
+//!
+//! Generated wire types are converted into these types with `TryFrom`, and a
+//! conversion that fails names the bad field. This crate does no I/O and must never
+//! depend on the control plane, the data plane, a database or an HTTP client.
+
+mod bootstrap;
+mod convert;
+mod error;
+mod registry;
+mod snapshot;
+
+pub use bootstrap::BootstrapConfig;
+pub use convert::{timestamp_from_millis, timestamp_to_millis};
+pub use error::ValidationError;
+pub use registry::{
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SecretRef, SimulatedParams, StrategySpec,
+    StrategyWeights, Tier, builtin_strategies, target_id,
+};
+pub use snapshot::{RoutingSnapshot, Target};
+
+/// Name of the strategy used when neither the request nor the snapshot names one.
+pub const DEFAULT_STRATEGY: &str = "balanced";
+
+/// Requested model that matches every target.
+pub const AUTO_MODEL: &str = "auto";

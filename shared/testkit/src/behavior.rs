@@ -1,0 +1,41 @@
+//! Behaviours a test queues on the mock provider, one per chat request.
+
+use std::time::Duration;
+
+/// What the mock provider does with one chat completion request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behavior {
+    /// 200 with a completion whose content is `text` (JSON, or SSE when the
+    /// request sets `"stream": true`).
+    Reply { text: String },
+    /// Same as [`Behavior::Reply`] with [`Behavior::DEFAULT_TEXT`].
+    Ok,
+    /// `status` with an OpenAI-shaped error body
+    /// `{"error":{"message","type","param","code"}}`, plus a `Retry-After`
+    /// header when `retry_after_secs` is set. Statuses that are not valid
+    /// HTTP codes become 500.
+    Status {
+        status: u16,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// Wait `delay` before sending the response headers, then behave as `then`
+    /// (a slow first token).
+    Delay {
+        delay: Duration,
+        then: Box<Behavior>,
+    },
+    /// 200 with a body that is not JSON under `Content-Type: application/json`.
+    /// For streams: a `data: {garbage` event, then `[DONE]`, so the malformed
+    /// event is the only defect.
+    Garbage,
+    /// Streams: the role chunk and `chunks` content chunks, then the
+    /// connection is dropped without `[DONE]`. Non-stream requests get a
+    /// truncated JSON body before the connection is dropped.
+    DropStreamAfter { chunks: usize },
+}
+
+impl Behavior {
+    /// The completion text of [`Behavior::Ok`].
+    pub const DEFAULT_TEXT: &str = "Hello from the mock provider.";
+}

@@ -1,0 +1,180 @@
+//! The mock provider handle: starts the server, queues behaviours and exposes
+//! what the server received.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context as _;
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::behavior::Behavior;
+use crate::routes;
+
+/// A mock OpenAI-compatible provider on `127.0.0.1`, serving in a background
+/// task until dropped.
+#[derive(Debug)]
+pub struct MockProvider {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// One chat completion request as the mock provider received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedRequest {
+    /// The parsed JSON body; a body that is not JSON is kept as a string.
+    pub body: Value,
+    pub authorization: Option<String>,
+    /// Every header with a UTF-8 value, names lowercase, in arrival order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ReceivedRequest {
+    pub(crate) fn new(body: Value, headers: &HeaderMap) -> Self {
+        let text = |v: &axum::http::HeaderValue| v.to_str().ok().map(str::to_owned);
+        Self {
+            body,
+            authorization: headers.get(AUTHORIZATION).and_then(text),
+            headers: headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str().to_owned(), text(value)?)))
+                .collect(),
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl MockProvider {
+    /// Binds 127.0.0.1:0 and serves in a background tokio task until dropped.
+    pub async fn start() -> anyhow::Result<MockProvider> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("binding the mock provider")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the mock provider address")?;
+        let shared = Arc::new(Shared::new());
+        let app = routes::router(Arc::clone(&shared));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                // A dropped sender means the handle is gone: stop either way.
+                let _ = stopped.await;
+            });
+            // Nobody is left to report a server error to; tests see it as
+            // failed requests instead.
+            let _ = serve.await;
+        });
+        Ok(MockProvider {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// The base URL an OpenAI client uses, e.g. `http://127.0.0.1:41234/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The socket address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Queues a behaviour: each chat request pops the next one; when the queue
+    /// is empty the default (initially [`Behavior::Ok`]) is used.
+    pub fn push(&self, b: Behavior) {
+        self.shared.state.send_modify(|s| s.queue.push_back(b));
+    }
+
+    /// Replaces the behaviour used when the queue is empty.
+    pub fn set_default(&self, b: Behavior) {
+        self.shared.state.send_modify(|s| s.default = b);
+    }
+
+    /// Every chat request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.shared.state.borrow().requests.clone()
+    }
+
+    /// Number of chat requests received so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.state.borrow().requests.len()
+    }
+
+    /// Number of streaming responses whose client went away before the
+    /// stream finished.
+    pub fn cancelled_streams(&self) -> usize {
+        self.shared.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // The server task may already be gone; nothing to do then.
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// State shared between the handle and the server's handlers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    // A watch sender is a cell that both sync test code and async handlers
+    // can update briefly without holding a lock across an await.
+    state: watch::Sender<State>,
+    pub(crate) cancelled: Arc<AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Behavior>,
+    default: Behavior,
+    requests: Vec<ReceivedRequest>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            state: watch::Sender::new(State {
+                queue: VecDeque::new(),
+                default: Behavior::Ok,
+                requests: Vec::new(),
+            }),
+            cancelled: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Records `request` and picks its behaviour in one step, so the recorded
+    /// order matches the order behaviours are consumed. Returns the request's
+    /// sequence number (from 1) and its behaviour.
+    pub(crate) fn accept(&self, request: ReceivedRequest) -> (usize, Behavior) {
+        let mut picked = (0, Behavior::Ok);
+        self.state.send_modify(|s| {
+            s.requests.push(request);
+            let behavior = s.queue.pop_front().unwrap_or_else(|| s.default.clone());
+            picked = (s.requests.len(), behavior);
+        });
+        picked
+    }
+
+    /// Records a request that gets no behaviour (it was rejected as invalid).
+    pub(crate) fn record(&self, request: ReceivedRequest) {
+        self.state.send_modify(|s| s.requests.push(request));
+    }
+}
