@@ -52,6 +52,9 @@ on_signal() {
             sleep 0.2
         done
         wait "$job" 2>/dev/null || true
+        # Anything of the job's left behind (a test process that ignored the
+        # signal) is still in its process group.
+        kill -s TERM -- "-$job" 2>/dev/null || true
     fi
     exit "$code"
 }

@@ -1,1 +1,37 @@
-//! placeholder
+//! The Switchyard data plane: follows the control plane's snapshot stream,
+//! scores candidates for each request, executes against providers with
+//! streaming and fallback, serves OpenAI-compatible HTTP and the
+//! `InferenceService` gRPC API, and reports an execution trace for every request.
+//!
+//! It owns everything fast and local and keeps no state worth saving. It must
+//! never depend on the control plane or compile a database driver; the two
+//! planes meet only on the wire.
+
+mod backoff;
+pub mod config;
+mod edge;
+mod engine;
+mod explain;
+mod metrics;
+mod providers;
+mod reporter;
+mod request;
+mod scoring;
+mod server;
+mod snapshot;
+mod subscriber;
+
+pub use config::{DataPlaneArgs, DataPlaneConfig};
+pub use server::{RunningDataPlane, start};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("invalid control-plane URL {0:?}")]
+    ControlPlaneUrl(String),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}

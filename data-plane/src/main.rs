@@ -1,1 +1,30 @@
-fn main() {}
+//! `switchyard-data-plane`: the data-plane server.
+
+use clap::Parser;
+use switchyard_data_plane::{DataPlaneArgs, DataPlaneConfig};
+use switchyard_telemetry::LogFormat;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-data-plane", version, about = "Switchyard data plane")]
+struct Cli {
+    #[command(flatten)]
+    data_plane: DataPlaneArgs,
+    /// json (for collectors) or text (for terminals).
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "json")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    switchyard_telemetry::init_logging(cli.log_format);
+    let config = DataPlaneConfig::try_from(cli.data_plane)?;
+    let shutdown = CancellationToken::new();
+    let running = switchyard_data_plane::start(config, shutdown.clone()).await?;
+    switchyard_telemetry::shutdown_signal().await;
+    tracing::info!("shutting down: draining requests and flushing traces");
+    shutdown.cancel();
+    running.wait().await;
+    Ok(())
+}

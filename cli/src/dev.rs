@@ -1,0 +1,124 @@
+//! `switchyard dev`: both planes in one process, talking gRPC over loopback
+//! exactly as separate processes would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_control_plane::ControlPlaneConfig;
+use switchyard_data_plane::DataPlaneConfig;
+use switchyard_domain::{BootstrapConfig, SecretRef};
+use switchyard_telemetry::LogFormat;
+use tokio_util::sync::CancellationToken;
+
+/// The example registry, built in so `switchyard dev` works from any directory.
+const EXAMPLE_CONFIG: &str = include_str!("../../examples/switchyard.yaml");
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the SQLite database lives.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = ".switchyard")]
+    data_dir: PathBuf,
+    /// Registry to load instead of the built-in example.
+    #[arg(long, env = "SWITCHYARD_BOOTSTRAP")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "SWITCHYARD_CP_LISTEN", default_value = "127.0.0.1:50051")]
+    cp_listen: SocketAddr,
+    #[arg(long, env = "SWITCHYARD_DP_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    #[arg(long, env = "SWITCHYARD_DP_GRPC_LISTEN", default_value = "127.0.0.1:50061")]
+    grpc_listen: SocketAddr,
+    /// text (for terminals) or json.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// Real providers join only when their key is in this environment.
+fn keep_if_key_is_set(config: &mut BootstrapConfig) {
+    config.retain_providers(|provider| match provider.secret_ref() {
+        Some(SecretRef::Env(name)) if std::env::var_os(&name).is_none_or(|v| v.is_empty()) => {
+            tracing::info!(provider = %provider.name, "skipping provider: {name} is not set");
+            false
+        }
+        _ => true,
+    });
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    switchyard_telemetry::init_logging(args.log_format);
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => EXAMPLE_CONFIG.to_owned(),
+    };
+    let mut bootstrap = BootstrapConfig::from_yaml(&text).context("invalid registry config")?;
+    keep_if_key_is_set(&mut bootstrap);
+
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let shutdown = CancellationToken::new();
+    let control_plane = switchyard_control_plane::start(
+        ControlPlaneConfig {
+            listen: args.cp_listen,
+            database_url: switchyard_control_plane::config::sqlite_url(&args.data_dir),
+            bootstrap: Some(bootstrap),
+            node_id: "dev-cp".into(),
+            default_strategy: switchyard_domain::DEFAULT_STRATEGY.into(),
+            registry_poll: Duration::from_secs(2),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the control plane")?;
+    let data_plane = switchyard_data_plane::start(
+        DataPlaneConfig {
+            http_listen: args.http_listen,
+            grpc_listen: args.grpc_listen,
+            control_plane: format!("http://{}", control_plane.local_addr),
+            node_id: "dev-dp".into(),
+            region: "local".into(),
+            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(30),
+            max_body_bytes: 4 << 20,
+            trace_spool: 100_000,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the data plane")?;
+
+    // The data plane serves once its first snapshot has arrived.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while data_plane.snapshot_version().is_none() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the data plane received no snapshot within 10s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    print_banner(control_plane.local_addr, data_plane.http_addr, data_plane.grpc_addr);
+
+    switchyard_telemetry::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    data_plane.wait().await;
+    control_plane.wait().await;
+    Ok(())
+}
+
+fn print_banner(cp: SocketAddr, http: SocketAddr, grpc: SocketAddr) {
+    println!(
+        r#"
+Switchyard is running.
+  OpenAI-compatible HTTP   http://{http}/v1
+  Data-plane gRPC          {grpc}   (switchyard.v1.InferenceService)
+  Control-plane gRPC       {cp}   (registry, snapshots, traces)
+
+Try it:
+  curl -s http://{http}/v1/chat/completions -H 'content-type: application/json' \
+    -d '{{"model":"auto","messages":[{{"role":"user","content":"Hello!"}}]}}'
+
+  grpcurl -plaintext {cp} list
+  grpcurl -plaintext -d '{{"page_size":5}}' {cp} switchyard.v1.TraceService/ListTraces
+  grpcurl -plaintext -d '{{"trace_id":"<trace id from the response>"}}' {cp} switchyard.v1.TraceService/GetTrace
+
+Press Ctrl-C to stop.
+"#
+    );
+}

@@ -1,0 +1,99 @@
+//! Data-plane configuration: flags with `SWITCHYARD_*` environment fallbacks,
+//! validated into [`DataPlaneConfig`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataPlaneArgs {
+    /// OpenAI-compatible HTTP listen address.
+    #[arg(long, env = "SWITCHYARD_DP_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+    /// InferenceService gRPC listen address.
+    #[arg(long, env = "SWITCHYARD_DP_GRPC_LISTEN", default_value = "0.0.0.0:50061")]
+    pub grpc_listen: SocketAddr,
+    /// Control-plane gRPC URL.
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
+    pub control_plane: String,
+    /// This node's identity in traces and cluster status.
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Region this node runs in.
+    #[arg(long, env = "SWITCHYARD_REGION", default_value = "")]
+    pub region: String,
+    /// Most provider attempts per request, across the fallback chain.
+    #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: usize,
+    /// Time an attempt may take to start answering, and the longest silence mid-stream.
+    #[arg(long, env = "SWITCHYARD_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub attempt_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Most traces kept while waiting for the control plane's ack.
+    #[arg(long, env = "SWITCHYARD_TRACE_SPOOL", default_value_t = 100_000)]
+    pub trace_spool: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    pub http_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub control_plane: String,
+    pub node_id: String,
+    pub region: String,
+    pub max_attempts: usize,
+    pub attempt_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub trace_spool: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--control-plane {0:?}: must be an http:// or https:// URL")]
+    ControlPlane(String),
+    #[error("--max-attempts: must be between 1 and 10")]
+    MaxAttempts,
+    #[error("--attempt-timeout: must be between 100ms and 10m")]
+    AttemptTimeout,
+    #[error("--max-body-bytes: must be between 1 KiB and 64 MiB")]
+    MaxBodyBytes,
+    #[error("--trace-spool: must be at least 1000")]
+    TraceSpool,
+}
+
+impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: DataPlaneArgs) -> Result<Self, Self::Error> {
+        if !(args.control_plane.starts_with("http://") || args.control_plane.starts_with("https://")) {
+            return Err(ConfigError::ControlPlane(args.control_plane));
+        }
+        if !(1..=10).contains(&args.max_attempts) {
+            return Err(ConfigError::MaxAttempts);
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&args.attempt_timeout) {
+            return Err(ConfigError::AttemptTimeout);
+        }
+        if !(1024..=64 << 20).contains(&args.max_body_bytes) {
+            return Err(ConfigError::MaxBodyBytes);
+        }
+        if args.trace_spool < 1000 {
+            return Err(ConfigError::TraceSpool);
+        }
+        Ok(Self {
+            http_listen: args.http_listen,
+            grpc_listen: args.grpc_listen,
+            control_plane: args.control_plane,
+            node_id: args.node_id.unwrap_or_else(|| {
+                let short = uuid::Uuid::new_v4().simple().to_string();
+                format!("dp-{}", &short[..8])
+            }),
+            region: args.region,
+            max_attempts: args.max_attempts,
+            attempt_timeout: args.attempt_timeout,
+            max_body_bytes: args.max_body_bytes,
+            trace_spool: args.trace_spool,
+        })
+    }
+}

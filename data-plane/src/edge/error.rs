@@ -1,0 +1,169 @@
+//! `ApiError`: everything a client can be told went wrong, with its HTTP status,
+//! OpenAI's error body, its gRPC status and a low-cardinality kind for metrics.
+//! Messages never carry keys or provider URLs.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::engine::{Failure, FailureKind};
+use crate::providers::ErrorClass;
+use crate::scoring::RouteError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<String> },
+    #[error("{0}")]
+    ModelNotFound(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("no routing snapshot yet: the data plane has not heard from the control plane")]
+    NotReady,
+    #[error("{0}")]
+    NoEligibleTarget(String),
+    #[error("{message}")]
+    Upstream { class: ErrorClass, message: String },
+    #[error("unknown route {0}")]
+    UnknownRoute(String),
+}
+
+impl ApiError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let param = param.into();
+        let message = message.into();
+        Self::InvalidRequest {
+            message: if param.is_empty() { message } else { format!("{param}: {message}") },
+            param: (!param.is_empty()).then_some(param),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotReady | Self::NoEligibleTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { class, .. } => match class {
+                ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                ErrorClass::Content => StatusCode::BAD_REQUEST,
+                ErrorClass::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// Low-cardinality name for metrics and the error body's `code`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::NotReady => "not_ready",
+            Self::NoEligibleTarget(_) => "no_eligible_target",
+            Self::UnknownRoute(_) => "unknown_route",
+            Self::Upstream { class, .. } => match class {
+                ErrorClass::Transient => "upstream_transient",
+                ErrorClass::RateLimited => "upstream_rate_limited",
+                ErrorClass::Timeout => "upstream_timeout",
+                ErrorClass::Auth => "upstream_auth",
+                ErrorClass::Content => "upstream_rejected_request",
+                ErrorClass::ProviderDown => "upstream_unreachable",
+                ErrorClass::Protocol => "upstream_protocol",
+                ErrorClass::Cancelled => "cancelled",
+                ErrorClass::Configuration => "upstream_unconfigured",
+            },
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::PayloadTooLarge(_) | Self::UnknownRoute(_) => {
+                "invalid_request_error"
+            }
+            Self::Upstream { class: ErrorClass::RateLimited, .. } => "rate_limit_error",
+            Self::Upstream { class: ErrorClass::Content, .. } => "invalid_request_error",
+            _ => "server_error",
+        }
+    }
+
+    /// OpenAI's error body.
+    pub fn body(&self) -> serde_json::Value {
+        let param = match self {
+            Self::InvalidRequest { param, .. } => param.clone(),
+            Self::ModelNotFound(_) => Some("model".to_owned()),
+            _ => None,
+        };
+        json!({ "error": { "message": self.to_string(), "type": self.error_type(), "param": param, "code": self.kind() } })
+    }
+
+    pub fn to_status(&self) -> tonic::Status {
+        let message = self.to_string();
+        match self {
+            Self::InvalidRequest { .. } | Self::PayloadTooLarge(_) => tonic::Status::invalid_argument(message),
+            Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
+            Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
+            Self::Upstream { class, .. } => match class {
+                ErrorClass::RateLimited => tonic::Status::resource_exhausted(message),
+                ErrorClass::Timeout => tonic::Status::deadline_exceeded(message),
+                ErrorClass::Content => tonic::Status::invalid_argument(message),
+                ErrorClass::Cancelled => tonic::Status::cancelled(message),
+                _ => tonic::Status::unavailable(message),
+            },
+        }
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::UnknownModel(_) => Self::ModelNotFound(e.to_string()),
+            RouteError::UnknownStrategy(_) => Self::invalid("strategy", e.to_string()),
+        }
+    }
+}
+
+impl From<&Failure> for ApiError {
+    fn from(f: &Failure) -> Self {
+        match f.kind {
+            FailureKind::NoEligibleTarget => Self::NoEligibleTarget(f.message.clone()),
+            FailureKind::Upstream(class) => Self::Upstream {
+                class,
+                message: f.message.clone(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_have_openai_shape_and_name_the_field() {
+        let e = ApiError::invalid("messages[0].role", "unknown variant `robot`");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let body = e.body();
+        assert_eq!(body["error"]["param"], "messages[0].role");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "invalid_request");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("messages[0].role: "));
+    }
+
+    #[test]
+    fn upstream_classes_map_to_statuses() {
+        let e = |class| ApiError::Upstream { class, message: String::new() };
+        assert_eq!(e(ErrorClass::RateLimited).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e(ErrorClass::Timeout).status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(e(ErrorClass::Transient).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(e(ErrorClass::Content).to_status().code(), tonic::Code::InvalidArgument);
+    }
+}

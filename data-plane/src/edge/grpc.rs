@@ -1,0 +1,212 @@
+//! `InferenceService`: `Complete`, `StreamComplete` and `Route` over gRPC, with
+//! the same validation, routing and traces as the HTTP edge.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value, json};
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::inference_service_server::InferenceService;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, AppState};
+use crate::engine::{EngineEvent, ResponseMeta};
+use crate::request::{ChatRequest, Received, estimate_tokens};
+
+const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
+
+pub struct InferenceApi {
+    state: AppState,
+}
+
+impl InferenceApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest, ApiError> {
+    let received = Received::now();
+    if req.model.is_empty() {
+        return Err(ApiError::invalid("model", "required"));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages", "must contain at least one message"));
+    }
+    let mut prompt_text = String::new();
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::invalid(format!("messages[{i}].role"), format!("must be one of {}", ROLES.join(", "))));
+        }
+        prompt_text.push_str(&m.content);
+        prompt_text.push('\n');
+        let mut message = json!({ "role": m.role, "content": m.content });
+        if !m.name.is_empty() {
+            message["name"] = Value::String(m.name.clone());
+        }
+        messages.push(message);
+    }
+    let max_tokens = (req.max_tokens > 0).then_some(req.max_tokens);
+    super::check_sampling(max_tokens, req.temperature, req.top_p)?;
+
+    let mut body = Map::new();
+    body.insert("messages".into(), Value::Array(messages));
+    if let Some(n) = max_tokens {
+        body.insert("max_tokens".into(), n.into());
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), t.into());
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), p.into());
+    }
+    Ok(ChatRequest {
+        received,
+        request_id: super::request_id(Some(req.request_id))?,
+        trace_id: uuid::Uuid::now_v7().to_string(),
+        workspace: super::workspace(Some(req.workspace))?,
+        model: req.model,
+        strategy: (!req.strategy.is_empty()).then_some(req.strategy),
+        stream,
+        max_tokens,
+        estimated_input_tokens: estimate_tokens(&prompt_text),
+        body,
+    })
+}
+
+fn wire_meta(meta: &ResponseMeta) -> pb::ResponseMeta {
+    pb::ResponseMeta {
+        request_id: meta.request_id.clone(),
+        trace_id: meta.trace_id.clone(),
+        target_id: meta.target_id.clone(),
+        latency_ms: meta.latency_ms,
+        ttft_ms: meta.ttft_ms,
+        cost_usd: meta.cost_usd,
+        attempts: meta.attempts,
+        snapshot_version: meta.snapshot_version,
+    }
+}
+
+fn wire_usage(meta: &ResponseMeta) -> pb::Usage {
+    pb::Usage {
+        input_tokens: meta.usage.input_tokens,
+        output_tokens: meta.usage.output_tokens,
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CompleteChunk, Status>> + Send>>;
+
+fn chunk_for(event: EngineEvent) -> (Result<pb::CompleteChunk, Status>, bool) {
+    use pb::complete_chunk::Kind;
+    match event {
+        EngineEvent::Delta(text) => (Ok(pb::CompleteChunk { kind: Some(Kind::Delta(text)) }), false),
+        EngineEvent::Done { finish_reason, meta, .. } => {
+            let end = pb::StreamEnd {
+                finish_reason,
+                usage: Some(wire_usage(&meta)),
+                meta: Some(wire_meta(&meta)),
+            };
+            (Ok(pb::CompleteChunk { kind: Some(Kind::End(end)) }), true)
+        }
+        EngineEvent::Failed(failure) => (Err(ApiError::from(&failure).to_status()), true),
+    }
+}
+
+#[tonic::async_trait]
+impl InferenceService for InferenceApi {
+    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteResponse>, Status> {
+        let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
+        let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
+        let mut events = self.state.engine.execute(snapshot, request, plan);
+        loop {
+            match events.recv().await {
+                Some(EngineEvent::Delta(_)) => continue,
+                Some(EngineEvent::Done { content, finish_reason, meta }) => {
+                    return Ok(Response::new(pb::CompleteResponse {
+                        content,
+                        finish_reason,
+                        usage: Some(wire_usage(&meta)),
+                        meta: Some(wire_meta(&meta)),
+                    }));
+                }
+                Some(EngineEvent::Failed(failure)) => return Err(ApiError::from(&failure).to_status()),
+                None => return Err(Status::internal("request ended without an answer")),
+            }
+        }
+    }
+
+    type StreamCompleteStream = ChunkStream;
+
+    async fn stream_complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<ChunkStream>, Status> {
+        let request = to_chat_request(req.into_inner(), true).map_err(|e| e.to_status())?;
+        let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
+        let mut events = self.state.engine.execute(snapshot, request, plan);
+        // A failure before the first token is the call's status, not a stream item.
+        let first = match events.recv().await {
+            Some(EngineEvent::Failed(failure)) if !failure.partial => return Err(ApiError::from(&failure).to_status()),
+            Some(event) => event,
+            None => return Err(Status::internal("request ended without an answer")),
+        };
+        let (first, over) = chunk_for(first);
+        let tail = futures::stream::unfold((events, over), |(mut events, over): (mpsc::Receiver<EngineEvent>, bool)| async move {
+            if over {
+                return None;
+            }
+            let (item, over) = chunk_for(events.recv().await?);
+            Some((item, (events, over)))
+        });
+        let stream = futures::stream::once(async move { first }).chain(tail);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn route(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::RouteResponse>, Status> {
+        let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
+        let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
+        let (candidates, ineligible) = crate::explain::wire_candidates(&plan, &snapshot);
+        Ok(Response::new(pb::RouteResponse {
+            strategy: plan.strategy,
+            snapshot_version: snapshot.version(),
+            estimated_input_tokens: plan.estimated_input_tokens,
+            estimated_output_tokens: plan.estimated_output_tokens,
+            candidates,
+            ineligible,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: &str) -> pb::ChatMessage {
+        pb::ChatMessage {
+            role: role.into(),
+            content: "hi".into(),
+            name: String::new(),
+        }
+    }
+
+    #[test]
+    fn invalid_requests_name_the_field() {
+        let field = |req: pb::CompleteRequest| match to_chat_request(req, false).unwrap_err() {
+            ApiError::InvalidRequest { param, .. } => param,
+            other => panic!("unexpected {other:?}"),
+        };
+        let ok = pb::CompleteRequest {
+            model: "auto".into(),
+            messages: vec![message("user")],
+            ..Default::default()
+        };
+        assert!(to_chat_request(ok.clone(), false).is_ok());
+        assert_eq!(field(pb::CompleteRequest { model: String::new(), ..ok.clone() }).as_deref(), Some("model"));
+        assert_eq!(field(pb::CompleteRequest { messages: vec![], ..ok.clone() }).as_deref(), Some("messages"));
+        assert_eq!(
+            field(pb::CompleteRequest { messages: vec![message("user"), message("robot")], ..ok.clone() }).as_deref(),
+            Some("messages[1].role")
+        );
+        assert_eq!(field(pb::CompleteRequest { temperature: Some(9.0), ..ok.clone() }).as_deref(), Some("temperature"));
+        assert_eq!(field(pb::CompleteRequest { workspace: "no spaces".into(), ..ok }).as_deref(), Some("workspace"));
+    }
+}

@@ -1,0 +1,276 @@
+//! OpenAI-compatible HTTP: `POST /v1/chat/completions` (JSON, and SSE with
+//! `stream: true` ending in `data: [DONE]`), `GET /v1/models`, health, readiness
+//! and metrics. Any OpenAI SDK works against it unchanged.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::openai::{self, Hints};
+use super::{ApiError, AppState};
+use crate::engine::{EngineEvent, ResponseMeta};
+use crate::request::Received;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACE_ID: HeaderName = HeaderName::from_static("x-switchyard-trace-id");
+const TARGET: HeaderName = HeaderName::from_static("x-switchyard-target");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|uri: Uri| async move { ApiError::UnknownRoute(uri.path().to_owned()) })
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::invalid(name, "header must be ASCII")))
+        .transpose()
+}
+
+fn unix_seconds(received: &Received) -> i64 {
+    received.unix_ms / 1000
+}
+
+/// Headers that tie a response to its trace.
+fn with_ids(mut response: Response, request_id: &str, trace_id: &str) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(trace_id) {
+        headers.insert(TRACE_ID, v);
+    }
+    response
+}
+
+async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match handle_chat(state, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle_chat(state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let received = Received::now();
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(state.max_body_bytes)
+        } else {
+            ApiError::invalid("", rejection.body_text())
+        }
+    })?;
+    let hints = Hints {
+        strategy: header(&headers, "x-switchyard-strategy")?,
+        workspace: header(&headers, "x-switchyard-workspace")?,
+        request_id: header(&headers, "x-request-id")?,
+    };
+    let request = openai::parse(&body, hints, received)?;
+    let (request_id, trace_id) = (request.request_id.clone(), request.trace_id.clone());
+    let (snapshot, plan) = match state.route(&request) {
+        Ok(routed) => routed,
+        Err(e) => return Ok(with_ids(e.into_response(), &request_id, &trace_id)),
+    };
+    let include_usage = request.body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
+    let chunk = ChunkShape {
+        id: format!("chatcmpl-{trace_id}"),
+        created: unix_seconds(&received),
+        model: request.model.clone(),
+        include_usage,
+    };
+    let stream = request.stream;
+    let events = state.engine.execute(snapshot, request, plan);
+    let response = if stream {
+        stream_response(events, chunk).await.map(IntoResponse::into_response)
+    } else {
+        json_response(events, &chunk).await
+    };
+    let response = response.unwrap_or_else(IntoResponse::into_response);
+    Ok(with_ids(response, &request_id, &trace_id))
+}
+
+fn meta_json(meta: &ResponseMeta) -> Value {
+    json!({
+        "request_id": meta.request_id,
+        "trace_id": meta.trace_id,
+        "target": meta.target_id,
+        "attempts": meta.attempts,
+        "latency_ms": meta.latency_ms,
+        "ttft_ms": meta.ttft_ms,
+        "cost_usd": meta.cost_usd,
+        "snapshot_version": meta.snapshot_version,
+    })
+}
+
+fn usage_json(meta: &ResponseMeta) -> Value {
+    json!({
+        "prompt_tokens": meta.usage.input_tokens,
+        "completion_tokens": meta.usage.output_tokens,
+        "total_tokens": meta.usage.input_tokens + meta.usage.output_tokens,
+    })
+}
+
+async fn json_response(mut events: mpsc::Receiver<EngineEvent>, chunk: &ChunkShape) -> Result<Response, ApiError> {
+    loop {
+        match events.recv().await {
+            Some(EngineEvent::Delta(_)) => continue,
+            Some(EngineEvent::Done { content, finish_reason, meta }) => {
+                let body = json!({
+                    "id": chunk.id,
+                    "object": "chat.completion",
+                    "created": chunk.created,
+                    "model": meta.model,
+                    "choices": [{
+                        "index": 0,
+                        "message": { "role": "assistant", "content": content, "refusal": null },
+                        "logprobs": null,
+                        "finish_reason": finish_reason,
+                    }],
+                    "usage": usage_json(&meta),
+                    "system_fingerprint": null,
+                    "switchyard": meta_json(&meta),
+                });
+                let mut response = Json(body).into_response();
+                if let Ok(v) = HeaderValue::from_str(&meta.target_id) {
+                    response.headers_mut().insert(TARGET, v);
+                }
+                response.headers_mut().insert(ATTEMPTS, HeaderValue::from(meta.attempts));
+                return Ok(response);
+            }
+            Some(EngineEvent::Failed(failure)) => return Err(ApiError::from(&failure)),
+            None => return Err(ApiError::NotReady),
+        }
+    }
+}
+
+/// What every chunk of one streamed response shares.
+struct ChunkShape {
+    id: String,
+    created: i64,
+    model: String,
+    include_usage: bool,
+}
+
+impl ChunkShape {
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Event {
+        let body = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }],
+        });
+        Event::default().data(body.to_string())
+    }
+
+    /// The events one engine event becomes; the bool says whether the stream is over.
+    fn events_for(&self, event: EngineEvent) -> (Vec<Event>, bool) {
+        match event {
+            EngineEvent::Delta(text) => (vec![self.chunk(json!({ "content": text }), None)], false),
+            EngineEvent::Done { finish_reason, meta, .. } => {
+                let mut last = json!({
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "system_fingerprint": null,
+                    "choices": [{ "index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason }],
+                    "switchyard": meta_json(&meta),
+                });
+                let mut out = Vec::with_capacity(3);
+                if self.include_usage {
+                    out.push(Event::default().data(last.to_string()));
+                    last = json!({
+                        "id": self.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": usage_json(&meta),
+                    });
+                }
+                out.push(Event::default().data(last.to_string()));
+                out.push(Event::default().data("[DONE]"));
+                (out, true)
+            }
+            // Never a clean end that hides the failure: an explicit error event, no [DONE].
+            EngineEvent::Failed(failure) => (vec![Event::default().data(ApiError::from(&failure).body().to_string())], true),
+        }
+    }
+}
+
+/// Waits for the first event, so a request that fails before its first token
+/// gets a proper HTTP error status instead of a stream.
+async fn stream_response(
+    mut events: mpsc::Receiver<EngineEvent>,
+    shape: ChunkShape,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let first = match events.recv().await {
+        Some(EngineEvent::Failed(failure)) if !failure.partial => return Err(ApiError::from(&failure)),
+        Some(event) => event,
+        None => return Err(ApiError::NotReady),
+    };
+    let role = shape.chunk(json!({ "role": "assistant", "content": "" }), None);
+    let (first_events, over) = shape.events_for(first);
+    let head = futures::stream::iter(std::iter::once(role).chain(first_events));
+    // The receiver moves into the body: when the client leaves, axum drops the
+    // body, the receiver closes, and the engine cancels the upstream call.
+    let tail = futures::stream::unfold((events, shape, over), |(mut events, shape, over)| async move {
+        if over {
+            return None;
+        }
+        let (out, over) = shape.events_for(events.recv().await?);
+        Some((out, (events, shape, over)))
+    })
+    .flat_map(futures::stream::iter);
+    Ok(Sse::new(head.chain(tail).map(Ok)))
+}
+
+async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.snapshot.load_full().ok_or(ApiError::NotReady)?;
+    let created = snapshot.routing.created_at_ms / 1000;
+    let mut names = BTreeSet::from([switchyard_domain::AUTO_MODEL.to_owned()]);
+    for target in &snapshot.routing.targets {
+        names.insert(target.spec.name.clone());
+        names.insert(target.id.clone());
+        names.extend(target.spec.aliases.iter().cloned());
+    }
+    let data: Vec<Value> = names
+        .into_iter()
+        .map(|id| json!({ "id": id, "object": "model", "created": created, "owned_by": "switchyard" }))
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.snapshot.load().as_ref() {
+        Some(snapshot) => (StatusCode::OK, format!("ready: snapshot {}", snapshot.version())).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no snapshot yet").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match switchyard_telemetry::encode_metrics(&state.metrics.registry) {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, switchyard_telemetry::METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

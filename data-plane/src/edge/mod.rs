@@ -1,0 +1,69 @@
+//! The data plane's two faces: OpenAI-compatible HTTP and the `InferenceService`
+//! gRPC API. Both validate into one [`ChatRequest`] and share routing.
+
+mod error;
+pub mod grpc;
+pub mod http;
+mod openai;
+
+use std::sync::Arc;
+
+pub use error::ApiError;
+
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
+use crate::scoring::{self, RoutePlan};
+use crate::snapshot::{LiveSnapshot, SnapshotCell};
+
+/// What both edges share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshot: SnapshotCell,
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Loads the snapshot once, so the whole request sees one version, and plans the route.
+    pub fn route(&self, request: &ChatRequest) -> Result<(Arc<LiveSnapshot>, RoutePlan), ApiError> {
+        let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;
+        let plan = scoring::plan(&snapshot, request)?;
+        Ok((snapshot, plan))
+    }
+}
+
+fn check_sampling(max_tokens: Option<u32>, temperature: Option<f64>, top_p: Option<f64>) -> Result<(), ApiError> {
+    if max_tokens == Some(0) {
+        return Err(ApiError::invalid("max_tokens", "must be at least 1"));
+    }
+    if let Some(t) = temperature {
+        if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
+            return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
+        }
+    }
+    if let Some(p) = top_p {
+        if !(p.is_finite() && p > 0.0 && p <= 1.0) {
+            return Err(ApiError::invalid("top_p", "must be greater than 0 and at most 1"));
+        }
+    }
+    Ok(())
+}
+
+/// A printable, bounded id, generated when the client sends none.
+fn request_id(given: Option<String>) -> Result<String, ApiError> {
+    match given.filter(|id| !id.is_empty()) {
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+        Some(id) if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) => Ok(id),
+        Some(_) => Err(ApiError::invalid("request_id", "must be at most 128 printable ASCII characters")),
+    }
+}
+
+fn workspace(given: Option<String>) -> Result<String, ApiError> {
+    match given.filter(|w| !w.is_empty()) {
+        None => Ok(DEFAULT_WORKSPACE.to_owned()),
+        Some(w) if w.len() <= 63 && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => Ok(w),
+        Some(_) => Err(ApiError::invalid("workspace", "must be at most 63 characters of letters, digits, '-' or '_'")),
+    }
+}

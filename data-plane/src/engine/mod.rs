@@ -1,0 +1,321 @@
+//! The execution engine: walks the ranked candidates, calls each provider until
+//! one answers, streams the answer to the client, and reports the trace of every
+//! request, whatever happens, including a client that goes away.
+//!
+//! Each request runs in its own task that talks to the edge over a channel; a
+//! closed channel means the client left, and the task cancels the upstream call.
+
+mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use switchyard_proto::v1 as pb;
+use tokio::sync::mpsc;
+
+use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels};
+use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
+use crate::reporter::TraceReporter;
+use crate::request::{ChatRequest, estimate_tokens};
+use crate::scoring::RoutePlan;
+use crate::snapshot::LiveSnapshot;
+use trace::TraceBuilder;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most attempts one request may make, across all targets.
+    pub max_attempts: usize,
+    /// Time an attempt may take to start answering, and the longest silence mid-stream.
+    pub attempt_timeout: Duration,
+    pub node_id: String,
+}
+
+/// Routing facts every response carries.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseMeta {
+    pub request_id: String,
+    pub trace_id: String,
+    pub target_id: String,
+    pub model: String,
+    pub latency_ms: u64,
+    pub ttft_ms: u64,
+    pub cost_usd: f64,
+    pub attempts: u32,
+    pub snapshot_version: u64,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// Every target that serves the model was filtered out.
+    NoEligibleTarget,
+    /// The last attempt failed with this class.
+    Upstream(ErrorClass),
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    /// The stream had already sent tokens to the client.
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// A piece of output (streaming requests only).
+    Delta(String),
+    /// Success. `content` is the whole answer for non-streaming requests, empty for streams.
+    Done {
+        content: String,
+        finish_reason: String,
+        meta: ResponseMeta,
+    },
+    Failed(Failure),
+}
+
+pub struct Engine {
+    client: reqwest::Client,
+    reporter: TraceReporter,
+    metrics: Arc<Metrics>,
+    config: EngineConfig,
+}
+
+enum AttemptResult {
+    Done { content: String, finish_reason: String, usage: Usage },
+    /// Failed before anything reached the client: the next candidate may try.
+    Failed(ProviderError),
+    /// Failed after tokens reached the client.
+    Partial(ProviderError),
+    Cancelled,
+}
+
+impl Engine {
+    pub fn new(client: reqwest::Client, reporter: TraceReporter, metrics: Arc<Metrics>, config: EngineConfig) -> Self {
+        Self {
+            client,
+            reporter,
+            metrics,
+            config,
+        }
+    }
+
+    /// Starts executing; events arrive on the returned channel. Dropping the
+    /// receiver cancels the request.
+    pub fn execute(self: &Arc<Self>, snapshot: Arc<LiveSnapshot>, request: ChatRequest, plan: RoutePlan) -> mpsc::Receiver<EngineEvent> {
+        let (tx, rx) = mpsc::channel(64);
+        let engine = self.clone();
+        tokio::spawn(async move { engine.run(snapshot, request, plan, tx).await });
+        rx
+    }
+
+    async fn run(&self, snapshot: Arc<LiveSnapshot>, request: ChatRequest, plan: RoutePlan, tx: mpsc::Sender<EngineEvent>) {
+        let mut trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
+        let mut meta = ResponseMeta {
+            request_id: request.request_id.clone(),
+            trace_id: trace.trace_id().to_owned(),
+            snapshot_version: snapshot.version(),
+            ..ResponseMeta::default()
+        };
+
+        if plan.candidates.is_empty() {
+            let reasons: Vec<String> = plan.ineligible.iter().map(|(id, why)| format!("{id}: {why}")).collect();
+            let message = format!("no eligible target for model {:?} ({})", request.model, reasons.join("; "));
+            let record = trace.finish(pb::Outcome::Failed, Some((None, &message)));
+            self.finish(record, &mut meta);
+            let failure = Failure {
+                kind: FailureKind::NoEligibleTarget,
+                message,
+                partial: false,
+            };
+            let _ = tx.send(EngineEvent::Failed(failure)).await;
+            return;
+        }
+
+        let mut last_error = None;
+        for candidate in plan.candidates.iter().take(self.config.max_attempts) {
+            let target = &snapshot.routing.targets[candidate.target];
+            let Some(endpoint) = snapshot.endpoints.get(&target.spec.provider) else { continue };
+            trace.start_attempt(target);
+            let result = if request.stream {
+                self.stream_attempt(endpoint, &request, &target.spec.name, &mut trace, &tx).await
+            } else {
+                self.complete_attempt(endpoint, &request, &target.spec.name, &tx).await
+            };
+            meta.attempts = trace.attempts();
+            match result {
+                AttemptResult::Done { content, finish_reason, usage } => {
+                    self.count_attempt(&target.id, "ok");
+                    let usage = fill_usage(usage, &request, &content);
+                    meta.cost_usd = trace.attempt_succeeded(target, usage);
+                    meta.usage = usage;
+                    meta.target_id.clone_from(&target.id);
+                    meta.model.clone_from(&target.spec.name);
+                    if !request.stream {
+                        trace.first_token();
+                    }
+                    let record = trace.finish(pb::Outcome::Success, None);
+                    self.finish(record, &mut meta);
+                    let _ = tx.send(EngineEvent::Done { content, finish_reason, meta }).await;
+                    return;
+                }
+                AttemptResult::Failed(error) => {
+                    self.count_attempt(&target.id, error.class.as_str());
+                    tracing::info!(request_id = %request.request_id, target = %target.id, class = error.class.as_str(), error = %error.message, "attempt failed");
+                    trace.attempt_failed(&error);
+                    let next = error.class.try_next_target();
+                    last_error = Some(error);
+                    if !next {
+                        break;
+                    }
+                }
+                AttemptResult::Partial(error) => {
+                    self.count_attempt(&target.id, error.class.as_str());
+                    trace.attempt_failed(&error);
+                    trace.partial_from(target);
+                    meta.target_id.clone_from(&target.id);
+                    let message = format!("stream from {} failed mid-response: {}", target.id, error.message);
+                    let record = trace.finish(pb::Outcome::Partial, Some((Some(error.class), &message)));
+                    self.finish(record, &mut meta);
+                    let failure = Failure {
+                        kind: FailureKind::Upstream(error.class),
+                        message,
+                        partial: true,
+                    };
+                    let _ = tx.send(EngineEvent::Failed(failure)).await;
+                    return;
+                }
+                AttemptResult::Cancelled => {
+                    self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
+                    trace.attempt_failed(&ProviderError::new(ErrorClass::Cancelled, "client went away"));
+                    let record = trace.finish(pb::Outcome::Cancelled, Some((Some(ErrorClass::Cancelled), "client went away")));
+                    self.finish(record, &mut meta);
+                    return;
+                }
+            }
+        }
+
+        let error = last_error.unwrap_or_else(|| ProviderError::new(ErrorClass::Configuration, "no target could be called"));
+        let message = format!("all {} attempt(s) failed; last: {}", trace.attempts(), error.message);
+        let record = trace.finish(pb::Outcome::Failed, Some((Some(error.class), &message)));
+        self.finish(record, &mut meta);
+        let failure = Failure {
+            kind: FailureKind::Upstream(error.class),
+            message,
+            partial: false,
+        };
+        let _ = tx.send(EngineEvent::Failed(failure)).await;
+    }
+
+    async fn complete_attempt(
+        &self,
+        endpoint: &crate::providers::Endpoint,
+        request: &ChatRequest,
+        model: &str,
+        tx: &mpsc::Sender<EngineEvent>,
+    ) -> AttemptResult {
+        tokio::select! {
+            () = tx.closed() => AttemptResult::Cancelled,
+            result = endpoint.complete(&self.client, request, model, self.config.attempt_timeout) => match result {
+                Ok(c) => AttemptResult::Done {
+                    content: c.content,
+                    finish_reason: c.finish_reason,
+                    usage: c.usage.unwrap_or_default(),
+                },
+                Err(e) => AttemptResult::Failed(e),
+            },
+        }
+    }
+
+    async fn stream_attempt(
+        &self,
+        endpoint: &crate::providers::Endpoint,
+        request: &ChatRequest,
+        model: &str,
+        trace: &mut TraceBuilder,
+        tx: &mpsc::Sender<EngineEvent>,
+    ) -> AttemptResult {
+        let opened = tokio::select! {
+            () = tx.closed() => return AttemptResult::Cancelled,
+            opened = endpoint.stream(&self.client, request, model, self.config.attempt_timeout) => opened,
+        };
+        let mut events = match opened {
+            Ok(events) => events,
+            Err(e) => return AttemptResult::Failed(e),
+        };
+        let mut sent_any = false;
+        let mut text = String::new();
+        loop {
+            let next = tokio::select! {
+                () = tx.closed() => return AttemptResult::Cancelled,
+                next = events.next() => next,
+            };
+            let error = match next {
+                Some(Ok(StreamEvent::Delta(delta))) => {
+                    if !sent_any {
+                        trace.first_token();
+                        sent_any = true;
+                    }
+                    text.push_str(&delta);
+                    if tx.send(EngineEvent::Delta(delta)).await.is_err() {
+                        return AttemptResult::Cancelled;
+                    }
+                    continue;
+                }
+                Some(Ok(StreamEvent::Finish { finish_reason, usage })) => {
+                    let usage = usage.unwrap_or_default();
+                    let usage = fill_usage(usage, request, &text);
+                    return AttemptResult::Done {
+                        content: String::new(),
+                        finish_reason,
+                        usage,
+                    };
+                }
+                Some(Err(e)) => e,
+                None => ProviderError::new(ErrorClass::Protocol, "provider stream ended without finishing"),
+            };
+            return if sent_any {
+                AttemptResult::Partial(error)
+            } else {
+                AttemptResult::Failed(error)
+            };
+        }
+    }
+
+    fn count_attempt(&self, target: &str, result: &'static str) {
+        self.metrics
+            .attempts
+            .get_or_create(&AttemptLabels {
+                target: target.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Records the outcome in metrics and hands the trace to the reporter.
+    fn finish(&self, record: pb::Trace, meta: &mut ResponseMeta) {
+        meta.latency_ms = record.latency_ms;
+        meta.ttft_ms = record.ttft_ms;
+        let outcome = match pb::Outcome::try_from(record.outcome) {
+            Ok(pb::Outcome::Success) => "success",
+            Ok(pb::Outcome::Partial) => "partial",
+            Ok(pb::Outcome::Cancelled) => "cancelled",
+            _ => "failed",
+        };
+        self.metrics.requests.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.metrics.request_duration.observe(record.latency_ms as f64 / 1000.0);
+        if record.ttft_ms > 0 {
+            self.metrics.time_to_first_token.observe(record.ttft_ms as f64 / 1000.0);
+        }
+        self.reporter.submit(record);
+    }
+}
+
+/// Providers that report no usage are billed on estimates.
+fn fill_usage(usage: Usage, request: &ChatRequest, output: &str) -> Usage {
+    Usage {
+        input_tokens: if usage.input_tokens > 0 { usage.input_tokens } else { request.estimated_input_tokens },
+        output_tokens: if usage.output_tokens > 0 || output.is_empty() { usage.output_tokens } else { estimate_tokens(output) },
+    }
+}

@@ -1,0 +1,130 @@
+//! Builds the execution trace of one request as it runs.
+
+use std::time::Instant;
+
+use switchyard_domain::{Target, timestamp_from_millis};
+use switchyard_proto::v1 as pb;
+
+use crate::providers::{ErrorClass, ProviderError, Usage};
+use crate::request::ChatRequest;
+use crate::scoring::{RoutePlan, cost_usd};
+use crate::snapshot::LiveSnapshot;
+
+pub struct TraceBuilder {
+    trace: pb::Trace,
+    received: crate::request::Received,
+    attempt_started: Option<Instant>,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl TraceBuilder {
+    pub fn new(request: &ChatRequest, plan: &RoutePlan, snapshot: &LiveSnapshot, node_id: &str) -> Self {
+        let (candidates, ineligible) = crate::explain::wire_candidates(plan, snapshot);
+        let now = Instant::now();
+        let trace = pb::Trace {
+            trace_id: request.trace_id.clone(),
+            request_id: request.request_id.clone(),
+            workspace: request.workspace.clone(),
+            requested_model: request.model.clone(),
+            strategy: plan.strategy.clone(),
+            stream: request.stream,
+            candidates,
+            ineligible,
+            received_at: Some(timestamp_from_millis(request.received.unix_ms)),
+            routed_at: Some(timestamp_from_millis(request.received.unix_ms_at(now))),
+            snapshot_version: snapshot.version(),
+            node_id: node_id.to_owned(),
+            ..Default::default()
+        };
+        Self {
+            trace,
+            received: request.received,
+            attempt_started: None,
+        }
+    }
+
+    pub fn trace_id(&self) -> &str {
+        &self.trace.trace_id
+    }
+
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.trace.attempts.len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn start_attempt(&mut self, target: &Target) {
+        let now = Instant::now();
+        self.attempt_started = Some(now);
+        self.trace.attempts.push(pb::Attempt {
+            target_id: target.id.clone(),
+            provider: target.spec.provider.clone(),
+            model: target.spec.name.clone(),
+            started_at: Some(timestamp_from_millis(self.received.unix_ms_at(now))),
+            ..Default::default()
+        });
+    }
+
+    fn finish_attempt(&mut self) -> Option<&mut pb::Attempt> {
+        let started = self.attempt_started.take()?;
+        let attempt = self.trace.attempts.last_mut()?;
+        attempt.duration_ms = millis(started.elapsed());
+        Some(attempt)
+    }
+
+    /// The first token of the response reached the client.
+    pub fn first_token(&mut self) {
+        let now = Instant::now();
+        self.trace.ttft_ms = millis(now.duration_since(self.received.at));
+        self.trace.first_token_at = Some(timestamp_from_millis(self.received.unix_ms_at(now)));
+        if let (Some(started), Some(attempt)) = (self.attempt_started, self.trace.attempts.last_mut()) {
+            attempt.ttft_ms = millis(now.duration_since(started));
+        }
+    }
+
+    pub fn attempt_failed(&mut self, error: &ProviderError) {
+        if let Some(attempt) = self.finish_attempt() {
+            attempt.http_status = u32::from(error.http_status);
+            attempt.error_class = pb::ErrorClass::from(error.class).into();
+            attempt.error_message.clone_from(&error.message);
+        }
+    }
+
+    /// The attempt produced the response; returns its cost in USD.
+    pub fn attempt_succeeded(&mut self, target: &Target, usage: Usage) -> f64 {
+        if let Some(attempt) = self.finish_attempt() {
+            attempt.success = true;
+        }
+        let cost = cost_usd(target, usage.input_tokens, usage.output_tokens);
+        self.trace.final_target.clone_from(&target.id);
+        self.trace.final_provider.clone_from(&target.spec.provider);
+        self.trace.final_model.clone_from(&target.spec.name);
+        self.trace.tokens_in = usage.input_tokens;
+        self.trace.tokens_out = usage.output_tokens;
+        self.trace.cost_usd = cost;
+        cost
+    }
+
+    /// A stream failed after its first token: the target answered, partly.
+    pub fn partial_from(&mut self, target: &Target) {
+        self.trace.final_target.clone_from(&target.id);
+        self.trace.final_provider.clone_from(&target.spec.provider);
+        self.trace.final_model.clone_from(&target.spec.name);
+    }
+
+    /// Closes the trace; returns it with its latency.
+    pub fn finish(mut self, outcome: pb::Outcome, error: Option<(Option<ErrorClass>, &str)>) -> pb::Trace {
+        let now = Instant::now();
+        self.trace.outcome = outcome.into();
+        if let Some((class, message)) = error {
+            if let Some(class) = class {
+                self.trace.error_class = pb::ErrorClass::from(class).into();
+            }
+            message.clone_into(&mut self.trace.error_message);
+        }
+        self.trace.latency_ms = millis(now.duration_since(self.received.at));
+        self.trace.completed_at = Some(timestamp_from_millis(self.received.unix_ms_at(now)));
+        self.trace
+    }
+}

@@ -1,0 +1,82 @@
+//! Prometheus metrics of the data plane. Label values are low-cardinality:
+//! outcomes, error classes, target ids from the registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub target: String,
+    /// "ok" or an error class.
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<OutcomeLabels, Counter>,
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub request_duration: Histogram,
+    pub time_to_first_token: Histogram,
+    pub snapshot_version: Gauge,
+    pub snapshots_rejected: Counter,
+    pub trace_spool_depth: Gauge,
+    pub traces_dropped: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard_dp");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register("requests", "Requests by outcome", requests.clone());
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register("attempts", "Provider attempts by target and result", attempts.clone());
+        let request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        registry.register_with_unit(
+            "request_duration",
+            "Request latency from receipt to completion",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let time_to_first_token = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        registry.register_with_unit(
+            "time_to_first_token",
+            "Time from receipt to the first token sent to the client",
+            Unit::Seconds,
+            time_to_first_token.clone(),
+        );
+        let snapshot_version = Gauge::default();
+        registry.register("snapshot_version", "Version of the snapshot being served", snapshot_version.clone());
+        let snapshots_rejected = Counter::default();
+        registry.register("snapshots_rejected", "Snapshots NACKed as invalid", snapshots_rejected.clone());
+        let trace_spool_depth = Gauge::default();
+        registry.register("trace_spool_depth", "Traces waiting for the control plane's ack", trace_spool_depth.clone());
+        let traces_dropped = Counter::default();
+        registry.register("traces_dropped", "Traces dropped because the spool was full", traces_dropped.clone());
+        Self {
+            registry,
+            requests,
+            attempts,
+            request_duration,
+            time_to_first_token,
+            snapshot_version,
+            snapshots_rejected,
+            trace_spool_depth,
+            traces_dropped,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,248 @@
+//! Provider adapters: each turns a [`ChatRequest`] into a call to one provider and
+//! normalises the answer, so the engine never sees a provider's dialect.
+
+mod openai;
+mod simulated;
+pub mod sse;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use secrecy::SecretString;
+use switchyard_domain::{ProviderKind, ProviderSpec, SecretRef, SimulatedParams};
+use switchyard_proto::v1 as pb;
+
+use crate::request::ChatRequest;
+
+/// Why an attempt failed; decides whether the engine moves on or gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    Transient,
+    RateLimited,
+    Timeout,
+    Auth,
+    Content,
+    ProviderDown,
+    Protocol,
+    Cancelled,
+    Configuration,
+}
+
+impl ErrorClass {
+    /// From an HTTP status of a provider's error response.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            429 => Self::RateLimited,
+            401 | 403 => Self::Auth,
+            408 => Self::Timeout,
+            400 | 404 | 409 | 413 | 415 | 422 => Self::Content,
+            _ => Self::Transient,
+        }
+    }
+
+    /// Whether another target may succeed where this one failed.
+    pub fn try_next_target(self) -> bool {
+        !matches!(self, Self::Content | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::Auth => "auth",
+            Self::Content => "content",
+            Self::ProviderDown => "provider_down",
+            Self::Protocol => "protocol",
+            Self::Cancelled => "cancelled",
+            Self::Configuration => "configuration",
+        }
+    }
+}
+
+impl From<ErrorClass> for pb::ErrorClass {
+    fn from(class: ErrorClass) -> Self {
+        match class {
+            ErrorClass::Transient => Self::Transient,
+            ErrorClass::RateLimited => Self::RateLimited,
+            ErrorClass::Timeout => Self::Timeout,
+            ErrorClass::Auth => Self::Auth,
+            ErrorClass::Content => Self::Content,
+            ErrorClass::ProviderDown => Self::ProviderDown,
+            ErrorClass::Protocol => Self::Protocol,
+            ErrorClass::Cancelled => Self::Cancelled,
+            ErrorClass::Configuration => Self::Configuration,
+        }
+    }
+}
+
+/// A failed call to a provider. The message is safe to show a client: no keys,
+/// no URLs.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{class:?}: {message}")]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    /// HTTP status from the provider; 0 when there was none.
+    pub http_status: u16,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            http_status: 0,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A whole (non-streamed) answer.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub content: String,
+    pub finish_reason: String,
+    pub usage: Option<Usage>,
+}
+
+/// One event of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Delta(String),
+    /// The provider finished cleanly.
+    Finish { finish_reason: String, usage: Option<Usage> },
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// A provider of the snapshot, ready to call on this node: its secret resolved
+/// from the node's own environment or files.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    OpenAi(openai::OpenAiEndpoint),
+    Simulated(simulated::SimulatedEndpoint),
+    /// Known to the registry but not callable here; the reason is shown in routing explanations.
+    Unavailable(String),
+}
+
+impl Endpoint {
+    pub fn prepare(spec: &ProviderSpec) -> Self {
+        let api_key = match spec.secret_ref().map(|r| resolve_secret(&r)).transpose() {
+            Ok(key) => key,
+            Err(reason) => return Self::Unavailable(reason),
+        };
+        match spec.kind {
+            ProviderKind::Openai => Self::OpenAi(openai::OpenAiEndpoint::new(
+                &spec.base_url,
+                api_key,
+                spec.headers.clone().into_iter().collect::<BTreeMap<_, _>>(),
+            )),
+            ProviderKind::Simulated => {
+                let params: SimulatedParams = spec.simulated.clone().unwrap_or(SimulatedParams {
+                    seed: 0,
+                    first_token_latency_ms: 50,
+                    tokens_per_second: 200,
+                    failure_rate: 0.0,
+                    output_tokens: 16,
+                });
+                Self::Simulated(simulated::SimulatedEndpoint::new(params))
+            }
+            ProviderKind::Anthropic | ProviderKind::Ollama => {
+                Self::Unavailable(format!("no {} adapter on this data plane", spec.kind.as_str()))
+            }
+        }
+    }
+
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        match self {
+            Self::Unavailable(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        client: &reqwest::Client,
+        request: &ChatRequest,
+        model: &str,
+        timeout: Duration,
+    ) -> Result<Completion, ProviderError> {
+        match self {
+            Self::OpenAi(e) => e.complete(client, request, model, timeout).await,
+            Self::Simulated(e) => e.complete(request).await,
+            Self::Unavailable(reason) => Err(ProviderError::new(ErrorClass::Configuration, reason.clone())),
+        }
+    }
+
+    /// Resolves once the provider has accepted the request (status checked);
+    /// events follow on the returned stream.
+    pub async fn stream(
+        &self,
+        client: &reqwest::Client,
+        request: &ChatRequest,
+        model: &str,
+        timeout: Duration,
+    ) -> Result<EventStream, ProviderError> {
+        match self {
+            Self::OpenAi(e) => e.stream(client, request, model, timeout).await,
+            Self::Simulated(e) => e.stream(request).await,
+            Self::Unavailable(reason) => Err(ProviderError::new(ErrorClass::Configuration, reason.clone())),
+        }
+    }
+}
+
+fn resolve_secret(reference: &SecretRef) -> Result<SecretString, String> {
+    match reference {
+        SecretRef::Env(name) => std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(SecretString::from)
+            .ok_or_else(|| format!("credentials missing: environment variable {name} is not set")),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|v| SecretString::from(v.trim_end().to_owned()))
+            .map_err(|e| format!("credentials missing: cannot read {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_classify_as_designed() {
+        assert_eq!(ErrorClass::from_status(429), ErrorClass::RateLimited);
+        assert_eq!(ErrorClass::from_status(503), ErrorClass::Transient);
+        assert_eq!(ErrorClass::from_status(500), ErrorClass::Transient);
+        assert_eq!(ErrorClass::from_status(401), ErrorClass::Auth);
+        assert_eq!(ErrorClass::from_status(403), ErrorClass::Auth);
+        assert_eq!(ErrorClass::from_status(400), ErrorClass::Content);
+        assert!(!ErrorClass::Content.try_next_target());
+        assert!(ErrorClass::Auth.try_next_target());
+    }
+
+    #[test]
+    fn missing_env_secret_makes_the_endpoint_unavailable() {
+        let spec = ProviderSpec {
+            name: "p".into(),
+            kind: ProviderKind::Openai,
+            base_url: "http://127.0.0.1:1/v1".into(),
+            api_key_ref: "env:SWITCHYARD_TEST_SURELY_UNSET_KEY".into(),
+            headers: Default::default(),
+            enabled: true,
+            simulated: None,
+        };
+        let reason = Endpoint::prepare(&spec).unavailable_reason().map(str::to_owned);
+        assert_eq!(
+            reason.as_deref(),
+            Some("credentials missing: environment variable SWITCHYARD_TEST_SURELY_UNSET_KEY is not set")
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! OpenAI chat completions, and every server that speaks it (vLLM, Together,
+//! custom endpoints with extra headers). The client's body is forwarded as is,
+//! with only the model swapped, so fields we do not model still reach the provider.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::sse::SseDecoder;
+use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
+use crate::request::ChatRequest;
+
+/// Largest non-streamed response body read from a provider.
+const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Longest provider error message passed on to clients and traces.
+const MAX_ERROR_MESSAGE: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct OpenAiEndpoint {
+    url: String,
+    api_key: Option<SecretString>,
+    headers: HeaderMap,
+}
+
+impl OpenAiEndpoint {
+    pub fn new(base_url: &str, api_key: Option<SecretString>, extra_headers: BTreeMap<String, String>) -> Self {
+        let mut headers = HeaderMap::new();
+        for (name, value) in extra_headers {
+            // Validated by the registry; anything else is skipped rather than sent mangled.
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                headers.insert(name, value);
+            }
+        }
+        Self {
+            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            api_key,
+            headers,
+        }
+    }
+
+    fn request(&self, client: &reqwest::Client, request: &ChatRequest, model: &str, stream: bool) -> reqwest::RequestBuilder {
+        let mut body = request.body.clone();
+        body.insert("model".into(), Value::String(model.to_owned()));
+        body.insert("stream".into(), Value::Bool(stream));
+        if stream {
+            body.insert("stream_options".into(), json!({ "include_usage": true }));
+        } else {
+            body.remove("stream_options");
+        }
+        let mut builder = client.post(&self.url).headers(self.headers.clone()).json(&body);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose_secret());
+        }
+        builder
+    }
+
+    pub async fn complete(
+        &self,
+        client: &reqwest::Client,
+        request: &ChatRequest,
+        model: &str,
+        timeout: Duration,
+    ) -> Result<Completion, ProviderError> {
+        let call = async {
+            let response = self.request(client, request, model, false).send().await.map_err(transport_error)?;
+            let status = response.status();
+            let body = read_limited(response).await?;
+            if !status.is_success() {
+                return Err(status_error(status.as_u16(), &body));
+            }
+            parse_completion(&body)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| ProviderError::new(ErrorClass::Timeout, format!("no response within {}s", timeout.as_secs())))?
+    }
+
+    pub async fn stream(
+        &self,
+        client: &reqwest::Client,
+        request: &ChatRequest,
+        model: &str,
+        timeout: Duration,
+    ) -> Result<EventStream, ProviderError> {
+        let send = self.request(client, request, model, true).send();
+        let response = tokio::time::timeout(timeout, send)
+            .await
+            .map_err(|_| ProviderError::new(ErrorClass::Timeout, format!("no response within {}s", timeout.as_secs())))?
+            .map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_limited(response).await?;
+            return Err(status_error(status.as_u16(), &body));
+        }
+        Ok(Box::pin(sse_events(Box::pin(response.bytes_stream()), timeout)))
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::new(ErrorClass::Timeout, "provider timed out")
+    } else if e.is_connect() {
+        ProviderError::new(ErrorClass::ProviderDown, "cannot connect to provider")
+    } else if e.is_decode() || e.is_body() {
+        ProviderError::new(ErrorClass::Protocol, "provider response was cut off or unreadable")
+    } else {
+        ProviderError::new(ErrorClass::ProviderDown, "request to provider failed")
+    }
+}
+
+async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(transport_error)?;
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(ProviderError::new(ErrorClass::Protocol, "provider response too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: Option<String>,
+}
+
+fn status_error(status: u16, body: &[u8]) -> ProviderError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.error.message)
+        .unwrap_or_else(|| format!("provider answered HTTP {status}"));
+    ProviderError {
+        class: ErrorClass::from_status(status),
+        http_status: status,
+        message: truncate(message),
+    }
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut cut = MAX_ERROR_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Self {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireCompletion {
+    choices: Vec<WireChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    message: WireMessage,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    content: Option<String>,
+}
+
+fn parse_completion(body: &[u8]) -> Result<Completion, ProviderError> {
+    let wire: WireCompletion = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::new(ErrorClass::Protocol, format!("provider returned invalid JSON: {e}")))?;
+    let choice = wire
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| ProviderError::new(ErrorClass::Protocol, "provider returned no choices"))?;
+    Ok(Completion {
+        content: choice.message.content.unwrap_or_default(),
+        finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
+        usage: wire.usage.map(Usage::from),
+    })
+}
+
+#[derive(Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireChunkChoice>,
+    usage: Option<WireUsage>,
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct WireChunkChoice {
+    #[serde(default)]
+    delta: Option<WireDelta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    content: Option<String>,
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+struct SseState {
+    body: ByteStream,
+    decoder: SseDecoder,
+    ready: VecDeque<Result<StreamEvent, ProviderError>>,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    ended: bool,
+    idle_timeout: Duration,
+}
+
+impl SseState {
+    /// Turns one SSE data payload into events; returns false when the stream is over.
+    fn take(&mut self, data: &str) -> bool {
+        if data == "[DONE]" {
+            let finish_reason = self.finish_reason.take().unwrap_or_else(|| "stop".into());
+            self.ready.push_back(Ok(StreamEvent::Finish {
+                finish_reason,
+                usage: self.usage.take(),
+            }));
+            return false;
+        }
+        let chunk: WireChunk = match serde_json::from_str(data) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                let error = ProviderError::new(ErrorClass::Protocol, format!("provider sent an invalid stream event: {e}"));
+                self.ready.push_back(Err(error));
+                return false;
+            }
+        };
+        if let Some(error) = chunk.error {
+            let message = truncate(error.message.unwrap_or_else(|| "provider reported an error mid-stream".into()));
+            self.ready.push_back(Err(ProviderError::new(ErrorClass::Transient, message)));
+            return false;
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage.into());
+        }
+        for choice in chunk.choices {
+            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+                self.ready.push_back(Ok(StreamEvent::Delta(text)));
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(reason);
+            }
+        }
+        true
+    }
+}
+
+/// Pull-based, so dropping the stream drops the connection to the provider at once.
+fn sse_events(body: ByteStream, idle_timeout: Duration) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
+    let state = SseState {
+        body,
+        decoder: SseDecoder::default(),
+        ready: VecDeque::new(),
+        finish_reason: None,
+        usage: None,
+        ended: false,
+        idle_timeout,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.ready.pop_front() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
+                Err(_) => {
+                    st.ended = true;
+                    let message = format!("provider sent nothing for {}s", st.idle_timeout.as_secs());
+                    return Some((Err(ProviderError::new(ErrorClass::Timeout, message)), st));
+                }
+                Ok(None) => {
+                    st.ended = true;
+                    return Some((Err(ProviderError::new(ErrorClass::Protocol, "provider stream ended before [DONE]")), st));
+                }
+                Ok(Some(Err(_))) => {
+                    st.ended = true;
+                    return Some((Err(ProviderError::new(ErrorClass::Transient, "provider stream was interrupted")), st));
+                }
+                Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
+                    Err(e) => {
+                        st.ended = true;
+                        return Some((Err(ProviderError::new(ErrorClass::Protocol, e.to_string())), st));
+                    }
+                    Ok(events) => {
+                        for event in events {
+                            if !st.take(&event.data) {
+                                st.ended = true;
+                                break;
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events_of(raw: &'static [u8]) -> Vec<Result<StreamEvent, ProviderError>> {
+        let body: ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(raw))]));
+        futures::executor::block_on(sse_events(body, Duration::from_secs(5)).collect())
+    }
+
+    #[test]
+    fn deltas_finish_and_usage_are_parsed() {
+        let events = events_of(
+            b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
+              data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n\
+              data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n\
+              data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n\
+              data: [DONE]\n\n",
+        );
+        let events: Vec<StreamEvent> = events.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::Delta("Hi".into()),
+                StreamEvent::Finish {
+                    finish_reason: "length".into(),
+                    usage: Some(Usage { input_tokens: 3, output_tokens: 1 }),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_and_dropped_streams_are_errors() {
+        let events = events_of(b"data: {garbage\n\n");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].as_ref().unwrap_err().class, ErrorClass::Protocol);
+
+        let events = events_of(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].as_ref().unwrap_err().class, ErrorClass::Protocol);
+    }
+
+    #[test]
+    fn error_bodies_keep_the_provider_message_and_class() {
+        let e = status_error(429, br#"{"error":{"message":"slow down","type":"requests"}}"#);
+        assert_eq!((e.class, e.http_status, e.message.as_str()), (ErrorClass::RateLimited, 429, "slow down"));
+        let e = status_error(502, b"<html>bad gateway</html>");
+        assert_eq!(e.message, "provider answered HTTP 502");
+        assert!(parse_completion(b"{not json").is_err());
+        assert_eq!(parse_completion(br#"{"choices":[]}"#).unwrap_err().class, ErrorClass::Protocol);
+    }
+}

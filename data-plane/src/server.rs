@@ -1,0 +1,153 @@
+//! Wires the subscriber, the engine, the reporter and both edges into a running
+//! data plane.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use switchyard_proto::v1::inference_service_server::InferenceServiceServer;
+use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Endpoint;
+
+use crate::config::DataPlaneConfig;
+use crate::edge::{AppState, grpc::InferenceApi, http};
+use crate::engine::{Engine, EngineConfig};
+use crate::metrics::Metrics;
+use crate::subscriber::Subscriber;
+use crate::{DataPlaneError, reporter};
+
+pub struct RunningDataPlane {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    snapshot: crate::snapshot::SnapshotCell,
+    tasks: TaskTracker,
+}
+
+impl RunningDataPlane {
+    /// Version of the snapshot being served; None until the first one arrives.
+    pub fn snapshot_version(&self) -> Option<u64> {
+        self.snapshot.load().as_ref().map(|s| s.version())
+    }
+
+    /// Waits until the servers have drained and the trace reporter has flushed.
+    pub async fn wait(self) {
+        self.tasks.wait().await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DataPlaneError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| DataPlaneError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| DataPlaneError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+pub async fn start(config: DataPlaneConfig, shutdown: CancellationToken) -> Result<RunningDataPlane, DataPlaneError> {
+    // reqwest is built without a default crypto provider; install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(DataPlaneError::HttpClient)?;
+
+    let control_plane = Endpoint::from_shared(config.control_plane.clone())
+        .map_err(|_| DataPlaneError::ControlPlaneUrl(config.control_plane.clone()))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .connect_lazy();
+
+    let metrics = Arc::new(Metrics::new());
+    let snapshot = Arc::new(ArcSwapOption::empty());
+    let (trace_reporter, report_loop) = reporter::reporter(control_plane.clone(), metrics.clone(), config.trace_spool);
+    let engine = Arc::new(Engine::new(
+        client,
+        trace_reporter,
+        metrics.clone(),
+        EngineConfig {
+            max_attempts: config.max_attempts,
+            attempt_timeout: config.attempt_timeout,
+            node_id: config.node_id.clone(),
+        },
+    ));
+    let state = AppState {
+        snapshot: snapshot.clone(),
+        engine,
+        metrics: metrics.clone(),
+        max_body_bytes: config.max_body_bytes,
+    };
+
+    let (http_listener, http_addr) = bind(config.http_listen).await?;
+    let (grpc_listener, grpc_addr) = bind(config.grpc_listen).await?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<InferenceServiceServer<InferenceApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InferenceServiceServer::new(InferenceApi::new(state.clone())));
+
+    let tasks = TaskTracker::new();
+    // The reporter drains after the servers stop, so it has its own token.
+    let reporter_shutdown = CancellationToken::new();
+    let reporter_task = tasks.spawn(report_loop.run(reporter_shutdown.clone()));
+    tasks.spawn(
+        Subscriber {
+            client: SnapshotServiceClient::new(control_plane),
+            cell: snapshot.clone(),
+            node_id: config.node_id.clone(),
+            region: config.region.clone(),
+            metrics,
+        }
+        .run(shutdown.clone()),
+    );
+    let grpc_shutdown = shutdown.clone();
+    let grpc_task = tasks.spawn(async move {
+        if let Err(e) = grpc
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_shutdown.cancelled())
+            .await
+        {
+            tracing::error!(error = %e, "data-plane gRPC server failed");
+        }
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = tasks.spawn(async move {
+        let app = http::router(state);
+        if let Err(e) = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "data-plane HTTP server failed");
+        }
+    });
+    tasks.spawn(async move {
+        let _ = http_task.await;
+        let _ = grpc_task.await;
+        // Servers drained: every request has submitted its trace. Flush them.
+        reporter_shutdown.cancel();
+        let _ = reporter_task.await;
+    });
+    tasks.close();
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, node = %config.node_id, control_plane = %config.control_plane, "data plane listening");
+    Ok(RunningDataPlane {
+        http_addr,
+        grpc_addr,
+        snapshot,
+        tasks,
+    })
+}
