@@ -25,5 +25,5 @@ pub enum ControlPlaneError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("gRPC reflection setup failed: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] switchyard_proto::ReflectionError),
 }

@@ -58,14 +58,7 @@ pub async fn start(config: ControlPlaneConfig, shutdown: CancellationToken) -> R
     health_reporter.set_serving::<SnapshotServiceServer<SnapshotApi>>().await;
     health_reporter.set_serving::<TraceServiceServer<TraceApi>>().await;
     health_reporter.set_serving::<ClusterServiceServer<ClusterApi>>().await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = switchyard_proto::reflection_services(&["switchyard.v1.RegistryService", "switchyard.v1.SnapshotService", "switchyard.v1.TraceService", "switchyard.v1.ClusterService", "switchyard.v1.HealthService"])?;
 
     let router = tonic::transport::Server::builder()
         .add_service(health_service)

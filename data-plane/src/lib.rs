@@ -33,5 +33,5 @@ pub enum DataPlaneError {
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(reqwest::Error),
     #[error("gRPC reflection setup failed: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] switchyard_proto::ReflectionError),
 }

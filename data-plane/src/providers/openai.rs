@@ -338,20 +338,21 @@ fn sse_events(body: ByteStream, idle_timeout: Duration) -> impl Stream<Item = Re
 mod tests {
     use super::*;
 
-    fn events_of(raw: &'static [u8]) -> Vec<Result<StreamEvent, ProviderError>> {
+    async fn events_of(raw: &'static [u8]) -> Vec<Result<StreamEvent, ProviderError>> {
         let body: ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(raw))]));
-        futures::executor::block_on(sse_events(body, Duration::from_secs(5)).collect())
+        sse_events(body, Duration::from_secs(5)).collect().await
     }
 
-    #[test]
-    fn deltas_finish_and_usage_are_parsed() {
+    #[tokio::test]
+    async fn deltas_finish_and_usage_are_parsed() {
         let events = events_of(
             b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
               data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n\
               data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n\
               data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n\
               data: [DONE]\n\n",
-        );
+        )
+        .await;
         let events: Vec<StreamEvent> = events.into_iter().map(Result::unwrap).collect();
         assert_eq!(
             events,
@@ -365,13 +366,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn garbage_and_dropped_streams_are_errors() {
-        let events = events_of(b"data: {garbage\n\n");
+    #[tokio::test]
+    async fn garbage_and_dropped_streams_are_errors() {
+        let events = events_of(b"data: {garbage\n\n").await;
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].as_ref().unwrap_err().class, ErrorClass::Protocol);
 
-        let events = events_of(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+        let events = events_of(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n").await;
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].as_ref().unwrap_err().class, ErrorClass::Protocol);
     }
