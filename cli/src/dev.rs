@@ -25,9 +25,17 @@ pub struct DevArgs {
     config: Option<PathBuf>,
     #[arg(long, env = "SWITCHYARD_CP_LISTEN", default_value = "127.0.0.1:50051")]
     cp_listen: SocketAddr,
-    #[arg(long, env = "SWITCHYARD_DP_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_DP_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     http_listen: SocketAddr,
-    #[arg(long, env = "SWITCHYARD_DP_GRPC_LISTEN", default_value = "127.0.0.1:50061")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_DP_GRPC_LISTEN",
+        default_value = "127.0.0.1:50061"
+    )]
     grpc_listen: SocketAddr,
     /// text (for terminals) or json.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "text")]
@@ -48,13 +56,16 @@ fn keep_if_key_is_set(config: &mut BootstrapConfig) {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     switchyard_telemetry::init_logging(args.log_format);
     let text = match &args.config {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => EXAMPLE_CONFIG.to_owned(),
     };
     let mut bootstrap = BootstrapConfig::from_yaml(&text).context("invalid registry config")?;
     keep_if_key_is_set(&mut bootstrap);
 
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let shutdown = CancellationToken::new();
     let control_plane = switchyard_control_plane::start(
         ControlPlaneConfig {
@@ -89,10 +100,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The data plane serves once its first snapshot has arrived.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while data_plane.snapshot_version().is_none() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the data plane received no snapshot within 10s");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the data plane received no snapshot within 10s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    print_banner(control_plane.local_addr, data_plane.http_addr, data_plane.grpc_addr);
+    print_banner(
+        control_plane.local_addr,
+        data_plane.http_addr,
+        data_plane.grpc_addr,
+    );
 
     switchyard_telemetry::shutdown_signal().await;
     tracing::info!("shutting down");

@@ -7,7 +7,11 @@ mod dev;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "Switchyard: an LLM routing gateway")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Switchyard: an LLM routing gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -11,7 +11,11 @@ use switchyard_telemetry::LogFormat;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlPlaneArgs {
     /// gRPC listen address.
-    #[arg(long = "listen", env = "SWITCHYARD_CP_LISTEN", default_value = "0.0.0.0:50051")]
+    #[arg(
+        long = "listen",
+        env = "SWITCHYARD_CP_LISTEN",
+        default_value = "0.0.0.0:50051"
+    )]
     pub listen: SocketAddr,
     /// postgres://… or sqlite://…; defaults to a SQLite file in the data directory.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
@@ -46,14 +50,20 @@ pub struct ControlPlaneConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--bootstrap {path}: {source}")]
-    BootstrapRead { path: PathBuf, source: std::io::Error },
+    BootstrapRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--bootstrap {path}: {source}")]
     BootstrapInvalid {
         path: PathBuf,
         source: switchyard_domain::ValidationError,
     },
     #[error("--data-dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--registry-poll: must be between 100ms and 1h")]
     RegistryPoll,
 }
@@ -65,13 +75,16 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
         let bootstrap = match &args.bootstrap {
             None => None,
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::BootstrapRead {
-                    path: path.clone(),
-                    source,
-                })?;
-                let config = BootstrapConfig::from_yaml(&text).map_err(|source| ConfigError::BootstrapInvalid {
-                    path: path.clone(),
-                    source,
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::BootstrapRead {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let config = BootstrapConfig::from_yaml(&text).map_err(|source| {
+                    ConfigError::BootstrapInvalid {
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
                 Some(config)
             }
@@ -102,7 +115,10 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
 
 /// The embedded database: a SQLite file created on first use.
 pub fn sqlite_url(data_dir: &std::path::Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join("switchyard.db").display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("switchyard.db").display()
+    )
 }
 
 fn default_node_id() -> String {

@@ -23,7 +23,10 @@ pub enum ControlPlaneError {
     #[error(transparent)]
     Snapshot(#[from] snapshots::SnapshotError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] switchyard_proto::ReflectionError),
 }

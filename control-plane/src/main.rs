@@ -5,7 +5,11 @@ use switchyard_control_plane::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard-control-plane", version, about = "Switchyard control plane")]
+#[command(
+    name = "switchyard-control-plane",
+    version,
+    about = "Switchyard control plane"
+)]
 struct Cli {
     #[command(flatten)]
     control_plane: ControlPlaneArgs,

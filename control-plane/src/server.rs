@@ -13,7 +13,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{cluster::ClusterApi, health::HealthApi, registry::RegistryApi, snapshot::SnapshotApi, traces::TraceApi};
+use crate::api::{
+    cluster::ClusterApi, health::HealthApi, registry::RegistryApi, snapshot::SnapshotApi,
+    traces::TraceApi,
+};
 use crate::config::ControlPlaneConfig;
 use crate::fleet::Fleet;
 use crate::snapshots::SnapshotPublisher;
@@ -40,31 +43,64 @@ impl RunningControlPlane {
     }
 }
 
-pub async fn start(config: ControlPlaneConfig, shutdown: CancellationToken) -> Result<RunningControlPlane, ControlPlaneError> {
+pub async fn start(
+    config: ControlPlaneConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningControlPlane, ControlPlaneError> {
     let store = Store::connect(&config.database_url).await?;
     bootstrap::apply(&store, config.bootstrap.as_ref()).await?;
 
-    let publisher = Arc::new(SnapshotPublisher::new(store.clone(), STANDALONE_EPOCH, config.default_strategy.clone()));
+    let publisher = Arc::new(SnapshotPublisher::new(
+        store.clone(),
+        STANDALONE_EPOCH,
+        config.default_strategy.clone(),
+    ));
     let snapshot_version = publisher.refresh().await?;
     let fleet = Arc::new(Fleet::default());
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ControlPlaneError::Bind { addr: config.listen, source })?;
-    let local_addr = listener.local_addr().map_err(|source| ControlPlaneError::Bind { addr: config.listen, source })?;
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ControlPlaneError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ControlPlaneError::Bind {
+            addr: config.listen,
+            source,
+        })?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<RegistryServiceServer<RegistryApi>>().await;
-    health_reporter.set_serving::<SnapshotServiceServer<SnapshotApi>>().await;
-    health_reporter.set_serving::<TraceServiceServer<TraceApi>>().await;
-    health_reporter.set_serving::<ClusterServiceServer<ClusterApi>>().await;
-    let (reflection_v1, reflection_v1alpha) = switchyard_proto::reflection_services(&["switchyard.v1.RegistryService", "switchyard.v1.SnapshotService", "switchyard.v1.TraceService", "switchyard.v1.ClusterService", "switchyard.v1.HealthService"])?;
+    health_reporter
+        .set_serving::<RegistryServiceServer<RegistryApi>>()
+        .await;
+    health_reporter
+        .set_serving::<SnapshotServiceServer<SnapshotApi>>()
+        .await;
+    health_reporter
+        .set_serving::<TraceServiceServer<TraceApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
+    let (reflection_v1, reflection_v1alpha) = switchyard_proto::reflection_services(&[
+        "switchyard.v1.RegistryService",
+        "switchyard.v1.SnapshotService",
+        "switchyard.v1.TraceService",
+        "switchyard.v1.ClusterService",
+        "switchyard.v1.HealthService",
+    ])?;
 
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(RegistryServiceServer::new(RegistryApi::new(store.clone(), publisher.clone())))
+        .add_service(RegistryServiceServer::new(RegistryApi::new(
+            store.clone(),
+            publisher.clone(),
+        )))
         .add_service(SnapshotServiceServer::new(SnapshotApi::new(
             config.node_id.clone(),
             publisher.clone(),
@@ -85,7 +121,10 @@ pub async fn start(config: ControlPlaneConfig, shutdown: CancellationToken) -> R
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), server_shutdown.cancelled())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                server_shutdown.cancelled(),
+            )
             .await
         {
             tracing::error!(error = %e, "control-plane gRPC server failed");

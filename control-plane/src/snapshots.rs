@@ -59,7 +59,8 @@ impl SnapshotPublisher {
         if self.store.revision().await? <= published {
             return Ok(published);
         }
-        let (revision, providers, models, strategies) = self.store.registry_at_one_revision().await?;
+        let (revision, providers, models, strategies) =
+            self.store.registry_at_one_revision().await?;
         let snapshot = RoutingSnapshot::new(
             revision,
             self.epoch,
@@ -70,7 +71,8 @@ impl SnapshotPublisher {
             self.default_strategy.clone(),
         )
         .map_err(|source| SnapshotError::Invalid { revision, source })?;
-        self.current.send_replace(Some(Arc::new(snapshot.to_wire())));
+        self.current
+            .send_replace(Some(Arc::new(snapshot.to_wire())));
         tracing::info!(version = revision, "published snapshot");
         Ok(revision)
     }

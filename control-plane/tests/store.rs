@@ -1,9 +1,18 @@
 //! The store against both real backends: Postgres (from scripts/test.sh) and a
 //! SQLite file. Same assertions on both, since both serve the same code paths.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use prost_types::Timestamp;
 use switchyard_control_plane::store::{Store, StoreError, TraceFilter};
-use switchyard_domain::{Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, Tier};
+use switchyard_domain::{
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, Tier,
+};
 use switchyard_proto::v1 as pb;
 
 async fn postgres() -> Store {
@@ -11,13 +20,21 @@ async fn postgres() -> Store {
         .expect("SWITCHYARD_TEST_DATABASE_URL is not set: run the suite with ./scripts/test.sh");
     let name = format!("sy_{}", uuid::Uuid::new_v4().simple());
     let admin_store = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin_store).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin_store)
+        .await
+        .unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();
     Store::connect(&format!("{base}/{name}")).await.unwrap()
 }
 
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
-    Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())).await.unwrap()
+    Store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("t.db").display()
+    ))
+    .await
+    .unwrap()
 }
 
 fn provider(name: &str) -> ProviderSpec {
@@ -64,8 +81,15 @@ fn trace(id: &str, received_ms: i64, provider: &str, outcome: pb::Outcome) -> pb
         final_model: "m".into(),
         final_target: format!("{provider}/m"),
         outcome: outcome.into(),
-        received_at: Some(Timestamp { seconds: received_ms / 1000, nanos: i32::try_from(received_ms % 1000).unwrap() * 1_000_000 }),
-        attempts: vec![pb::Attempt { target_id: format!("{provider}/m"), success: true, ..Default::default() }],
+        received_at: Some(Timestamp {
+            seconds: received_ms / 1000,
+            nanos: i32::try_from(received_ms % 1000).unwrap() * 1_000_000,
+        }),
+        attempts: vec![pb::Attempt {
+            target_id: format!("{provider}/m"),
+            success: true,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -75,39 +99,69 @@ async fn registry_crud_bumps_revisions_and_guards_references(store: Store) {
     let (stored, r1) = store.create(provider("p")).await.unwrap();
     assert_eq!(stored.spec.name, "p");
     assert_eq!(r1, start + 1);
-    assert!(matches!(store.create(provider("p")).await, Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(
+        store.create(provider("p")).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
 
     // A model must name an existing provider.
-    assert!(matches!(store.create(model("ghost", "m")).await, Err(StoreError::FailedPrecondition(_))));
+    assert!(matches!(
+        store.create(model("ghost", "m")).await,
+        Err(StoreError::FailedPrecondition(_))
+    ));
     let (_, r2) = store.create(model("p", "m")).await.unwrap();
     assert_eq!(r2, r1 + 1);
 
     // A provider with models cannot go.
-    assert!(matches!(store.delete::<ProviderSpec>(vec!["p".into()]).await, Err(StoreError::FailedPrecondition(_))));
+    assert!(matches!(
+        store.delete::<ProviderSpec>(vec!["p".into()]).await,
+        Err(StoreError::FailedPrecondition(_))
+    ));
 
     let mut changed = model("p", "m");
     changed.context_window = 2000;
     let (updated, r3) = store.update(changed).await.unwrap();
     assert_eq!(updated.spec.context_window, 2000);
     assert_eq!(r3, r2 + 1);
-    assert!(matches!(store.update(model("p", "nope")).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.update(model("p", "nope")).await,
+        Err(StoreError::NotFound { .. })
+    ));
 
     let (rev, providers, models, _) = store.registry_at_one_revision().await.unwrap();
     assert_eq!((rev, providers.len(), models.len()), (r3, 1, 1));
 
-    store.delete::<ModelSpec>(vec!["p".into(), "m".into()]).await.unwrap();
-    let r5 = store.delete::<ProviderSpec>(vec!["p".into()]).await.unwrap();
+    store
+        .delete::<ModelSpec>(vec!["p".into(), "m".into()])
+        .await
+        .unwrap();
+    let r5 = store
+        .delete::<ProviderSpec>(vec!["p".into()])
+        .await
+        .unwrap();
     assert_eq!(r5, r3 + 2);
-    assert!(matches!(store.get::<ProviderSpec>(vec!["p".into()]).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get::<ProviderSpec>(vec!["p".into()]).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
     let batch: Vec<pb::Trace> = (0..25)
         .map(|i| {
             let provider = if i % 2 == 0 { "even" } else { "odd" };
-            let outcome = if i % 5 == 0 { pb::Outcome::Failed } else { pb::Outcome::Success };
+            let outcome = if i % 5 == 0 {
+                pb::Outcome::Failed
+            } else {
+                pb::Outcome::Success
+            };
             // Pairs share a millisecond, so the trace id must break ties.
-            trace(&format!("t{i:03}"), 1_700_000_000_000 + i / 2, provider, outcome)
+            trace(
+                &format!("t{i:03}"),
+                1_700_000_000_000 + i / 2,
+                provider,
+                outcome,
+            )
         })
         .collect();
     let first = store.insert_traces(&batch).await.unwrap();
@@ -118,16 +172,30 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
 
     let got = store.get_trace("t007").await.unwrap();
     assert_eq!(got, batch[7]);
-    assert!(matches!(store.get_trace("missing").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get_trace("missing").await,
+        Err(StoreError::NotFound { .. })
+    ));
 
     // Walk all pages of 4, inserting a newer trace midway: no trace is seen twice or missed.
     let mut seen = Vec::new();
-    let mut filter = TraceFilter { limit: 4, ..TraceFilter::default() };
+    let mut filter = TraceFilter {
+        limit: 4,
+        ..TraceFilter::default()
+    };
     loop {
         let page = store.list_traces(&filter).await.unwrap();
         seen.extend(page.traces.iter().map(|t| t.trace_id.clone()));
         if seen.len() == 8 {
-            store.insert_traces(&[trace("t999", 1_800_000_000_000, "odd", pb::Outcome::Success)]).await.unwrap();
+            store
+                .insert_traces(&[trace(
+                    "t999",
+                    1_800_000_000_000,
+                    "odd",
+                    pb::Outcome::Success,
+                )])
+                .await
+                .unwrap();
         }
         match page.next {
             Some(next) => filter.after = Some(next),
@@ -144,7 +212,14 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
         limit: 100,
         ..TraceFilter::default()
     };
-    let ids: Vec<String> = store.list_traces(&failed_odd).await.unwrap().traces.into_iter().map(|t| t.trace_id).collect();
+    let ids: Vec<String> = store
+        .list_traces(&failed_odd)
+        .await
+        .unwrap()
+        .traces
+        .into_iter()
+        .map(|t| t.trace_id)
+        .collect();
     assert_eq!(ids, ["t015", "t005"]);
 
     let window = TraceFilter {
@@ -153,7 +228,14 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
         limit: 100,
         ..TraceFilter::default()
     };
-    let ids: Vec<String> = store.list_traces(&window).await.unwrap().traces.into_iter().map(|t| t.trace_id).collect();
+    let ids: Vec<String> = store
+        .list_traces(&window)
+        .await
+        .unwrap()
+        .traces
+        .into_iter()
+        .map(|t| t.trace_id)
+        .collect();
     assert_eq!(ids, ["t007", "t006", "t005", "t004"]);
 }
 
@@ -182,5 +264,8 @@ async fn sqlite_traces() {
 #[tokio::test]
 async fn unsupported_database_urls_are_refused_clearly() {
     let err = Store::connect("mysql://localhost/x").await.err().unwrap();
-    assert_eq!(err.to_string(), "unsupported database URL scheme \"mysql\": expected postgres:// or sqlite://");
+    assert_eq!(
+        err.to_string(),
+        "unsupported database URL scheme \"mysql\": expected postgres:// or sqlite://"
+    );
 }

@@ -13,12 +13,19 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// A random delay in [0, min(max, base * 2^attempt)], growing with each call.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.base.saturating_mul(1 << self.attempt.min(16)).min(self.max);
+        let ceiling = self
+            .base
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
     }

@@ -7,13 +7,25 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataPlaneArgs {
     /// OpenAI-compatible HTTP listen address.
-    #[arg(long, env = "SWITCHYARD_DP_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_DP_HTTP_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub http_listen: SocketAddr,
     /// InferenceService gRPC listen address.
-    #[arg(long, env = "SWITCHYARD_DP_GRPC_LISTEN", default_value = "0.0.0.0:50061")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_DP_GRPC_LISTEN",
+        default_value = "0.0.0.0:50061"
+    )]
     pub grpc_listen: SocketAddr,
     /// Control-plane gRPC URL.
-    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub control_plane: String,
     /// This node's identity in traces and cluster status.
     #[arg(long, env = "SWITCHYARD_NODE_ID")]
@@ -66,13 +78,16 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
     type Error = ConfigError;
 
     fn try_from(args: DataPlaneArgs) -> Result<Self, Self::Error> {
-        if !(args.control_plane.starts_with("http://") || args.control_plane.starts_with("https://")) {
+        if !(args.control_plane.starts_with("http://")
+            || args.control_plane.starts_with("https://"))
+        {
             return Err(ConfigError::ControlPlane(args.control_plane));
         }
         if !(1..=10).contains(&args.max_attempts) {
             return Err(ConfigError::MaxAttempts);
         }
-        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&args.attempt_timeout) {
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&args.attempt_timeout)
+        {
             return Err(ConfigError::AttemptTimeout);
         }
         if !(1024..=64 << 20).contains(&args.max_body_bytes) {

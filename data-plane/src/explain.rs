@@ -5,7 +5,10 @@ use switchyard_proto::v1 as pb;
 use crate::scoring::RoutePlan;
 use crate::snapshot::LiveSnapshot;
 
-pub fn wire_candidates(plan: &RoutePlan, snapshot: &LiveSnapshot) -> (Vec<pb::Candidate>, Vec<pb::Ineligible>) {
+pub fn wire_candidates(
+    plan: &RoutePlan,
+    snapshot: &LiveSnapshot,
+) -> (Vec<pb::Candidate>, Vec<pb::Ineligible>) {
     let candidates = plan
         .candidates
         .iter()

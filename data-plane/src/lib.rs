@@ -27,7 +27,10 @@ pub use server::{RunningDataPlane, start};
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid control-plane URL {0:?}")]
     ControlPlaneUrl(String),
     #[error("cannot build the HTTP client: {0}")]

@@ -6,7 +6,11 @@ use switchyard_telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard-data-plane", version, about = "Switchyard data plane")]
+#[command(
+    name = "switchyard-data-plane",
+    version,
+    about = "Switchyard data plane"
+)]
 struct Cli {
     #[command(flatten)]
     data_plane: DataPlaneArgs,

@@ -38,7 +38,11 @@ impl Metrics {
         let requests = Family::<OutcomeLabels, Counter>::default();
         registry.register("requests", "Requests by outcome", requests.clone());
         let attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register("attempts", "Provider attempts by target and result", attempts.clone());
+        registry.register(
+            "attempts",
+            "Provider attempts by target and result",
+            attempts.clone(),
+        );
         let request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         registry.register_with_unit(
             "request_duration",
@@ -54,13 +58,29 @@ impl Metrics {
             time_to_first_token.clone(),
         );
         let snapshot_version = Gauge::default();
-        registry.register("snapshot_version", "Version of the snapshot being served", snapshot_version.clone());
+        registry.register(
+            "snapshot_version",
+            "Version of the snapshot being served",
+            snapshot_version.clone(),
+        );
         let snapshots_rejected = Counter::default();
-        registry.register("snapshots_rejected", "Snapshots NACKed as invalid", snapshots_rejected.clone());
+        registry.register(
+            "snapshots_rejected",
+            "Snapshots NACKed as invalid",
+            snapshots_rejected.clone(),
+        );
         let trace_spool_depth = Gauge::default();
-        registry.register("trace_spool_depth", "Traces waiting for the control plane's ack", trace_spool_depth.clone());
+        registry.register(
+            "trace_spool_depth",
+            "Traces waiting for the control plane's ack",
+            trace_spool_depth.clone(),
+        );
         let traces_dropped = Counter::default();
-        registry.register("traces_dropped", "Traces dropped because the spool was full", traces_dropped.clone());
+        registry.register(
+            "traces_dropped",
+            "Traces dropped because the spool was full",
+            traces_dropped.clone(),
+        );
         Self {
             registry,
             requests,

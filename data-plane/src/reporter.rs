@@ -35,7 +35,9 @@ impl TraceReporter {
         if let Err(e) = self.queue.try_send(trace) {
             self.metrics.traces_dropped.inc();
             let trace_id = match &e {
-                mpsc::error::TrySendError::Full(t) | mpsc::error::TrySendError::Closed(t) => t.trace_id.clone(),
+                mpsc::error::TrySendError::Full(t) | mpsc::error::TrySendError::Closed(t) => {
+                    t.trace_id.clone()
+                }
             };
             tracing::warn!(%trace_id, "trace dropped: report queue full");
         }
@@ -51,7 +53,11 @@ pub struct ReportLoop {
 }
 
 /// Creates the reporter handle and the loop that drains it.
-pub fn reporter(channel: Channel, metrics: Arc<Metrics>, spool_capacity: usize) -> (TraceReporter, ReportLoop) {
+pub fn reporter(
+    channel: Channel,
+    metrics: Arc<Metrics>,
+    spool_capacity: usize,
+) -> (TraceReporter, ReportLoop) {
     let (tx, rx) = mpsc::channel(spool_capacity.max(MAX_BATCH));
     (
         TraceReporter {
@@ -85,12 +91,19 @@ impl Spool {
         self.traces += batch.len();
         self.unacked.insert(self.next_batch, batch);
         while self.traces > capacity {
-            let Some((_, oldest)) = self.unacked.pop_first() else { break };
+            let Some((_, oldest)) = self.unacked.pop_first() else {
+                break;
+            };
             self.traces -= oldest.len();
             metrics.traces_dropped.inc_by(oldest.len() as u64);
-            tracing::error!(dropped = oldest.len(), "trace spool full: dropped the oldest unacked batch");
+            tracing::error!(
+                dropped = oldest.len(),
+                "trace spool full: dropped the oldest unacked batch"
+            );
         }
-        metrics.trace_spool_depth.set(i64::try_from(self.traces).unwrap_or(i64::MAX));
+        metrics
+            .trace_spool_depth
+            .set(i64::try_from(self.traces).unwrap_or(i64::MAX));
         self.next_batch
     }
 
@@ -98,7 +111,9 @@ impl Spool {
         if let Some(batch) = self.unacked.remove(&batch_id) {
             self.traces -= batch.len();
         }
-        metrics.trace_spool_depth.set(i64::try_from(self.traces).unwrap_or(i64::MAX));
+        metrics
+            .trace_spool_depth
+            .set(i64::try_from(self.traces).unwrap_or(i64::MAX));
     }
 }
 
@@ -120,7 +135,10 @@ impl ReportLoop {
                     return;
                 }
                 if Instant::now() >= deadline {
-                    tracing::warn!(unacked = spool.traces + batch.len(), "shutting down with unacked traces");
+                    tracing::warn!(
+                        unacked = spool.traces + batch.len(),
+                        "shutting down with unacked traces"
+                    );
                     return;
                 }
             }
@@ -185,16 +203,16 @@ impl ReportLoop {
         }
         let traces = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
         let batch_id = spool.add(traces, self.spool_capacity, &self.metrics);
-        if let Some(c) = conn.as_ref() {
-            if let Some(traces) = spool.unacked.get(&batch_id) {
-                let request = pb::ReportRequest {
-                    batch_id,
-                    traces: traces.clone(),
-                };
-                if c.outbound.try_send(request).is_err() {
-                    // The stream is stuck or gone; the batch stays spooled for the next connection.
-                    *conn = None;
-                }
+        if let Some(c) = conn.as_ref()
+            && let Some(traces) = spool.unacked.get(&batch_id)
+        {
+            let request = pb::ReportRequest {
+                batch_id,
+                traces: traces.clone(),
+            };
+            if c.outbound.try_send(request).is_err() {
+                // The stream is stuck or gone; the batch stays spooled for the next connection.
+                *conn = None;
             }
         }
     }
@@ -211,13 +229,19 @@ impl ReportLoop {
                 break;
             }
         }
-        let acks = self.client.report(ReceiverStream::new(rx)).await?.into_inner();
+        let acks = self
+            .client
+            .report(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         tracing::info!(resent = spool.unacked.len(), "trace report stream open");
         Ok(Connection { outbound: tx, acks })
     }
 }
 
-async fn next_ack(conn: &mut Option<Connection>) -> Result<Option<pb::ReportResponse>, tonic::Status> {
+async fn next_ack(
+    conn: &mut Option<Connection>,
+) -> Result<Option<pb::ReportResponse>, tonic::Status> {
     match conn {
         Some(c) => c.acks.message().await,
         None => std::future::pending().await,

@@ -15,7 +15,9 @@ pub struct Received {
 
 impl Received {
     pub fn now() -> Self {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             at: Instant::now(),
             unix_ms: i64::try_from(unix.as_millis()).unwrap_or(i64::MAX),
@@ -24,7 +26,8 @@ impl Received {
 
     /// Wall-clock time of a later instant, in Unix milliseconds.
     pub fn unix_ms_at(&self, later: Instant) -> i64 {
-        let elapsed = i64::try_from(later.saturating_duration_since(self.at).as_millis()).unwrap_or(i64::MAX);
+        let elapsed =
+            i64::try_from(later.saturating_duration_since(self.at).as_millis()).unwrap_or(i64::MAX);
         self.unix_ms.saturating_add(elapsed)
     }
 }

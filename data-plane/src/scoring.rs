@@ -62,11 +62,17 @@ pub enum RouteError {
 
 /// What a target costs for this request at its list prices.
 pub fn cost_usd(target: &Target, input_tokens: u64, output_tokens: u64) -> f64 {
-    (input_tokens as f64 * target.spec.input_price_per_mtok + output_tokens as f64 * target.spec.output_price_per_mtok)
+    (input_tokens as f64 * target.spec.input_price_per_mtok
+        + output_tokens as f64 * target.spec.output_price_per_mtok)
         / 1_000_000.0
 }
 
-fn ineligibility(snapshot: &LiveSnapshot, target: &Target, request: &ChatRequest, needed_context: u64) -> Option<String> {
+fn ineligibility(
+    snapshot: &LiveSnapshot,
+    target: &Target,
+    request: &ChatRequest,
+    needed_context: u64,
+) -> Option<String> {
     let provider = snapshot.routing.providers.get(&target.spec.provider)?;
     if !provider.enabled {
         return Some(format!("provider {} is disabled", provider.name));
@@ -159,7 +165,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use switchyard_domain::{
-        Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, SimulatedParams, builtin_strategies,
+        Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, SimulatedParams,
+        builtin_strategies,
     };
 
     use super::*;
@@ -202,8 +209,16 @@ mod tests {
     }
 
     fn snapshot(models: Vec<ModelSpec>, providers: Vec<ProviderSpec>) -> LiveSnapshot {
-        let routing =
-            RoutingSnapshot::new(1, 0, 0, providers, models, builtin_strategies(), "balanced".into()).unwrap();
+        let routing = RoutingSnapshot::new(
+            1,
+            0,
+            0,
+            providers,
+            models,
+            builtin_strategies(),
+            "balanced".into(),
+        )
+        .unwrap();
         LiveSnapshot::prepare(routing)
     }
 
@@ -223,7 +238,10 @@ mod tests {
     }
 
     fn ranked(snap: &LiveSnapshot, plan: &RoutePlan) -> Vec<String> {
-        plan.candidates.iter().map(|c| snap.routing.targets[c.target].id.clone()).collect()
+        plan.candidates
+            .iter()
+            .map(|c| snap.routing.targets[c.target].id.clone())
+            .collect()
     }
 
     #[test]
@@ -263,8 +281,14 @@ mod tests {
 
     #[test]
     fn unknown_model_and_strategy_are_errors() {
-        let snap = snapshot(vec![model("a", "m", Tier::Economy, 1.0, 8000)], vec![provider("a", true)]);
-        assert_eq!(plan(&snap, &request("nope", None)).unwrap_err(), RouteError::UnknownModel("nope".into()));
+        let snap = snapshot(
+            vec![model("a", "m", Tier::Economy, 1.0, 8000)],
+            vec![provider("a", true)],
+        );
+        assert_eq!(
+            plan(&snap, &request("nope", None)).unwrap_err(),
+            RouteError::UnknownModel("nope".into())
+        );
         assert_eq!(
             plan(&snap, &request("m", Some("nope"))).unwrap_err(),
             RouteError::UnknownStrategy("nope".into())
@@ -277,7 +301,11 @@ mod tests {
             model("a", "x", Tier::Economy, 0.5, 8000),
             model("b", "y", Tier::Standard, 2.0, 8000),
         ];
-        let providers = vec![provider("a", true), provider("b", true), provider("c", true)];
+        let providers = vec![
+            provider("a", true),
+            provider("b", true),
+            provider("c", true),
+        ];
         let snap = snapshot(base.clone(), providers.clone());
         let before = ranked(&snap, &plan(&snap, &request("chat", None)).unwrap());
         let mut more = base;

@@ -41,12 +41,19 @@ impl RunningDataPlane {
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DataPlaneError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| DataPlaneError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| DataPlaneError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DataPlaneError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| DataPlaneError::Bind { addr, source })?;
     Ok((listener, local))
 }
 
-pub async fn start(config: DataPlaneConfig, shutdown: CancellationToken) -> Result<RunningDataPlane, DataPlaneError> {
+pub async fn start(
+    config: DataPlaneConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningDataPlane, DataPlaneError> {
     // reqwest is built without a default crypto provider; install ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -65,7 +72,8 @@ pub async fn start(config: DataPlaneConfig, shutdown: CancellationToken) -> Resu
 
     let metrics = Arc::new(Metrics::new());
     let snapshot = Arc::new(ArcSwapOption::empty());
-    let (trace_reporter, report_loop) = reporter::reporter(control_plane.clone(), metrics.clone(), config.trace_spool);
+    let (trace_reporter, report_loop) =
+        reporter::reporter(control_plane.clone(), metrics.clone(), config.trace_spool);
     let engine = Arc::new(Engine::new(
         client,
         trace_reporter,
@@ -87,13 +95,18 @@ pub async fn start(config: DataPlaneConfig, shutdown: CancellationToken) -> Resu
     let (grpc_listener, grpc_addr) = bind(config.grpc_listen).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<InferenceServiceServer<InferenceApi>>().await;
-    let (reflection_v1, reflection_v1alpha) = switchyard_proto::reflection_services(&["switchyard.v1.InferenceService"])?;
+    health_reporter
+        .set_serving::<InferenceServiceServer<InferenceApi>>()
+        .await;
+    let (reflection_v1, reflection_v1alpha) =
+        switchyard_proto::reflection_services(&["switchyard.v1.InferenceService"])?;
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InferenceServiceServer::new(InferenceApi::new(state.clone())));
+        .add_service(InferenceServiceServer::new(InferenceApi::new(
+            state.clone(),
+        )));
 
     let tasks = TaskTracker::new();
     // The reporter drains after the servers stop, so it has its own token.
@@ -112,7 +125,10 @@ pub async fn start(config: DataPlaneConfig, shutdown: CancellationToken) -> Resu
     let grpc_shutdown = shutdown.clone();
     let grpc_task = tasks.spawn(async move {
         if let Err(e) = grpc
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_shutdown.cancelled())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                grpc_shutdown.cancelled(),
+            )
             .await
         {
             tracing::error!(error = %e, "data-plane gRPC server failed");

@@ -37,8 +37,12 @@ impl Subscriber {
             };
             let wait = backoff.next_delay();
             match session {
-                Ok(()) => tracing::warn!(retry_in = ?wait, "snapshot stream closed by the control plane"),
-                Err(e) => tracing::warn!(error = %e.message(), retry_in = ?wait, "snapshot stream unavailable; serving the last good snapshot"),
+                Ok(()) => {
+                    tracing::warn!(retry_in = ?wait, "snapshot stream closed by the control plane")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), retry_in = ?wait, "snapshot stream unavailable; serving the last good snapshot")
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -55,12 +59,24 @@ impl Subscriber {
             region: self.region.clone(),
             last_applied_version: last_applied,
         };
-        let _ = tx.send(pb::SyncRequest { kind: Some(Kind::Hello(hello)) }).await;
-        let mut inbound = self.client.sync(ReceiverStream::new(rx)).await?.into_inner();
+        let _ = tx
+            .send(pb::SyncRequest {
+                kind: Some(Kind::Hello(hello)),
+            })
+            .await;
+        let mut inbound = self
+            .client
+            .sync(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         while let Some(message) = inbound.message().await? {
             backoff.reset();
             let reply = self.apply(message);
-            if tx.send(pb::SyncRequest { kind: Some(reply) }).await.is_err() {
+            if tx
+                .send(pb::SyncRequest { kind: Some(reply) })
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -77,7 +93,14 @@ impl Subscriber {
         let current = self.cell.load_full();
         if let Some(current) = &current {
             if wire.epoch < current.routing.epoch {
-                return self.reject(version, nonce, format!("epoch {} is older than the current {}", wire.epoch, current.routing.epoch));
+                return self.reject(
+                    version,
+                    nonce,
+                    format!(
+                        "epoch {} is older than the current {}",
+                        wire.epoch, current.routing.epoch
+                    ),
+                );
             }
             if version == current.version() && wire.epoch == current.routing.epoch {
                 return Kind::Ack(pb::Ack { version, nonce });
@@ -92,7 +115,9 @@ impl Subscriber {
                     }
                 }
                 self.cell.store(Some(Arc::new(live)));
-                self.metrics.snapshot_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+                self.metrics
+                    .snapshot_version
+                    .set(i64::try_from(version).unwrap_or(i64::MAX));
                 tracing::info!(version, "applied snapshot");
                 Kind::Ack(pb::Ack { version, nonce })
             }
@@ -103,6 +128,10 @@ impl Subscriber {
     fn reject(&self, version: u64, nonce: String, error: String) -> Kind {
         self.metrics.snapshots_rejected.inc();
         tracing::warn!(version, %error, "rejected snapshot; keeping the last good one");
-        Kind::Nack(pb::Nack { version, nonce, error })
+        Kind::Nack(pb::Nack {
+            version,
+            nonce,
+            error,
+        })
     }
 }

@@ -1,20 +1,30 @@
 //! The control plane's face to operators and data planes: registry validation,
 //! registry changes reaching a running data plane, cluster status.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod support;
 
 use std::time::Duration;
 
+use support::{ControlPlane, DataPlane, http_client, registry_yaml};
 use switchyard_proto::v1 as pb;
 use switchyard_testkit::MockProvider;
-use support::{ControlPlane, DataPlane, http_client, registry_yaml};
 
 fn model(provider: &str, name: &str) -> pb::Model {
     pb::Model {
         provider: provider.into(),
         name: name.into(),
         family: "late".into(),
-        capabilities: Some(pb::Capabilities { streaming: true, ..Default::default() }),
+        capabilities: Some(pb::Capabilities {
+            streaming: true,
+            ..Default::default()
+        }),
         context_window: 8192,
         input_price_per_mtok: 0.5,
         output_price_per_mtok: 1.5,
@@ -27,14 +37,23 @@ fn model(provider: &str, name: &str) -> pb::Model {
 #[tokio::test]
 async fn a_registry_change_reaches_the_data_plane_as_a_new_acked_snapshot() {
     let mock = MockProvider::start().await.unwrap();
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
     let mut registry = cp.registry().await;
     let mut cluster = cp.cluster().await;
-    let before = cluster.status(pb::StatusRequest {}).await.unwrap().into_inner().snapshot_version;
+    let before = cluster
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot_version;
 
     registry
-        .create_model(pb::CreateModelRequest { model: Some(model("alpha", "added-later")) })
+        .create_model(pb::CreateModelRequest {
+            model: Some(model("alpha", "added-later")),
+        })
         .await
         .unwrap();
 
@@ -42,8 +61,20 @@ async fn a_registry_change_reaches_the_data_plane_as_a_new_acked_snapshot() {
     let client = http_client();
     let mut listed = false;
     for _ in 0..100 {
-        let models: serde_json::Value = client.get(format!("{}/v1/models", dp.http)).send().await.unwrap().json().await.unwrap();
-        if models["data"].as_array().unwrap().iter().any(|m| m["id"] == "added-later") {
+        let models: serde_json::Value = client
+            .get(format!("{}/v1/models", dp.http))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "added-later")
+        {
             listed = true;
             break;
         }
@@ -52,14 +83,30 @@ async fn a_registry_change_reaches_the_data_plane_as_a_new_acked_snapshot() {
     assert!(listed, "the new model never reached the data plane");
 
     // ...and the control plane knows it acked the new version.
-    let status = cluster.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    let status = cluster
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.snapshot_version, before + 1);
     assert_eq!(status.leader, "test-cp");
-    let node = status.data_planes.iter().find(|d| d.node_id == "test-dp").expect("data plane listed");
+    let node = status
+        .data_planes
+        .iter()
+        .find(|d| d.node_id == "test-dp")
+        .expect("data plane listed");
     assert_eq!(node.sent_version, before + 1);
     for _ in 0..100 {
-        let status = cluster.status(pb::StatusRequest {}).await.unwrap().into_inner();
-        if status.data_planes.iter().any(|d| d.node_id == "test-dp" && d.acked_version == before + 1) {
+        let status = cluster
+            .status(pb::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if status
+            .data_planes
+            .iter()
+            .any(|d| d.node_id == "test-dp" && d.acked_version == before + 1)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -70,9 +117,18 @@ async fn a_registry_change_reaches_the_data_plane_as_a_new_acked_snapshot() {
 #[tokio::test]
 async fn registry_validation_names_the_bad_field_and_changes_nothing() {
     let mock = MockProvider::start().await.unwrap();
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let mut registry = cp.registry().await;
-    let revision_before = cp.cluster().await.status(pb::StatusRequest {}).await.unwrap().into_inner().snapshot_version;
+    let revision_before = cp
+        .cluster()
+        .await
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot_version;
 
     let bad_url = pb::Provider {
         name: "beta".into(),
@@ -81,49 +137,135 @@ async fn registry_validation_names_the_bad_field_and_changes_nothing() {
         enabled: true,
         ..Default::default()
     };
-    let status = registry.create_provider(pb::CreateProviderRequest { provider: Some(bad_url) }).await.unwrap_err();
+    let status = registry
+        .create_provider(pb::CreateProviderRequest {
+            provider: Some(bad_url),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("provider.base_url:"), "{}", status.message());
+    assert!(
+        status.message().starts_with("provider.base_url:"),
+        "{}",
+        status.message()
+    );
 
     let mut bad_model = model("alpha", "m2");
     bad_model.input_price_per_mtok = -1.0;
-    let status = registry.create_model(pb::CreateModelRequest { model: Some(bad_model) }).await.unwrap_err();
+    let status = registry
+        .create_model(pb::CreateModelRequest {
+            model: Some(bad_model),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("model.input_price_per_mtok:"), "{}", status.message());
+    assert!(
+        status.message().starts_with("model.input_price_per_mtok:"),
+        "{}",
+        status.message()
+    );
 
-    let status = registry.create_model(pb::CreateModelRequest { model: Some(model("ghost", "m")) }).await.unwrap_err();
+    let status = registry
+        .create_model(pb::CreateModelRequest {
+            model: Some(model("ghost", "m")),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 
-    let status = registry.create_provider(pb::CreateProviderRequest { provider: None }).await.unwrap_err();
+    let status = registry
+        .create_provider(pb::CreateProviderRequest { provider: None })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("provider:"), "{}", status.message());
+    assert!(
+        status.message().starts_with("provider:"),
+        "{}",
+        status.message()
+    );
 
-    let status = registry.get_provider(pb::GetProviderRequest { name: "nope".into() }).await.unwrap_err();
+    let status = registry
+        .get_provider(pb::GetProviderRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 
-    let status = registry.delete_provider(pb::DeleteProviderRequest { name: "alpha".into() }).await.unwrap_err();
+    let status = registry
+        .delete_provider(pb::DeleteProviderRequest {
+            name: "alpha".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 
-    let revision_after = cp.cluster().await.status(pb::StatusRequest {}).await.unwrap().into_inner().snapshot_version;
-    assert_eq!(revision_before, revision_after, "a rejected write must not publish anything");
-    let providers = registry.list_providers(pb::ListProvidersRequest {}).await.unwrap().into_inner().providers;
-    assert_eq!(providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["alpha"]);
+    let revision_after = cp
+        .cluster()
+        .await
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot_version;
+    assert_eq!(
+        revision_before, revision_after,
+        "a rejected write must not publish anything"
+    );
+    let providers = registry
+        .list_providers(pb::ListProvidersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .providers;
+    assert_eq!(
+        providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha"]
+    );
 }
 
 #[tokio::test]
 async fn list_traces_rejects_bad_arguments() {
     let mock = MockProvider::start().await.unwrap();
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let mut traces = cp.traces().await;
     for (request, field) in [
-        (pb::ListTracesRequest { page_size: 100_000, ..Default::default() }, "page_size"),
-        (pb::ListTracesRequest { page_token: "garbage".into(), ..Default::default() }, "page_token"),
-        (pb::ListTracesRequest { outcome: 99, ..Default::default() }, "outcome"),
+        (
+            pb::ListTracesRequest {
+                page_size: 100_000,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            pb::ListTracesRequest {
+                page_token: "garbage".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+        (
+            pb::ListTracesRequest {
+                outcome: 99,
+                ..Default::default()
+            },
+            "outcome",
+        ),
     ] {
         let status = traces.list_traces(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().starts_with(field), "{}", status.message());
     }
-    let status = traces.get_trace(pb::GetTraceRequest { trace_id: String::new() }).await.unwrap_err();
+    let status = traces
+        .get_trace(pb::GetTraceRequest {
+            trace_id: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }

@@ -2,15 +2,22 @@
 //! to a data plane -> scored and executed against a mock provider over HTTP ->
 //! trace reported -> stored in Postgres -> read back through GetTrace.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod support;
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
+use support::{ControlPlane, DataPlane, MOCK_KEY, http_client, registry_yaml, sse_data};
 use switchyard_proto::v1 as pb;
 use switchyard_testkit::{Behavior, MockProvider};
-use support::{ControlPlane, DataPlane, MOCK_KEY, http_client, registry_yaml, sse_data};
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({
@@ -23,8 +30,12 @@ fn chat(model: &str, stream: bool) -> Value {
 #[tokio::test]
 async fn json_completion_is_served_and_its_trace_is_stored_whole() {
     let mock = MockProvider::start().await.unwrap();
-    mock.push(Behavior::Reply { text: "Hello from the mock".into() });
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    mock.push(Behavior::Reply {
+        text: "Hello from the mock".into(),
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
 
     let response = http_client()
@@ -35,16 +46,25 @@ async fn json_completion_is_served_and_its_trace_is_stored_whole() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let trace_id = response.headers()["x-switchyard-trace-id"].to_str().unwrap().to_owned();
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["choices"][0]["message"]["content"], "Hello from the mock");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from the mock"
+    );
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert_eq!(body["switchyard"]["target"], "alpha/mock-model");
 
     // The provider saw our key from the secret reference, and the target's model name.
     let seen = &mock.requests()[0];
-    assert_eq!(seen.authorization.as_deref(), Some(format!("Bearer {MOCK_KEY}").as_str()));
+    assert_eq!(
+        seen.authorization.as_deref(),
+        Some(format!("Bearer {MOCK_KEY}").as_str())
+    );
     assert_eq!(seen.body["model"], "mock-model");
 
     let trace = cp.wait_for_trace(&trace_id).await;
@@ -76,41 +96,76 @@ async fn json_completion_is_served_and_its_trace_is_stored_whole() {
 
     // And it is in Postgres, not only in some cache.
     let pool = sqlx::PgPool::connect(&cp.database_url).await.unwrap();
-    let (outcome, target): (i64, String) = sqlx::query_as("SELECT outcome, final_target FROM traces WHERE trace_id = $1")
-        .bind(&trace_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!((outcome, target.as_str()), (i64::from(pb::Outcome::Success as i32), "alpha/mock-model"));
+    let (outcome, target): (i64, String) =
+        sqlx::query_as("SELECT outcome, final_target FROM traces WHERE trace_id = $1")
+            .bind(&trace_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (outcome, target.as_str()),
+        (i64::from(pb::Outcome::Success as i32), "alpha/mock-model")
+    );
 }
 
 #[tokio::test]
 async fn streamed_completion_ends_with_done_and_is_traced() {
     let mock = MockProvider::start().await.unwrap();
-    mock.push(Behavior::Reply { text: "one two three four".into() });
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    mock.push(Behavior::Reply {
+        text: "one two three four".into(),
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
 
     let mut body = chat("mock-model", true);
     body["stream_options"] = json!({"include_usage": true});
-    let response = http_client().post(dp.chat_url()).json(&body).send().await.unwrap();
+    let response = http_client()
+        .post(dp.chat_url())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let trace_id = response.headers()["x-switchyard-trace-id"].to_str().unwrap().to_owned();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let events = sse_data(response).await;
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
     let text: String = chunks
         .iter()
-        .filter_map(|c| c["choices"].get(0).and_then(|ch| ch["delta"]["content"].as_str()))
+        .filter_map(|c| {
+            c["choices"]
+                .get(0)
+                .and_then(|ch| ch["delta"]["content"].as_str())
+        })
         .collect();
     assert_eq!(text, "one two three four");
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop")
+    );
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 4);
     // Upstream was asked to stream with usage.
-    assert_eq!(mock.requests()[0].body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        mock.requests()[0].body["stream_options"]["include_usage"],
+        true
+    );
 
     let trace = cp.wait_for_trace(&trace_id).await;
     assert!(trace.stream);
@@ -123,11 +178,20 @@ async fn streamed_completion_ends_with_done_and_is_traced() {
 async fn a_503_from_the_primary_falls_back_and_the_trace_shows_both_attempts() {
     let primary = MockProvider::start().await.unwrap();
     let backup = MockProvider::start().await.unwrap();
-    primary.set_default(Behavior::Status { status: 503, message: "overloaded".into(), retry_after_secs: None });
-    backup.push(Behavior::Reply { text: "served by the backup".into() });
-    let cp = ControlPlane::start(&registry_yaml(&[("primary", &primary.base_url()), ("backup", &backup.base_url())]))
-        .await
-        .unwrap();
+    primary.set_default(Behavior::Status {
+        status: 503,
+        message: "overloaded".into(),
+        retry_after_secs: None,
+    });
+    backup.push(Behavior::Reply {
+        text: "served by the backup".into(),
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[
+        ("primary", &primary.base_url()),
+        ("backup", &backup.base_url()),
+    ]))
+    .await
+    .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
 
     let response = http_client()
@@ -139,9 +203,15 @@ async fn a_503_from_the_primary_falls_back_and_the_trace_shows_both_attempts() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-switchyard-attempts"], "2");
-    let trace_id = response.headers()["x-switchyard-trace-id"].to_str().unwrap().to_owned();
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["choices"][0]["message"]["content"], "served by the backup");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "served by the backup"
+    );
     assert_eq!(primary.request_count(), 1);
 
     let trace = cp.wait_for_trace(&trace_id).await;
@@ -163,16 +233,35 @@ async fn a_503_from_the_primary_falls_back_and_the_trace_shows_both_attempts() {
 async fn a_stream_that_breaks_after_its_first_token_ends_in_an_error_event_and_a_partial_trace() {
     let mock = MockProvider::start().await.unwrap();
     mock.push(Behavior::DropStreamAfter { chunks: 2 });
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
 
-    let response = http_client().post(dp.chat_url()).json(&chat("mock-model", true)).send().await.unwrap();
+    let response = http_client()
+        .post(dp.chat_url())
+        .json(&chat("mock-model", true))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let trace_id = response.headers()["x-switchyard-trace-id"].to_str().unwrap().to_owned();
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let events = sse_data(response).await;
-    assert!(!events.iter().any(|e| e == "[DONE]"), "a failed stream must not end cleanly: {events:?}");
+    assert!(
+        !events.iter().any(|e| e == "[DONE]"),
+        "a failed stream must not end cleanly: {events:?}"
+    );
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].as_str().unwrap().contains("mid-response"), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mid-response"),
+        "{last}"
+    );
 
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.outcome, i32::from(pb::Outcome::Partial));
@@ -184,11 +273,21 @@ async fn a_client_that_leaves_mid_stream_cancels_the_upstream_request() {
     let mock = MockProvider::start().await.unwrap();
     let long_text = vec!["word"; 400].join(" ");
     mock.push(Behavior::Reply { text: long_text });
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())])).await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
 
-    let response = http_client().post(dp.chat_url()).json(&chat("mock-model", true)).send().await.unwrap();
-    let trace_id = response.headers()["x-switchyard-trace-id"].to_str().unwrap().to_owned();
+    let response = http_client()
+        .post(dp.chat_url())
+        .json(&chat("mock-model", true))
+        .send()
+        .await
+        .unwrap();
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let mut body = response.bytes_stream();
     let _first = body.next().await.unwrap().unwrap();
     drop(body);

@@ -18,7 +18,12 @@ pub struct ClusterApi {
 }
 
 impl ClusterApi {
-    pub fn new(node_id: String, epoch: u64, publisher: Arc<SnapshotPublisher>, fleet: Arc<Fleet>) -> Self {
+    pub fn new(
+        node_id: String,
+        epoch: u64,
+        publisher: Arc<SnapshotPublisher>,
+        fleet: Arc<Fleet>,
+    ) -> Self {
         Self {
             node_id,
             epoch,
@@ -30,7 +35,10 @@ impl ClusterApi {
 
 #[tonic::async_trait]
 impl ClusterService for ClusterApi {
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(pb::StatusResponse {
             leader: self.node_id.clone(),
             epoch: self.epoch,

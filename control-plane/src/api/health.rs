@@ -13,6 +13,8 @@ impl HealthService for HealthApi {
         &self,
         _req: Request<pb::ListTargetHealthRequest>,
     ) -> Result<Response<pb::ListTargetHealthResponse>, Status> {
-        Err(Status::unimplemented("target health aggregation is not available in this version"))
+        Err(Status::unimplemented(
+            "target health aggregation is not available in this version",
+        ))
     }
 }

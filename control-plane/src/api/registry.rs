@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use switchyard_domain::{ModelSpec, ProviderSpec, StrategySpec, ValidationError, timestamp_from_millis};
+use switchyard_domain::{
+    ModelSpec, ProviderSpec, StrategySpec, ValidationError, timestamp_from_millis,
+};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::registry_service_server::RegistryService;
 use tonic::{Request, Response, Status};
@@ -23,7 +25,11 @@ impl RegistryApi {
     }
 
     async fn publish(&self) -> Result<(), Status> {
-        self.publisher.refresh().await.map(|_| ()).map_err(snapshot_status)
+        self.publisher
+            .refresh()
+            .await
+            .map(|_| ())
+            .map_err(snapshot_status)
     }
 }
 
@@ -77,20 +83,33 @@ fn strategy_in(s: Option<pb::Strategy>) -> Result<StrategySpec, Status> {
 
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
-    async fn create_provider(&self, req: Request<pb::CreateProviderRequest>) -> Result<Response<pb::Provider>, Status> {
+    async fn create_provider(
+        &self,
+        req: Request<pb::CreateProviderRequest>,
+    ) -> Result<Response<pb::Provider>, Status> {
         let spec = provider_in(req.into_inner().provider)?;
         let (stored, _) = self.store.create(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(provider_out(stored)))
     }
 
-    async fn get_provider(&self, req: Request<pb::GetProviderRequest>) -> Result<Response<pb::Provider>, Status> {
+    async fn get_provider(
+        &self,
+        req: Request<pb::GetProviderRequest>,
+    ) -> Result<Response<pb::Provider>, Status> {
         let name = key_part(req.into_inner().name, "name")?;
-        let stored = self.store.get::<ProviderSpec>(vec![name]).await.map_err(store_status)?;
+        let stored = self
+            .store
+            .get::<ProviderSpec>(vec![name])
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(provider_out(stored)))
     }
 
-    async fn update_provider(&self, req: Request<pb::UpdateProviderRequest>) -> Result<Response<pb::Provider>, Status> {
+    async fn update_provider(
+        &self,
+        req: Request<pb::UpdateProviderRequest>,
+    ) -> Result<Response<pb::Provider>, Status> {
         let spec = provider_in(req.into_inner().provider)?;
         let (stored, _) = self.store.update(spec).await.map_err(store_status)?;
         self.publish().await?;
@@ -102,7 +121,11 @@ impl RegistryService for RegistryApi {
         req: Request<pb::DeleteProviderRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = key_part(req.into_inner().name, "name")?;
-        let revision = self.store.delete::<ProviderSpec>(vec![name]).await.map_err(store_status)?;
+        let revision = self
+            .store
+            .delete::<ProviderSpec>(vec![name])
+            .await
+            .map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(pb::DeleteResponse { revision }))
     }
@@ -111,42 +134,75 @@ impl RegistryService for RegistryApi {
         &self,
         _req: Request<pb::ListProvidersRequest>,
     ) -> Result<Response<pb::ListProvidersResponse>, Status> {
-        let all = self.store.list::<ProviderSpec>().await.map_err(store_status)?;
+        let all = self
+            .store
+            .list::<ProviderSpec>()
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(pb::ListProvidersResponse {
             providers: all.into_iter().map(provider_out).collect(),
         }))
     }
 
-    async fn create_model(&self, req: Request<pb::CreateModelRequest>) -> Result<Response<pb::Model>, Status> {
+    async fn create_model(
+        &self,
+        req: Request<pb::CreateModelRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
         let spec = model_in(req.into_inner().model)?;
         let (stored, _) = self.store.create(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(model_out(stored)))
     }
 
-    async fn get_model(&self, req: Request<pb::GetModelRequest>) -> Result<Response<pb::Model>, Status> {
+    async fn get_model(
+        &self,
+        req: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
         let req = req.into_inner();
-        let key = vec![key_part(req.provider, "provider")?, key_part(req.name, "name")?];
-        let stored = self.store.get::<ModelSpec>(key).await.map_err(store_status)?;
+        let key = vec![
+            key_part(req.provider, "provider")?,
+            key_part(req.name, "name")?,
+        ];
+        let stored = self
+            .store
+            .get::<ModelSpec>(key)
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(model_out(stored)))
     }
 
-    async fn update_model(&self, req: Request<pb::UpdateModelRequest>) -> Result<Response<pb::Model>, Status> {
+    async fn update_model(
+        &self,
+        req: Request<pb::UpdateModelRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
         let spec = model_in(req.into_inner().model)?;
         let (stored, _) = self.store.update(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(model_out(stored)))
     }
 
-    async fn delete_model(&self, req: Request<pb::DeleteModelRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete_model(
+        &self,
+        req: Request<pb::DeleteModelRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = req.into_inner();
-        let key = vec![key_part(req.provider, "provider")?, key_part(req.name, "name")?];
-        let revision = self.store.delete::<ModelSpec>(key).await.map_err(store_status)?;
+        let key = vec![
+            key_part(req.provider, "provider")?,
+            key_part(req.name, "name")?,
+        ];
+        let revision = self
+            .store
+            .delete::<ModelSpec>(key)
+            .await
+            .map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(pb::DeleteResponse { revision }))
     }
 
-    async fn list_models(&self, req: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let provider = req.into_inner().provider;
         let all = self.store.list::<ModelSpec>().await.map_err(store_status)?;
         Ok(Response::new(pb::ListModelsResponse {
@@ -158,20 +214,33 @@ impl RegistryService for RegistryApi {
         }))
     }
 
-    async fn create_strategy(&self, req: Request<pb::CreateStrategyRequest>) -> Result<Response<pb::Strategy>, Status> {
+    async fn create_strategy(
+        &self,
+        req: Request<pb::CreateStrategyRequest>,
+    ) -> Result<Response<pb::Strategy>, Status> {
         let spec = strategy_in(req.into_inner().strategy)?;
         let (stored, _) = self.store.create(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(strategy_out(stored)))
     }
 
-    async fn get_strategy(&self, req: Request<pb::GetStrategyRequest>) -> Result<Response<pb::Strategy>, Status> {
+    async fn get_strategy(
+        &self,
+        req: Request<pb::GetStrategyRequest>,
+    ) -> Result<Response<pb::Strategy>, Status> {
         let name = key_part(req.into_inner().name, "name")?;
-        let stored = self.store.get::<StrategySpec>(vec![name]).await.map_err(store_status)?;
+        let stored = self
+            .store
+            .get::<StrategySpec>(vec![name])
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(strategy_out(stored)))
     }
 
-    async fn update_strategy(&self, req: Request<pb::UpdateStrategyRequest>) -> Result<Response<pb::Strategy>, Status> {
+    async fn update_strategy(
+        &self,
+        req: Request<pb::UpdateStrategyRequest>,
+    ) -> Result<Response<pb::Strategy>, Status> {
         let spec = strategy_in(req.into_inner().strategy)?;
         let (stored, _) = self.store.update(spec).await.map_err(store_status)?;
         self.publish().await?;
@@ -183,7 +252,11 @@ impl RegistryService for RegistryApi {
         req: Request<pb::DeleteStrategyRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = key_part(req.into_inner().name, "name")?;
-        let revision = self.store.delete::<StrategySpec>(vec![name]).await.map_err(store_status)?;
+        let revision = self
+            .store
+            .delete::<StrategySpec>(vec![name])
+            .await
+            .map_err(store_status)?;
         // Deleting the default strategy makes the registry unpublishable; report
         // it instead of leaving data planes silently on an old snapshot.
         self.publish().await?;
@@ -194,7 +267,11 @@ impl RegistryService for RegistryApi {
         &self,
         _req: Request<pb::ListStrategiesRequest>,
     ) -> Result<Response<pb::ListStrategiesResponse>, Status> {
-        let all = self.store.list::<StrategySpec>().await.map_err(store_status)?;
+        let all = self
+            .store
+            .list::<StrategySpec>()
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(pb::ListStrategiesResponse {
             strategies: all.into_iter().map(strategy_out).collect(),
         }))

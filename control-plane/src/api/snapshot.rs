@@ -29,7 +29,12 @@ pub struct SnapshotApi {
 }
 
 impl SnapshotApi {
-    pub fn new(node_id: String, publisher: Arc<SnapshotPublisher>, fleet: Arc<Fleet>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        node_id: String,
+        publisher: Arc<SnapshotPublisher>,
+        fleet: Arc<Fleet>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             node_id,
             publisher,
@@ -45,17 +50,26 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncResponse, Status>> + 
 impl SnapshotService for SnapshotApi {
     type SyncStream = SyncStream;
 
-    async fn sync(&self, req: Request<Streaming<pb::SyncRequest>>) -> Result<Response<SyncStream>, Status> {
+    async fn sync(
+        &self,
+        req: Request<Streaming<pb::SyncRequest>>,
+    ) -> Result<Response<SyncStream>, Status> {
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no hello within 10s"))??;
         let hello = match first.and_then(|m| m.kind) {
             Some(Kind::Hello(hello)) => hello,
-            _ => return Err(Status::invalid_argument("hello: the first message of a stream must be a hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "hello: the first message of a stream must be a hello",
+                ));
+            }
         };
         if hello.node_id.is_empty() || hello.node_id.len() > 256 {
-            return Err(Status::invalid_argument("hello.node_id: required, at most 256 characters"));
+            return Err(Status::invalid_argument(
+                "hello.node_id: required, at most 256 characters",
+            ));
         }
         tracing::info!(node = %hello.node_id, last_applied = hello.last_applied_version, "data plane connected");
         let stream_id = self

@@ -73,10 +73,12 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
     };
     let start_ms = req.start_time.as_ref().map(timestamp_to_millis);
     let end_ms = req.end_time.as_ref().map(timestamp_to_millis);
-    if let (Some(s), Some(e)) = (start_ms, end_ms) {
-        if s >= e {
-            return Err(Status::invalid_argument("end_time: must be after start_time"));
-        }
+    if let (Some(s), Some(e)) = (start_ms, end_ms)
+        && s >= e
+    {
+        return Err(Status::invalid_argument(
+            "end_time: must be after start_time",
+        ));
     }
     Ok(TraceFilter {
         start_ms,
@@ -86,7 +88,10 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
         outcome,
         workspace: non_empty(req.workspace),
         limit,
-        after: non_empty(req.page_token).as_deref().map(decode_cursor).transpose()?,
+        after: non_empty(req.page_token)
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()?,
     })
 }
 
@@ -96,23 +101,41 @@ type ReportStream = Pin<Box<dyn Stream<Item = Result<pb::ReportResponse, Status>
 impl TraceService for TraceApi {
     type ReportStream = ReportStream;
 
-    async fn report(&self, req: Request<Streaming<pb::ReportRequest>>) -> Result<Response<ReportStream>, Status> {
+    async fn report(
+        &self,
+        req: Request<Streaming<pb::ReportRequest>>,
+    ) -> Result<Response<ReportStream>, Status> {
         let mut inbound = req.into_inner();
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Ok(Some(batch)) = inbound.message().await {
-                let (valid, rejected): (Vec<_>, Vec<_>) =
-                    batch.traces.into_iter().partition(|t| invalid_trace(t).is_none());
+                let (valid, rejected): (Vec<_>, Vec<_>) = batch
+                    .traces
+                    .into_iter()
+                    .partition(|t| invalid_trace(t).is_none());
                 let mut error = String::new();
                 if let Some(first) = rejected.first() {
                     let reason = invalid_trace(first).unwrap_or_default();
-                    tracing::warn!(batch = batch.batch_id, rejected = rejected.len(), reason, "discarded invalid traces");
-                    error = format!("{} invalid trace(s) discarded; first: {reason}", rejected.len());
+                    tracing::warn!(
+                        batch = batch.batch_id,
+                        rejected = rejected.len(),
+                        reason,
+                        "discarded invalid traces"
+                    );
+                    error = format!(
+                        "{} invalid trace(s) discarded; first: {reason}",
+                        rejected.len()
+                    );
                 }
                 let response = match store.insert_traces(&valid).await {
                     Ok(outcome) => {
-                        tracing::debug!(batch = batch.batch_id, inserted = outcome.inserted, duplicates = outcome.duplicates, "stored trace batch");
+                        tracing::debug!(
+                            batch = batch.batch_id,
+                            inserted = outcome.inserted,
+                            duplicates = outcome.duplicates,
+                            "stored trace batch"
+                        );
                         pb::ReportResponse {
                             batch_id: batch.batch_id,
                             stored: true,
@@ -143,19 +166,32 @@ impl TraceService for TraceApi {
         req: Request<pb::ListTracesRequest>,
     ) -> Result<Response<pb::ListTracesResponse>, Status> {
         let filter = filter_from(req.into_inner())?;
-        let page = self.store.list_traces(&filter).await.map_err(store_status)?;
+        let page = self
+            .store
+            .list_traces(&filter)
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(pb::ListTracesResponse {
             traces: page.traces,
             next_page_token: page.next.as_ref().map(encode_cursor).unwrap_or_default(),
         }))
     }
 
-    async fn get_trace(&self, req: Request<pb::GetTraceRequest>) -> Result<Response<pb::Trace>, Status> {
+    async fn get_trace(
+        &self,
+        req: Request<pb::GetTraceRequest>,
+    ) -> Result<Response<pb::Trace>, Status> {
         let trace_id = req.into_inner().trace_id;
         if trace_id.is_empty() || trace_id.len() > MAX_ID_LEN {
-            return Err(Status::invalid_argument("trace_id: required, at most 128 characters"));
+            return Err(Status::invalid_argument(
+                "trace_id: required, at most 128 characters",
+            ));
         }
-        let trace = self.store.get_trace(&trace_id).await.map_err(store_status)?;
+        let trace = self
+            .store
+            .get_trace(&trace_id)
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(trace))
     }
 
@@ -163,11 +199,18 @@ impl TraceService for TraceApi {
         &self,
         _req: Request<pb::ReplayTraceRequest>,
     ) -> Result<Response<pb::ReplayTraceResponse>, Status> {
-        Err(Status::unimplemented("ReplayTrace is not available in this version"))
+        Err(Status::unimplemented(
+            "ReplayTrace is not available in this version",
+        ))
     }
 
-    async fn what_if(&self, _req: Request<pb::WhatIfRequest>) -> Result<Response<pb::WhatIfResponse>, Status> {
-        Err(Status::unimplemented("WhatIf is not available in this version"))
+    async fn what_if(
+        &self,
+        _req: Request<pb::WhatIfRequest>,
+    ) -> Result<Response<pb::WhatIfResponse>, Status> {
+        Err(Status::unimplemented(
+            "WhatIf is not available in this version",
+        ))
     }
 }
 
@@ -180,7 +223,11 @@ mod tests {
         let cursor = (1_700_000_000_000, "0190-abc".to_owned());
         assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
         for bad in ["", "nocolon", "x:id", "12:"] {
-            assert_eq!(decode_cursor(bad).unwrap_err().code(), tonic::Code::InvalidArgument, "{bad}");
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument,
+                "{bad}"
+            );
         }
     }
 
@@ -190,13 +237,32 @@ mod tests {
             page_size: 5000,
             ..Default::default()
         };
-        assert!(filter_from(too_big).unwrap_err().message().starts_with("page_size"));
+        assert!(
+            filter_from(too_big)
+                .unwrap_err()
+                .message()
+                .starts_with("page_size")
+        );
         let backwards = pb::ListTracesRequest {
-            start_time: Some(prost_types::Timestamp { seconds: 10, nanos: 0 }),
-            end_time: Some(prost_types::Timestamp { seconds: 5, nanos: 0 }),
+            start_time: Some(prost_types::Timestamp {
+                seconds: 10,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: 5,
+                nanos: 0,
+            }),
             ..Default::default()
         };
-        assert!(filter_from(backwards).unwrap_err().message().starts_with("end_time"));
-        assert_eq!(filter_from(pb::ListTracesRequest::default()).unwrap().limit, DEFAULT_PAGE_SIZE);
+        assert!(
+            filter_from(backwards)
+                .unwrap_err()
+                .message()
+                .starts_with("end_time")
+        );
+        assert_eq!(
+            filter_from(pb::ListTracesRequest::default()).unwrap().limit,
+            DEFAULT_PAGE_SIZE
+        );
     }
 }

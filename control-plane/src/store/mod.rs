@@ -14,7 +14,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use registry::{Entity, Revision, Stored};
-pub use traces::{TraceFilter, TracePage, TraceInsertOutcome};
+pub use traces::{TraceFilter, TraceInsertOutcome, TracePage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,6 +99,8 @@ impl Store {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

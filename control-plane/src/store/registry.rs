@@ -41,11 +41,15 @@ impl Entity for ProviderSpec {
     const NAME: &'static str = "provider";
     const INSERT: &'static str = "INSERT INTO providers (spec, created_at_ms, updated_at_ms, name) \
          VALUES ($1, $2, $2, $3) ON CONFLICT DO NOTHING";
-    const UPDATE: &'static str = "UPDATE providers SET spec = $1, updated_at_ms = $2 WHERE name = $3";
+    const UPDATE: &'static str =
+        "UPDATE providers SET spec = $1, updated_at_ms = $2 WHERE name = $3";
     const DELETE: &'static str = "DELETE FROM providers WHERE name = $1";
-    const SELECT_ONE: &'static str = "SELECT spec, created_at_ms, updated_at_ms FROM providers WHERE name = $1";
-    const SELECT_ALL: &'static str = "SELECT spec, created_at_ms, updated_at_ms FROM providers ORDER BY name";
-    const COUNT_DEPENDENTS: Option<&'static str> = Some("SELECT COUNT(*) FROM models WHERE provider = $1");
+    const SELECT_ONE: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM providers WHERE name = $1";
+    const SELECT_ALL: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM providers ORDER BY name";
+    const COUNT_DEPENDENTS: Option<&'static str> =
+        Some("SELECT COUNT(*) FROM models WHERE provider = $1");
     fn key(&self) -> Vec<String> {
         vec![self.name.clone()]
     }
@@ -55,11 +59,13 @@ impl Entity for ModelSpec {
     const NAME: &'static str = "model";
     const INSERT: &'static str = "INSERT INTO models (spec, created_at_ms, updated_at_ms, provider, name) \
          VALUES ($1, $2, $2, $3, $4) ON CONFLICT DO NOTHING";
-    const UPDATE: &'static str = "UPDATE models SET spec = $1, updated_at_ms = $2 WHERE provider = $3 AND name = $4";
+    const UPDATE: &'static str =
+        "UPDATE models SET spec = $1, updated_at_ms = $2 WHERE provider = $3 AND name = $4";
     const DELETE: &'static str = "DELETE FROM models WHERE provider = $1 AND name = $2";
     const SELECT_ONE: &'static str =
         "SELECT spec, created_at_ms, updated_at_ms FROM models WHERE provider = $1 AND name = $2";
-    const SELECT_ALL: &'static str = "SELECT spec, created_at_ms, updated_at_ms FROM models ORDER BY provider, name";
+    const SELECT_ALL: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM models ORDER BY provider, name";
     fn key(&self) -> Vec<String> {
         vec![self.provider.clone(), self.name.clone()]
     }
@@ -72,10 +78,13 @@ impl Entity for StrategySpec {
     const NAME: &'static str = "strategy";
     const INSERT: &'static str = "INSERT INTO strategies (spec, created_at_ms, updated_at_ms, name) \
          VALUES ($1, $2, $2, $3) ON CONFLICT DO NOTHING";
-    const UPDATE: &'static str = "UPDATE strategies SET spec = $1, updated_at_ms = $2 WHERE name = $3";
+    const UPDATE: &'static str =
+        "UPDATE strategies SET spec = $1, updated_at_ms = $2 WHERE name = $3";
     const DELETE: &'static str = "DELETE FROM strategies WHERE name = $1";
-    const SELECT_ONE: &'static str = "SELECT spec, created_at_ms, updated_at_ms FROM strategies WHERE name = $1";
-    const SELECT_ALL: &'static str = "SELECT spec, created_at_ms, updated_at_ms FROM strategies ORDER BY name";
+    const SELECT_ONE: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM strategies WHERE name = $1";
+    const SELECT_ALL: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM strategies ORDER BY name";
     fn key(&self) -> Vec<String> {
         vec![self.name.clone()]
     }
@@ -108,14 +117,18 @@ fn encode<T: Entity>(spec: &T) -> Result<String, StoreError> {
 }
 
 async fn bump_revision(tx: &mut Transaction<'static, Any>) -> Result<Revision, StoreError> {
-    let revision: i64 =
-        sqlx::query_scalar("UPDATE registry_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision")
-            .fetch_one(&mut **tx)
-            .await?;
+    let revision: i64 = sqlx::query_scalar(
+        "UPDATE registry_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
     Ok(u64::try_from(revision).unwrap_or_default())
 }
 
-async fn provider_exists(tx: &mut Transaction<'static, Any>, name: &str) -> Result<bool, StoreError> {
+async fn provider_exists(
+    tx: &mut Transaction<'static, Any>,
+    name: &str,
+) -> Result<bool, StoreError> {
     let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM providers WHERE name = $1")
         .bind(name.to_owned())
         .fetch_optional(&mut **tx)
@@ -125,22 +138,23 @@ async fn provider_exists(tx: &mut Transaction<'static, Any>, name: &str) -> Resu
 
 impl Store {
     pub async fn revision(&self) -> Result<Revision, StoreError> {
-        let revision: i64 = sqlx::query_scalar("SELECT revision FROM registry_revision WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let revision: i64 =
+            sqlx::query_scalar("SELECT revision FROM registry_revision WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(u64::try_from(revision).unwrap_or_default())
     }
 
     pub async fn create<T: Entity>(&self, spec: T) -> Result<(Stored<T>, Revision), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        if let Some(provider) = spec.provider_reference() {
-            if !provider_exists(&mut tx, provider).await? {
-                return Err(StoreError::FailedPrecondition(format!(
-                    "{}.provider: provider {provider:?} does not exist",
-                    T::NAME
-                )));
-            }
+        if let Some(provider) = spec.provider_reference()
+            && !provider_exists(&mut tx, provider).await?
+        {
+            return Err(StoreError::FailedPrecondition(format!(
+                "{}.provider: provider {provider:?} does not exist",
+                T::NAME
+            )));
         }
         let mut query = sqlx::query(T::INSERT).bind(encode(&spec)?).bind(now);
         for part in spec.key() {
@@ -231,7 +245,15 @@ impl Store {
     /// consistent on any isolation level.
     pub async fn registry_at_one_revision(
         &self,
-    ) -> Result<(Revision, Vec<ProviderSpec>, Vec<ModelSpec>, Vec<StrategySpec>), StoreError> {
+    ) -> Result<
+        (
+            Revision,
+            Vec<ProviderSpec>,
+            Vec<ModelSpec>,
+            Vec<StrategySpec>,
+        ),
+        StoreError,
+    > {
         loop {
             let before = self.revision().await?;
             let providers = self.list::<ProviderSpec>().await?;
@@ -248,14 +270,20 @@ fn specs<T>(stored: Vec<Stored<T>>) -> Vec<T> {
     stored.into_iter().map(|s| s.spec).collect()
 }
 
-async fn fetch_one<T: Entity>(tx: &mut Transaction<'static, Any>, key: &[String]) -> Result<Stored<T>, StoreError> {
+async fn fetch_one<T: Entity>(
+    tx: &mut Transaction<'static, Any>,
+    key: &[String],
+) -> Result<Stored<T>, StoreError> {
     let mut query = sqlx::query(T::SELECT_ONE);
     for part in key {
         query = query.bind(part.clone());
     }
-    let row = query.fetch_optional(&mut **tx).await?.ok_or_else(|| StoreError::NotFound {
-        entity: T::NAME,
-        key: display_key(key),
-    })?;
+    let row = query
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            entity: T::NAME,
+            key: display_key(key),
+        })?;
     decode(&row, key)
 }

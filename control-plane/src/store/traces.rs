@@ -50,7 +50,10 @@ fn to_u64(v: i64) -> u64 {
 impl Store {
     /// Stores a batch in one transaction; traces already stored are skipped, so a
     /// resent batch is harmless. Returns once the transaction is committed.
-    pub async fn insert_traces(&self, traces: &[pb::Trace]) -> Result<TraceInsertOutcome, StoreError> {
+    pub async fn insert_traces(
+        &self,
+        traces: &[pb::Trace],
+    ) -> Result<TraceInsertOutcome, StoreError> {
         let stored_at = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
@@ -72,13 +75,20 @@ impl Store {
                 b.bind(t.final_model.clone())?.push(", ");
                 b.bind(i64::from(t.outcome))?.push(", ");
                 b.bind(i64::from(t.error_class))?.push(", ");
-                b.bind(i64::try_from(t.attempts.len()).unwrap_or(i64::MAX))?.push(", ");
+                b.bind(i64::try_from(t.attempts.len()).unwrap_or(i64::MAX))?
+                    .push(", ");
                 b.bind(to_i64(t.latency_ms))?.push(", ");
                 b.bind(to_i64(t.ttft_ms))?.push(", ");
                 b.bind(to_i64(t.tokens_in))?.push(", ");
                 b.bind(to_i64(t.tokens_out))?.push(", ");
                 b.bind(t.cost_usd)?.push(", ");
-                b.bind(t.received_at.as_ref().map(timestamp_to_millis).unwrap_or_default())?.push(", ");
+                b.bind(
+                    t.received_at
+                        .as_ref()
+                        .map(timestamp_to_millis)
+                        .unwrap_or_default(),
+                )?
+                .push(", ");
                 b.bind(to_i64(t.snapshot_version))?.push(", ");
                 b.bind(t.node_id.clone())?.push(", ");
                 b.bind(stored_at)?.push(", ");
@@ -130,7 +140,9 @@ impl Store {
         }
         if let Some(model) = &filter.model {
             b.push(" AND (final_model = ").bind(model.clone())?;
-            b.push(" OR requested_model = ").bind(model.clone())?.push(")");
+            b.push(" OR requested_model = ")
+                .bind(model.clone())?
+                .push(")");
         }
         if let Some(outcome) = filter.outcome {
             b.push(" AND outcome = ").bind(i64::from(outcome))?;
@@ -156,14 +168,18 @@ impl Store {
                 requested_model: row.try_get("requested_model")?,
                 final_target: row.try_get("final_target")?,
                 outcome: i32::try_from(row.try_get::<i64, _>("outcome")?).unwrap_or_default(),
-                error_class: i32::try_from(row.try_get::<i64, _>("error_class")?).unwrap_or_default(),
-                attempt_count: u32::try_from(row.try_get::<i64, _>("attempt_count")?).unwrap_or_default(),
+                error_class: i32::try_from(row.try_get::<i64, _>("error_class")?)
+                    .unwrap_or_default(),
+                attempt_count: u32::try_from(row.try_get::<i64, _>("attempt_count")?)
+                    .unwrap_or_default(),
                 latency_ms: to_u64(row.try_get("latency_ms")?),
                 ttft_ms: to_u64(row.try_get("ttft_ms")?),
                 tokens_in: to_u64(row.try_get("tokens_in")?),
                 tokens_out: to_u64(row.try_get("tokens_out")?),
                 cost_usd: row.try_get("cost_usd")?,
-                received_at: Some(switchyard_domain::timestamp_from_millis(row.try_get("received_at_ms")?)),
+                received_at: Some(switchyard_domain::timestamp_from_millis(
+                    row.try_get("received_at_ms")?,
+                )),
                 snapshot_version: to_u64(row.try_get("snapshot_version")?),
             });
         }
@@ -171,7 +187,11 @@ impl Store {
         let next = if traces.len() > limit {
             traces.truncate(limit);
             traces.last().map(|t| {
-                let at = t.received_at.as_ref().map(timestamp_to_millis).unwrap_or_default();
+                let at = t
+                    .received_at
+                    .as_ref()
+                    .map(timestamp_to_millis)
+                    .unwrap_or_default();
                 (at, t.trace_id.clone())
             })
         } else {

@@ -14,7 +14,10 @@ use crate::scoring::RouteError;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
     #[error("{0}")]
     ModelNotFound(String),
     #[error("request body is larger than {0} bytes")]
@@ -34,7 +37,11 @@ impl ApiError {
         let param = param.into();
         let message = message.into();
         Self::InvalidRequest {
-            message: if param.is_empty() { message } else { format!("{param}: {message}") },
+            message: if param.is_empty() {
+                message
+            } else {
+                format!("{param}: {message}")
+            },
             param: (!param.is_empty()).then_some(param),
         }
     }
@@ -49,7 +56,9 @@ impl ApiError {
                 ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                 ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 ErrorClass::Content => StatusCode::BAD_REQUEST,
-                ErrorClass::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                ErrorClass::Cancelled => {
+                    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+                }
                 _ => StatusCode::BAD_GATEWAY,
             },
         }
@@ -80,11 +89,18 @@ impl ApiError {
 
     fn error_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::PayloadTooLarge(_) | Self::UnknownRoute(_) => {
-                "invalid_request_error"
-            }
-            Self::Upstream { class: ErrorClass::RateLimited, .. } => "rate_limit_error",
-            Self::Upstream { class: ErrorClass::Content, .. } => "invalid_request_error",
+            Self::InvalidRequest { .. }
+            | Self::ModelNotFound(_)
+            | Self::PayloadTooLarge(_)
+            | Self::UnknownRoute(_) => "invalid_request_error",
+            Self::Upstream {
+                class: ErrorClass::RateLimited,
+                ..
+            } => "rate_limit_error",
+            Self::Upstream {
+                class: ErrorClass::Content,
+                ..
+            } => "invalid_request_error",
             _ => "server_error",
         }
     }
@@ -102,7 +118,9 @@ impl ApiError {
     pub fn to_status(&self) -> tonic::Status {
         let message = self.to_string();
         match self {
-            Self::InvalidRequest { .. } | Self::PayloadTooLarge(_) => tonic::Status::invalid_argument(message),
+            Self::InvalidRequest { .. } | Self::PayloadTooLarge(_) => {
+                tonic::Status::invalid_argument(message)
+            }
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
             Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
             Self::Upstream { class, .. } => match class {
@@ -155,15 +173,29 @@ mod tests {
         assert_eq!(body["error"]["param"], "messages[0].role");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["code"], "invalid_request");
-        assert!(body["error"]["message"].as_str().unwrap().starts_with("messages[0].role: "));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("messages[0].role: ")
+        );
     }
 
     #[test]
     fn upstream_classes_map_to_statuses() {
-        let e = |class| ApiError::Upstream { class, message: String::new() };
-        assert_eq!(e(ErrorClass::RateLimited).status(), StatusCode::TOO_MANY_REQUESTS);
+        let e = |class| ApiError::Upstream {
+            class,
+            message: String::new(),
+        };
+        assert_eq!(
+            e(ErrorClass::RateLimited).status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
         assert_eq!(e(ErrorClass::Timeout).status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(e(ErrorClass::Transient).status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(e(ErrorClass::Content).to_status().code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            e(ErrorClass::Content).to_status().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

@@ -32,13 +32,19 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
         return Err(ApiError::invalid("model", "required"));
     }
     if req.messages.is_empty() {
-        return Err(ApiError::invalid("messages", "must contain at least one message"));
+        return Err(ApiError::invalid(
+            "messages",
+            "must contain at least one message",
+        ));
     }
     let mut prompt_text = String::new();
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
         if !ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::invalid(format!("messages[{i}].role"), format!("must be one of {}", ROLES.join(", "))));
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                format!("must be one of {}", ROLES.join(", ")),
+            ));
         }
         prompt_text.push_str(&m.content);
         prompt_text.push('\n');
@@ -101,14 +107,28 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CompleteChunk, Status>> 
 fn chunk_for(event: EngineEvent) -> (Result<pb::CompleteChunk, Status>, bool) {
     use pb::complete_chunk::Kind;
     match event {
-        EngineEvent::Delta(text) => (Ok(pb::CompleteChunk { kind: Some(Kind::Delta(text)) }), false),
-        EngineEvent::Done { finish_reason, meta, .. } => {
+        EngineEvent::Delta(text) => (
+            Ok(pb::CompleteChunk {
+                kind: Some(Kind::Delta(text)),
+            }),
+            false,
+        ),
+        EngineEvent::Done {
+            finish_reason,
+            meta,
+            ..
+        } => {
             let end = pb::StreamEnd {
                 finish_reason,
                 usage: Some(wire_usage(&meta)),
                 meta: Some(wire_meta(&meta)),
             };
-            (Ok(pb::CompleteChunk { kind: Some(Kind::End(end)) }), true)
+            (
+                Ok(pb::CompleteChunk {
+                    kind: Some(Kind::End(end)),
+                }),
+                true,
+            )
         }
         EngineEvent::Failed(failure) => (Err(ApiError::from(&failure).to_status()), true),
     }
@@ -116,14 +136,21 @@ fn chunk_for(event: EngineEvent) -> (Result<pb::CompleteChunk, Status>, bool) {
 
 #[tonic::async_trait]
 impl InferenceService for InferenceApi {
-    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteResponse>, Status> {
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
         let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, plan);
         loop {
             match events.recv().await {
                 Some(EngineEvent::Delta(_)) => continue,
-                Some(EngineEvent::Done { content, finish_reason, meta }) => {
+                Some(EngineEvent::Done {
+                    content,
+                    finish_reason,
+                    meta,
+                }) => {
                     return Ok(Response::new(pb::CompleteResponse {
                         content,
                         finish_reason,
@@ -131,7 +158,9 @@ impl InferenceService for InferenceApi {
                         meta: Some(wire_meta(&meta)),
                     }));
                 }
-                Some(EngineEvent::Failed(failure)) => return Err(ApiError::from(&failure).to_status()),
+                Some(EngineEvent::Failed(failure)) => {
+                    return Err(ApiError::from(&failure).to_status());
+                }
                 None => return Err(Status::internal("request ended without an answer")),
             }
         }
@@ -139,29 +168,40 @@ impl InferenceService for InferenceApi {
 
     type StreamCompleteStream = ChunkStream;
 
-    async fn stream_complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn stream_complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
         let request = to_chat_request(req.into_inner(), true).map_err(|e| e.to_status())?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, plan);
         // A failure before the first token is the call's status, not a stream item.
         let first = match events.recv().await {
-            Some(EngineEvent::Failed(failure)) if !failure.partial => return Err(ApiError::from(&failure).to_status()),
+            Some(EngineEvent::Failed(failure)) if !failure.partial => {
+                return Err(ApiError::from(&failure).to_status());
+            }
             Some(event) => event,
             None => return Err(Status::internal("request ended without an answer")),
         };
         let (first, over) = chunk_for(first);
-        let tail = futures::stream::unfold((events, over), |(mut events, over): (mpsc::Receiver<EngineEvent>, bool)| async move {
-            if over {
-                return None;
-            }
-            let (item, over) = chunk_for(events.recv().await?);
-            Some((item, (events, over)))
-        });
+        let tail = futures::stream::unfold(
+            (events, over),
+            |(mut events, over): (mpsc::Receiver<EngineEvent>, bool)| async move {
+                if over {
+                    return None;
+                }
+                let (item, over) = chunk_for(events.recv().await?);
+                Some((item, (events, over)))
+            },
+        );
         let stream = futures::stream::once(async move { first }).chain(tail);
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn route(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::RouteResponse>, Status> {
+    async fn route(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::RouteResponse>, Status> {
         let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let (candidates, ineligible) = crate::explain::wire_candidates(&plan, &snapshot);
@@ -200,13 +240,45 @@ mod tests {
             ..Default::default()
         };
         assert!(to_chat_request(ok.clone(), false).is_ok());
-        assert_eq!(field(pb::CompleteRequest { model: String::new(), ..ok.clone() }).as_deref(), Some("model"));
-        assert_eq!(field(pb::CompleteRequest { messages: vec![], ..ok.clone() }).as_deref(), Some("messages"));
         assert_eq!(
-            field(pb::CompleteRequest { messages: vec![message("user"), message("robot")], ..ok.clone() }).as_deref(),
+            field(pb::CompleteRequest {
+                model: String::new(),
+                ..ok.clone()
+            })
+            .as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            field(pb::CompleteRequest {
+                messages: vec![],
+                ..ok.clone()
+            })
+            .as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            field(pb::CompleteRequest {
+                messages: vec![message("user"), message("robot")],
+                ..ok.clone()
+            })
+            .as_deref(),
             Some("messages[1].role")
         );
-        assert_eq!(field(pb::CompleteRequest { temperature: Some(9.0), ..ok.clone() }).as_deref(), Some("temperature"));
-        assert_eq!(field(pb::CompleteRequest { workspace: "no spaces".into(), ..ok }).as_deref(), Some("workspace"));
+        assert_eq!(
+            field(pb::CompleteRequest {
+                temperature: Some(9.0),
+                ..ok.clone()
+            })
+            .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            field(pb::CompleteRequest {
+                workspace: "no spaces".into(),
+                ..ok
+            })
+            .as_deref(),
+            Some("workspace")
+        );
     }
 }

@@ -42,7 +42,11 @@ pub fn router(state: AppState) -> Router {
 fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, ApiError> {
     headers
         .get(name)
-        .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::invalid(name, "header must be ASCII")))
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::invalid(name, "header must be ASCII"))
+        })
         .transpose()
 }
 
@@ -62,14 +66,22 @@ fn with_ids(mut response: Response, request_id: &str, trace_id: &str) -> Respons
     response
 }
 
-async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match handle_chat(state, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle_chat(state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn handle_chat(
+    state: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let received = Received::now();
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -89,7 +101,12 @@ async fn handle_chat(state: AppState, headers: HeaderMap, body: Result<Bytes, By
         Ok(routed) => routed,
         Err(e) => return Ok(with_ids(e.into_response(), &request_id, &trace_id)),
     };
-    let include_usage = request.body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
+    let include_usage = request
+        .body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true);
     let chunk = ChunkShape {
         id: format!("chatcmpl-{trace_id}"),
         created: unix_seconds(&received),
@@ -99,7 +116,9 @@ async fn handle_chat(state: AppState, headers: HeaderMap, body: Result<Bytes, By
     let stream = request.stream;
     let events = state.engine.execute(snapshot, request, plan);
     let response = if stream {
-        stream_response(events, chunk).await.map(IntoResponse::into_response)
+        stream_response(events, chunk)
+            .await
+            .map(IntoResponse::into_response)
     } else {
         json_response(events, &chunk).await
     };
@@ -128,11 +147,18 @@ fn usage_json(meta: &ResponseMeta) -> Value {
     })
 }
 
-async fn json_response(mut events: mpsc::Receiver<EngineEvent>, chunk: &ChunkShape) -> Result<Response, ApiError> {
+async fn json_response(
+    mut events: mpsc::Receiver<EngineEvent>,
+    chunk: &ChunkShape,
+) -> Result<Response, ApiError> {
     loop {
         match events.recv().await {
             Some(EngineEvent::Delta(_)) => continue,
-            Some(EngineEvent::Done { content, finish_reason, meta }) => {
+            Some(EngineEvent::Done {
+                content,
+                finish_reason,
+                meta,
+            }) => {
                 let body = json!({
                     "id": chunk.id,
                     "object": "chat.completion",
@@ -152,7 +178,9 @@ async fn json_response(mut events: mpsc::Receiver<EngineEvent>, chunk: &ChunkSha
                 if let Ok(v) = HeaderValue::from_str(&meta.target_id) {
                     response.headers_mut().insert(TARGET, v);
                 }
-                response.headers_mut().insert(ATTEMPTS, HeaderValue::from(meta.attempts));
+                response
+                    .headers_mut()
+                    .insert(ATTEMPTS, HeaderValue::from(meta.attempts));
                 return Ok(response);
             }
             Some(EngineEvent::Failed(failure)) => return Err(ApiError::from(&failure)),
@@ -186,7 +214,11 @@ impl ChunkShape {
     fn events_for(&self, event: EngineEvent) -> (Vec<Event>, bool) {
         match event {
             EngineEvent::Delta(text) => (vec![self.chunk(json!({ "content": text }), None)], false),
-            EngineEvent::Done { finish_reason, meta, .. } => {
+            EngineEvent::Done {
+                finish_reason,
+                meta,
+                ..
+            } => {
                 let mut last = json!({
                     "id": self.id,
                     "object": "chat.completion.chunk",
@@ -213,7 +245,10 @@ impl ChunkShape {
                 (out, true)
             }
             // Never a clean end that hides the failure: an explicit error event, no [DONE].
-            EngineEvent::Failed(failure) => (vec![Event::default().data(ApiError::from(&failure).body().to_string())], true),
+            EngineEvent::Failed(failure) => (
+                vec![Event::default().data(ApiError::from(&failure).body().to_string())],
+                true,
+            ),
         }
     }
 }
@@ -225,7 +260,9 @@ async fn stream_response(
     shape: ChunkShape,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let first = match events.recv().await {
-        Some(EngineEvent::Failed(failure)) if !failure.partial => return Err(ApiError::from(&failure)),
+        Some(EngineEvent::Failed(failure)) if !failure.partial => {
+            return Err(ApiError::from(&failure));
+        }
         Some(event) => event,
         None => return Err(ApiError::NotReady),
     };
@@ -234,13 +271,16 @@ async fn stream_response(
     let head = futures::stream::iter(std::iter::once(role).chain(first_events));
     // The receiver moves into the body: when the client leaves, axum drops the
     // body, the receiver closes, and the engine cancels the upstream call.
-    let tail = futures::stream::unfold((events, shape, over), |(mut events, shape, over)| async move {
-        if over {
-            return None;
-        }
-        let (out, over) = shape.events_for(events.recv().await?);
-        Some((out, (events, shape, over)))
-    })
+    let tail = futures::stream::unfold(
+        (events, shape, over),
+        |(mut events, shape, over)| async move {
+            if over {
+                return None;
+            }
+            let (out, over) = shape.events_for(events.recv().await?);
+            Some((out, (events, shape, over)))
+        },
+    )
     .flat_map(futures::stream::iter);
     Ok(Sse::new(head.chain(tail).map(Ok)))
 }
@@ -263,14 +303,29 @@ async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.snapshot.load().as_ref() {
-        Some(snapshot) => (StatusCode::OK, format!("ready: snapshot {}", snapshot.version())).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no snapshot yet").into_response(),
+        Some(snapshot) => (
+            StatusCode::OK,
+            format!("ready: snapshot {}", snapshot.version()),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no snapshot yet",
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     match switchyard_telemetry::encode_metrics(&state.metrics.registry) {
-        Ok(text) => ([(axum::http::header::CONTENT_TYPE, switchyard_telemetry::METRICS_CONTENT_TYPE)], text).into_response(),
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                switchyard_telemetry::METRICS_CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -34,19 +34,26 @@ impl AppState {
     }
 }
 
-fn check_sampling(max_tokens: Option<u32>, temperature: Option<f64>, top_p: Option<f64>) -> Result<(), ApiError> {
+fn check_sampling(
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+) -> Result<(), ApiError> {
     if max_tokens == Some(0) {
         return Err(ApiError::invalid("max_tokens", "must be at least 1"));
     }
-    if let Some(t) = temperature {
-        if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
-            return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
-        }
+    if let Some(t) = temperature
+        && !(t.is_finite() && (0.0..=2.0).contains(&t))
+    {
+        return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
     }
-    if let Some(p) = top_p {
-        if !(p.is_finite() && p > 0.0 && p <= 1.0) {
-            return Err(ApiError::invalid("top_p", "must be greater than 0 and at most 1"));
-        }
+    if let Some(p) = top_p
+        && !(p.is_finite() && p > 0.0 && p <= 1.0)
+    {
+        return Err(ApiError::invalid(
+            "top_p",
+            "must be greater than 0 and at most 1",
+        ));
     }
     Ok(())
 }
@@ -56,14 +63,26 @@ fn request_id(given: Option<String>) -> Result<String, ApiError> {
     match given.filter(|id| !id.is_empty()) {
         None => Ok(uuid::Uuid::new_v4().to_string()),
         Some(id) if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) => Ok(id),
-        Some(_) => Err(ApiError::invalid("request_id", "must be at most 128 printable ASCII characters")),
+        Some(_) => Err(ApiError::invalid(
+            "request_id",
+            "must be at most 128 printable ASCII characters",
+        )),
     }
 }
 
 fn workspace(given: Option<String>) -> Result<String, ApiError> {
     match given.filter(|w| !w.is_empty()) {
         None => Ok(DEFAULT_WORKSPACE.to_owned()),
-        Some(w) if w.len() <= 63 && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => Ok(w),
-        Some(_) => Err(ApiError::invalid("workspace", "must be at most 63 characters of letters, digits, '-' or '_'")),
+        Some(w)
+            if w.len() <= 63
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(w)
+        }
+        Some(_) => Err(ApiError::invalid(
+            "workspace",
+            "must be at most 63 characters of letters, digits, '-' or '_'",
+        )),
     }
 }

@@ -75,23 +75,37 @@ pub struct Hints {
 }
 
 pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatRequest, ApiError> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid("", format!("body is not valid JSON: {e}")))?;
+    let raw: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("", format!("body is not valid JSON: {e}")))?;
     let Value::Object(mut raw) = raw else {
         return Err(ApiError::invalid("", "body must be a JSON object"));
     };
-    let checked: Checked = serde_path_to_error::deserialize(Value::Object(raw.clone())).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid(if path == "." { String::new() } else { path }, e.into_inner().to_string())
-    })?;
+    let checked: Checked =
+        serde_path_to_error::deserialize(Value::Object(raw.clone())).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::invalid(
+                if path == "." { String::new() } else { path },
+                e.into_inner().to_string(),
+            )
+        })?;
 
-    let model = checked.model.filter(|m| !m.is_empty()).ok_or_else(|| ApiError::invalid("model", "required"))?;
-    let messages = checked.messages.ok_or_else(|| ApiError::invalid("messages", "required"))?;
+    let model = checked
+        .model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::invalid("model", "required"))?;
+    let messages = checked
+        .messages
+        .ok_or_else(|| ApiError::invalid("messages", "required"))?;
     if messages.is_empty() {
-        return Err(ApiError::invalid("messages", "must contain at least one message"));
+        return Err(ApiError::invalid(
+            "messages",
+            "must contain at least one message",
+        ));
     }
     let mut prompt_text = String::new();
     for (i, message) in messages.iter().enumerate() {
-        append_content(&mut prompt_text, message.content.as_ref()).map_err(|m| ApiError::invalid(format!("messages[{i}].content"), m))?;
+        append_content(&mut prompt_text, message.content.as_ref())
+            .map_err(|m| ApiError::invalid(format!("messages[{i}].content"), m))?;
     }
     let max_tokens = checked.max_completion_tokens.or(checked.max_tokens);
     super::check_sampling(max_tokens, checked.temperature, checked.top_p)?;
@@ -101,12 +115,24 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
 
     // Routing hints are ours, not the provider's: take them out of the body.
     let mut metadata = checked.metadata.unwrap_or_default();
-    let strategy = hints.strategy.or_else(|| metadata.remove(METADATA_STRATEGY));
-    let workspace = hints.workspace.or_else(|| metadata.remove(METADATA_WORKSPACE));
+    let strategy = hints
+        .strategy
+        .or_else(|| metadata.remove(METADATA_STRATEGY));
+    let workspace = hints
+        .workspace
+        .or_else(|| metadata.remove(METADATA_WORKSPACE));
     if metadata.is_empty() {
         raw.remove("metadata");
     } else {
-        raw.insert("metadata".into(), Value::Object(metadata.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
+        raw.insert(
+            "metadata".into(),
+            Value::Object(
+                metadata
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+        );
     }
 
     Ok(ChatRequest {
@@ -134,9 +160,15 @@ fn append_content(out: &mut String, content: Option<&Value>) -> Result<(), Strin
         }
         Some(Value::Array(parts)) => {
             for (i, part) in parts.iter().enumerate() {
-                let kind = part.get("type").and_then(Value::as_str).ok_or_else(|| format!("[{i}] must be an object with a \"type\""))?;
+                let kind = part
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("[{i}] must be an object with a \"type\""))?;
                 if kind == "text" {
-                    let text = part.get("text").and_then(Value::as_str).ok_or_else(|| format!("[{i}].text must be a string"))?;
+                    let text = part
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| format!("[{i}].text must be a string"))?;
                     out.push_str(text);
                     out.push('\n');
                 }
@@ -146,7 +178,6 @@ fn append_content(out: &mut String, content: Option<&Value>) -> Result<(), Strin
         Some(_) => Err("must be a string, an array of content parts, or null".into()),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -179,26 +210,63 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field() {
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}]}"#).as_deref(), Some("model"));
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":"x"}]}"#).as_deref(),
+            Some("model")
+        );
         assert_eq!(param_of(r#"{"model":"m"}"#).as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[]}"#).as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).as_deref(), Some("messages[0].content"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"ten"}"#).as_deref(), Some("max_tokens"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#).as_deref(), Some("temperature"));
-        assert_eq!(param_of(r#"{"model":7,"messages":[]}"#).as_deref(), Some("model"));
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[]}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).as_deref(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            param_of(
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"ten"}"#
+            )
+            .as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#)
+                .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param_of(r#"{"model":7,"messages":[]}"#).as_deref(),
+            Some("model")
+        );
     }
 
     #[test]
     fn malformed_json_and_non_objects_are_rejected() {
-        assert!(matches!(parse_str("{\"model\":"), Err(ApiError::InvalidRequest { param: None, .. })));
-        assert!(matches!(parse_str("[1,2]"), Err(ApiError::InvalidRequest { param: None, .. })));
-        assert!(matches!(parse_str(""), Err(ApiError::InvalidRequest { .. })));
+        assert!(matches!(
+            parse_str("{\"model\":"),
+            Err(ApiError::InvalidRequest { param: None, .. })
+        ));
+        assert!(matches!(
+            parse_str("[1,2]"),
+            Err(ApiError::InvalidRequest { param: None, .. })
+        ));
+        assert!(matches!(
+            parse_str(""),
+            Err(ApiError::InvalidRequest { .. })
+        ));
     }
 
     #[test]
     fn headers_win_over_metadata() {
-        let hints = Hints { strategy: Some("speed".into()), ..Hints::default() };
+        let hints = Hints {
+            strategy: Some("speed".into()),
+            ..Hints::default()
+        };
         let body = r#"{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":{"switchyard_strategy":"cost"}}"#;
         let r = parse(body.as_bytes(), hints, Received::now()).unwrap();
         assert_eq!(r.strategy.as_deref(), Some("speed"));

@@ -83,7 +83,11 @@ pub struct Engine {
 }
 
 enum AttemptResult {
-    Done { content: String, finish_reason: String, usage: Usage },
+    Done {
+        content: String,
+        finish_reason: String,
+        usage: Usage,
+    },
     /// Failed before anything reached the client: the next candidate may try.
     Failed(ProviderError),
     /// Failed after tokens reached the client.
@@ -92,7 +96,12 @@ enum AttemptResult {
 }
 
 impl Engine {
-    pub fn new(client: reqwest::Client, reporter: TraceReporter, metrics: Arc<Metrics>, config: EngineConfig) -> Self {
+    pub fn new(
+        client: reqwest::Client,
+        reporter: TraceReporter,
+        metrics: Arc<Metrics>,
+        config: EngineConfig,
+    ) -> Self {
         Self {
             client,
             reporter,
@@ -103,14 +112,25 @@ impl Engine {
 
     /// Starts executing; events arrive on the returned channel. Dropping the
     /// receiver cancels the request.
-    pub fn execute(self: &Arc<Self>, snapshot: Arc<LiveSnapshot>, request: ChatRequest, plan: RoutePlan) -> mpsc::Receiver<EngineEvent> {
+    pub fn execute(
+        self: &Arc<Self>,
+        snapshot: Arc<LiveSnapshot>,
+        request: ChatRequest,
+        plan: RoutePlan,
+    ) -> mpsc::Receiver<EngineEvent> {
         let (tx, rx) = mpsc::channel(64);
         let engine = self.clone();
         tokio::spawn(async move { engine.run(snapshot, request, plan, tx).await });
         rx
     }
 
-    async fn run(&self, snapshot: Arc<LiveSnapshot>, request: ChatRequest, plan: RoutePlan, tx: mpsc::Sender<EngineEvent>) {
+    async fn run(
+        &self,
+        snapshot: Arc<LiveSnapshot>,
+        request: ChatRequest,
+        plan: RoutePlan,
+        tx: mpsc::Sender<EngineEvent>,
+    ) {
         let mut trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
         let mut meta = ResponseMeta {
             request_id: request.request_id.clone(),
@@ -120,8 +140,16 @@ impl Engine {
         };
 
         if plan.candidates.is_empty() {
-            let reasons: Vec<String> = plan.ineligible.iter().map(|(id, why)| format!("{id}: {why}")).collect();
-            let message = format!("no eligible target for model {:?} ({})", request.model, reasons.join("; "));
+            let reasons: Vec<String> = plan
+                .ineligible
+                .iter()
+                .map(|(id, why)| format!("{id}: {why}"))
+                .collect();
+            let message = format!(
+                "no eligible target for model {:?} ({})",
+                request.model,
+                reasons.join("; ")
+            );
             let record = trace.finish(pb::Outcome::Failed, Some((None, &message)));
             self.finish(record, &mut meta);
             let failure = Failure {
@@ -136,16 +164,24 @@ impl Engine {
         let mut last_error = None;
         for candidate in plan.candidates.iter().take(self.config.max_attempts) {
             let target = &snapshot.routing.targets[candidate.target];
-            let Some(endpoint) = snapshot.endpoints.get(&target.spec.provider) else { continue };
+            let Some(endpoint) = snapshot.endpoints.get(&target.spec.provider) else {
+                continue;
+            };
             trace.start_attempt(target);
             let result = if request.stream {
-                self.stream_attempt(endpoint, &request, &target.spec.name, &mut trace, &tx).await
+                self.stream_attempt(endpoint, &request, &target.spec.name, &mut trace, &tx)
+                    .await
             } else {
-                self.complete_attempt(endpoint, &request, &target.spec.name, &tx).await
+                self.complete_attempt(endpoint, &request, &target.spec.name, &tx)
+                    .await
             };
             meta.attempts = trace.attempts();
             match result {
-                AttemptResult::Done { content, finish_reason, usage } => {
+                AttemptResult::Done {
+                    content,
+                    finish_reason,
+                    usage,
+                } => {
                     self.count_attempt(&target.id, "ok");
                     let usage = fill_usage(usage, &request, &content);
                     meta.cost_usd = trace.attempt_succeeded(target, usage);
@@ -157,7 +193,13 @@ impl Engine {
                     }
                     let record = trace.finish(pb::Outcome::Success, None);
                     self.finish(record, &mut meta);
-                    let _ = tx.send(EngineEvent::Done { content, finish_reason, meta }).await;
+                    let _ = tx
+                        .send(EngineEvent::Done {
+                            content,
+                            finish_reason,
+                            meta,
+                        })
+                        .await;
                     return;
                 }
                 AttemptResult::Failed(error) => {
@@ -175,8 +217,12 @@ impl Engine {
                     trace.attempt_failed(&error);
                     trace.partial_from(target);
                     meta.target_id.clone_from(&target.id);
-                    let message = format!("stream from {} failed mid-response: {}", target.id, error.message);
-                    let record = trace.finish(pb::Outcome::Partial, Some((Some(error.class), &message)));
+                    let message = format!(
+                        "stream from {} failed mid-response: {}",
+                        target.id, error.message
+                    );
+                    let record =
+                        trace.finish(pb::Outcome::Partial, Some((Some(error.class), &message)));
                     self.finish(record, &mut meta);
                     let failure = Failure {
                         kind: FailureKind::Upstream(error.class),
@@ -188,16 +234,28 @@ impl Engine {
                 }
                 AttemptResult::Cancelled => {
                     self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
-                    trace.attempt_failed(&ProviderError::new(ErrorClass::Cancelled, "client went away"));
-                    let record = trace.finish(pb::Outcome::Cancelled, Some((Some(ErrorClass::Cancelled), "client went away")));
+                    trace.attempt_failed(&ProviderError::new(
+                        ErrorClass::Cancelled,
+                        "client went away",
+                    ));
+                    let record = trace.finish(
+                        pb::Outcome::Cancelled,
+                        Some((Some(ErrorClass::Cancelled), "client went away")),
+                    );
                     self.finish(record, &mut meta);
                     return;
                 }
             }
         }
 
-        let error = last_error.unwrap_or_else(|| ProviderError::new(ErrorClass::Configuration, "no target could be called"));
-        let message = format!("all {} attempt(s) failed; last: {}", trace.attempts(), error.message);
+        let error = last_error.unwrap_or_else(|| {
+            ProviderError::new(ErrorClass::Configuration, "no target could be called")
+        });
+        let message = format!(
+            "all {} attempt(s) failed; last: {}",
+            trace.attempts(),
+            error.message
+        );
         let record = trace.finish(pb::Outcome::Failed, Some((Some(error.class), &message)));
         self.finish(record, &mut meta);
         let failure = Failure {
@@ -263,7 +321,10 @@ impl Engine {
                     }
                     continue;
                 }
-                Some(Ok(StreamEvent::Finish { finish_reason, usage })) => {
+                Some(Ok(StreamEvent::Finish {
+                    finish_reason,
+                    usage,
+                })) => {
                     let usage = usage.unwrap_or_default();
                     let usage = fill_usage(usage, request, &text);
                     return AttemptResult::Done {
@@ -273,7 +334,10 @@ impl Engine {
                     };
                 }
                 Some(Err(e)) => e,
-                None => ProviderError::new(ErrorClass::Protocol, "provider stream ended without finishing"),
+                None => ProviderError::new(
+                    ErrorClass::Protocol,
+                    "provider stream ended without finishing",
+                ),
             };
             return if sent_any {
                 AttemptResult::Partial(error)
@@ -303,10 +367,17 @@ impl Engine {
             Ok(pb::Outcome::Cancelled) => "cancelled",
             _ => "failed",
         };
-        self.metrics.requests.get_or_create(&OutcomeLabels { outcome }).inc();
-        self.metrics.request_duration.observe(record.latency_ms as f64 / 1000.0);
+        self.metrics
+            .requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.metrics
+            .request_duration
+            .observe(record.latency_ms as f64 / 1000.0);
         if record.ttft_ms > 0 {
-            self.metrics.time_to_first_token.observe(record.ttft_ms as f64 / 1000.0);
+            self.metrics
+                .time_to_first_token
+                .observe(record.ttft_ms as f64 / 1000.0);
         }
         self.reporter.submit(record);
     }
@@ -315,7 +386,15 @@ impl Engine {
 /// Providers that report no usage are billed on estimates.
 fn fill_usage(usage: Usage, request: &ChatRequest, output: &str) -> Usage {
     Usage {
-        input_tokens: if usage.input_tokens > 0 { usage.input_tokens } else { request.estimated_input_tokens },
-        output_tokens: if usage.output_tokens > 0 || output.is_empty() { usage.output_tokens } else { estimate_tokens(output) },
+        input_tokens: if usage.input_tokens > 0 {
+            usage.input_tokens
+        } else {
+            request.estimated_input_tokens
+        },
+        output_tokens: if usage.output_tokens > 0 || output.is_empty() {
+            usage.output_tokens
+        } else {
+            estimate_tokens(output)
+        },
     }
 }

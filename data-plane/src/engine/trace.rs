@@ -21,7 +21,12 @@ fn millis(d: std::time::Duration) -> u64 {
 }
 
 impl TraceBuilder {
-    pub fn new(request: &ChatRequest, plan: &RoutePlan, snapshot: &LiveSnapshot, node_id: &str) -> Self {
+    pub fn new(
+        request: &ChatRequest,
+        plan: &RoutePlan,
+        snapshot: &LiveSnapshot,
+        node_id: &str,
+    ) -> Self {
         let (candidates, ineligible) = crate::explain::wire_candidates(plan, snapshot);
         let now = Instant::now();
         let trace = pb::Trace {
@@ -78,7 +83,9 @@ impl TraceBuilder {
         let now = Instant::now();
         self.trace.ttft_ms = millis(now.duration_since(self.received.at));
         self.trace.first_token_at = Some(timestamp_from_millis(self.received.unix_ms_at(now)));
-        if let (Some(started), Some(attempt)) = (self.attempt_started, self.trace.attempts.last_mut()) {
+        if let (Some(started), Some(attempt)) =
+            (self.attempt_started, self.trace.attempts.last_mut())
+        {
             attempt.ttft_ms = millis(now.duration_since(started));
         }
     }
@@ -114,7 +121,11 @@ impl TraceBuilder {
     }
 
     /// Closes the trace; returns it with its latency.
-    pub fn finish(mut self, outcome: pb::Outcome, error: Option<(Option<ErrorClass>, &str)>) -> pb::Trace {
+    pub fn finish(
+        mut self,
+        outcome: pb::Outcome,
+        error: Option<(Option<ErrorClass>, &str)>,
+    ) -> pb::Trace {
         let now = Instant::now();
         self.trace.outcome = outcome.into();
         if let Some((class, message)) = error {

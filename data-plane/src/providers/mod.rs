@@ -118,7 +118,10 @@ pub struct Completion {
 pub enum StreamEvent {
     Delta(String),
     /// The provider finished cleanly.
-    Finish { finish_reason: String, usage: Option<Usage> },
+    Finish {
+        finish_reason: String,
+        usage: Option<Usage>,
+    },
 }
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
@@ -155,9 +158,10 @@ impl Endpoint {
                 });
                 Self::Simulated(simulated::SimulatedEndpoint::new(params))
             }
-            ProviderKind::Anthropic | ProviderKind::Ollama => {
-                Self::Unavailable(format!("no {} adapter on this data plane", spec.kind.as_str()))
-            }
+            ProviderKind::Anthropic | ProviderKind::Ollama => Self::Unavailable(format!(
+                "no {} adapter on this data plane",
+                spec.kind.as_str()
+            )),
         }
     }
 
@@ -178,7 +182,10 @@ impl Endpoint {
         match self {
             Self::OpenAi(e) => e.complete(client, request, model, timeout).await,
             Self::Simulated(e) => e.complete(request).await,
-            Self::Unavailable(reason) => Err(ProviderError::new(ErrorClass::Configuration, reason.clone())),
+            Self::Unavailable(reason) => Err(ProviderError::new(
+                ErrorClass::Configuration,
+                reason.clone(),
+            )),
         }
     }
 
@@ -194,7 +201,10 @@ impl Endpoint {
         match self {
             Self::OpenAi(e) => e.stream(client, request, model, timeout).await,
             Self::Simulated(e) => e.stream(request).await,
-            Self::Unavailable(reason) => Err(ProviderError::new(ErrorClass::Configuration, reason.clone())),
+            Self::Unavailable(reason) => Err(ProviderError::new(
+                ErrorClass::Configuration,
+                reason.clone(),
+            )),
         }
     }
 }
@@ -239,10 +249,14 @@ mod tests {
             enabled: true,
             simulated: None,
         };
-        let reason = Endpoint::prepare(&spec).unavailable_reason().map(str::to_owned);
+        let reason = Endpoint::prepare(&spec)
+            .unavailable_reason()
+            .map(str::to_owned);
         assert_eq!(
             reason.as_deref(),
-            Some("credentials missing: environment variable SWITCHYARD_TEST_SURELY_UNSET_KEY is not set")
+            Some(
+                "credentials missing: environment variable SWITCHYARD_TEST_SURELY_UNSET_KEY is not set"
+            )
         );
     }
 }

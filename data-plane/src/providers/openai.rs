@@ -30,11 +30,18 @@ pub struct OpenAiEndpoint {
 }
 
 impl OpenAiEndpoint {
-    pub fn new(base_url: &str, api_key: Option<SecretString>, extra_headers: BTreeMap<String, String>) -> Self {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<SecretString>,
+        extra_headers: BTreeMap<String, String>,
+    ) -> Self {
         let mut headers = HeaderMap::new();
         for (name, value) in extra_headers {
             // Validated by the registry; anything else is skipped rather than sent mangled.
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
                 headers.insert(name, value);
             }
         }
@@ -45,7 +52,13 @@ impl OpenAiEndpoint {
         }
     }
 
-    fn request(&self, client: &reqwest::Client, request: &ChatRequest, model: &str, stream: bool) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        request: &ChatRequest,
+        model: &str,
+        stream: bool,
+    ) -> reqwest::RequestBuilder {
         let mut body = request.body.clone();
         body.insert("model".into(), Value::String(model.to_owned()));
         body.insert("stream".into(), Value::Bool(stream));
@@ -54,7 +67,10 @@ impl OpenAiEndpoint {
         } else {
             body.remove("stream_options");
         }
-        let mut builder = client.post(&self.url).headers(self.headers.clone()).json(&body);
+        let mut builder = client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose_secret());
         }
@@ -69,7 +85,11 @@ impl OpenAiEndpoint {
         timeout: Duration,
     ) -> Result<Completion, ProviderError> {
         let call = async {
-            let response = self.request(client, request, model, false).send().await.map_err(transport_error)?;
+            let response = self
+                .request(client, request, model, false)
+                .send()
+                .await
+                .map_err(transport_error)?;
             let status = response.status();
             let body = read_limited(response).await?;
             if !status.is_success() {
@@ -77,9 +97,12 @@ impl OpenAiEndpoint {
             }
             parse_completion(&body)
         };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| ProviderError::new(ErrorClass::Timeout, format!("no response within {}s", timeout.as_secs())))?
+        tokio::time::timeout(timeout, call).await.map_err(|_| {
+            ProviderError::new(
+                ErrorClass::Timeout,
+                format!("no response within {}s", timeout.as_secs()),
+            )
+        })?
     }
 
     pub async fn stream(
@@ -92,14 +115,22 @@ impl OpenAiEndpoint {
         let send = self.request(client, request, model, true).send();
         let response = tokio::time::timeout(timeout, send)
             .await
-            .map_err(|_| ProviderError::new(ErrorClass::Timeout, format!("no response within {}s", timeout.as_secs())))?
+            .map_err(|_| {
+                ProviderError::new(
+                    ErrorClass::Timeout,
+                    format!("no response within {}s", timeout.as_secs()),
+                )
+            })?
             .map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             let body = read_limited(response).await?;
             return Err(status_error(status.as_u16(), &body));
         }
-        Ok(Box::pin(sse_events(Box::pin(response.bytes_stream()), timeout)))
+        Ok(Box::pin(sse_events(
+            Box::pin(response.bytes_stream()),
+            timeout,
+        )))
     }
 }
 
@@ -109,7 +140,10 @@ fn transport_error(e: reqwest::Error) -> ProviderError {
     } else if e.is_connect() {
         ProviderError::new(ErrorClass::ProviderDown, "cannot connect to provider")
     } else if e.is_decode() || e.is_body() {
-        ProviderError::new(ErrorClass::Protocol, "provider response was cut off or unreadable")
+        ProviderError::new(
+            ErrorClass::Protocol,
+            "provider response was cut off or unreadable",
+        )
     } else {
         ProviderError::new(ErrorClass::ProviderDown, "request to provider failed")
     }
@@ -121,7 +155,10 @@ async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, ProviderEr
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(transport_error)?;
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ProviderError::new(ErrorClass::Protocol, "provider response too large"));
+            return Err(ProviderError::new(
+                ErrorClass::Protocol,
+                "provider response too large",
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -197,13 +234,16 @@ struct WireMessage {
 }
 
 fn parse_completion(body: &[u8]) -> Result<Completion, ProviderError> {
-    let wire: WireCompletion = serde_json::from_slice(body)
-        .map_err(|e| ProviderError::new(ErrorClass::Protocol, format!("provider returned invalid JSON: {e}")))?;
-    let choice = wire
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| ProviderError::new(ErrorClass::Protocol, "provider returned no choices"))?;
+    let wire: WireCompletion = serde_json::from_slice(body).map_err(|e| {
+        ProviderError::new(
+            ErrorClass::Protocol,
+            format!("provider returned invalid JSON: {e}"),
+        )
+    })?;
+    let choice =
+        wire.choices.into_iter().next().ok_or_else(|| {
+            ProviderError::new(ErrorClass::Protocol, "provider returned no choices")
+        })?;
     Ok(Completion {
         content: choice.message.content.unwrap_or_default(),
         finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
@@ -257,21 +297,33 @@ impl SseState {
         let chunk: WireChunk = match serde_json::from_str(data) {
             Ok(chunk) => chunk,
             Err(e) => {
-                let error = ProviderError::new(ErrorClass::Protocol, format!("provider sent an invalid stream event: {e}"));
+                let error = ProviderError::new(
+                    ErrorClass::Protocol,
+                    format!("provider sent an invalid stream event: {e}"),
+                );
                 self.ready.push_back(Err(error));
                 return false;
             }
         };
         if let Some(error) = chunk.error {
-            let message = truncate(error.message.unwrap_or_else(|| "provider reported an error mid-stream".into()));
-            self.ready.push_back(Err(ProviderError::new(ErrorClass::Transient, message)));
+            let message = truncate(
+                error
+                    .message
+                    .unwrap_or_else(|| "provider reported an error mid-stream".into()),
+            );
+            self.ready
+                .push_back(Err(ProviderError::new(ErrorClass::Transient, message)));
             return false;
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage.into());
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            if let Some(text) = choice
+                .delta
+                .and_then(|d| d.content)
+                .filter(|t| !t.is_empty())
+            {
                 self.ready.push_back(Ok(StreamEvent::Delta(text)));
             }
             if let Some(reason) = choice.finish_reason {
@@ -283,7 +335,10 @@ impl SseState {
 }
 
 /// Pull-based, so dropping the stream drops the connection to the provider at once.
-fn sse_events(body: ByteStream, idle_timeout: Duration) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
+fn sse_events(
+    body: ByteStream,
+    idle_timeout: Duration,
+) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
     let state = SseState {
         body,
         decoder: SseDecoder::default(),
@@ -304,21 +359,37 @@ fn sse_events(body: ByteStream, idle_timeout: Duration) -> impl Stream<Item = Re
             match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
                 Err(_) => {
                     st.ended = true;
-                    let message = format!("provider sent nothing for {}s", st.idle_timeout.as_secs());
+                    let message =
+                        format!("provider sent nothing for {}s", st.idle_timeout.as_secs());
                     return Some((Err(ProviderError::new(ErrorClass::Timeout, message)), st));
                 }
                 Ok(None) => {
                     st.ended = true;
-                    return Some((Err(ProviderError::new(ErrorClass::Protocol, "provider stream ended before [DONE]")), st));
+                    return Some((
+                        Err(ProviderError::new(
+                            ErrorClass::Protocol,
+                            "provider stream ended before [DONE]",
+                        )),
+                        st,
+                    ));
                 }
                 Ok(Some(Err(_))) => {
                     st.ended = true;
-                    return Some((Err(ProviderError::new(ErrorClass::Transient, "provider stream was interrupted")), st));
+                    return Some((
+                        Err(ProviderError::new(
+                            ErrorClass::Transient,
+                            "provider stream was interrupted",
+                        )),
+                        st,
+                    ));
                 }
                 Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
                     Err(e) => {
                         st.ended = true;
-                        return Some((Err(ProviderError::new(ErrorClass::Protocol, e.to_string())), st));
+                        return Some((
+                            Err(ProviderError::new(ErrorClass::Protocol, e.to_string())),
+                            st,
+                        ));
                     }
                     Ok(events) => {
                         for event in events {
@@ -360,7 +431,10 @@ mod tests {
                 StreamEvent::Delta("Hi".into()),
                 StreamEvent::Finish {
                     finish_reason: "length".into(),
-                    usage: Some(Usage { input_tokens: 3, output_tokens: 1 }),
+                    usage: Some(Usage {
+                        input_tokens: 3,
+                        output_tokens: 1
+                    }),
                 },
             ]
         );
@@ -379,11 +453,20 @@ mod tests {
 
     #[test]
     fn error_bodies_keep_the_provider_message_and_class() {
-        let e = status_error(429, br#"{"error":{"message":"slow down","type":"requests"}}"#);
-        assert_eq!((e.class, e.http_status, e.message.as_str()), (ErrorClass::RateLimited, 429, "slow down"));
+        let e = status_error(
+            429,
+            br#"{"error":{"message":"slow down","type":"requests"}}"#,
+        );
+        assert_eq!(
+            (e.class, e.http_status, e.message.as_str()),
+            (ErrorClass::RateLimited, 429, "slow down")
+        );
         let e = status_error(502, b"<html>bad gateway</html>");
         assert_eq!(e.message, "provider answered HTTP 502");
         assert!(parse_completion(b"{not json").is_err());
-        assert_eq!(parse_completion(br#"{"choices":[]}"#).unwrap_err().class, ErrorClass::Protocol);
+        assert_eq!(
+            parse_completion(br#"{"choices":[]}"#).unwrap_err().class,
+            ErrorClass::Protocol
+        );
     }
 }

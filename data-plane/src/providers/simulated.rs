@@ -14,8 +14,31 @@ use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usa
 use crate::request::ChatRequest;
 
 const WORDS: &[&str] = &[
-    "switchyard", "routes", "every", "request", "to", "the", "best", "target", "for", "its", "workload", "with",
-    "a", "fallback", "chain", "and", "a", "full", "trace", "of", "each", "attempt", "latency", "cost", "tokens",
+    "switchyard",
+    "routes",
+    "every",
+    "request",
+    "to",
+    "the",
+    "best",
+    "target",
+    "for",
+    "its",
+    "workload",
+    "with",
+    "a",
+    "fallback",
+    "chain",
+    "and",
+    "a",
+    "full",
+    "trace",
+    "of",
+    "each",
+    "attempt",
+    "latency",
+    "cost",
+    "tokens",
 ];
 
 #[derive(Debug, Clone)]
@@ -43,13 +66,17 @@ impl SimulatedEndpoint {
 
     fn plan(&self, request: &ChatRequest) -> Plan {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut rng = StdRng::seed_from_u64(self.params.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(self.params.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let jitter = rng.random_range(0.8..1.2);
-        let first_token = Duration::from_millis(self.params.first_token_latency_ms.into()).mul_f64(jitter);
+        let first_token =
+            Duration::from_millis(self.params.first_token_latency_ms.into()).mul_f64(jitter);
         let fails = rng.random::<f64>() < self.params.failure_rate;
         let wanted = self.params.output_tokens;
         let count = request.max_tokens.map_or(wanted, |cap| cap.min(wanted));
-        let words = (0..count).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect();
+        let words = (0..count)
+            .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+            .collect();
         Plan {
             first_token,
             fails,
@@ -100,7 +127,13 @@ impl SimulatedEndpoint {
             .words
             .into_iter()
             .enumerate()
-            .map(move |(i, w)| StreamEvent::Delta(if i + 1 < last { format!("{w} ") } else { w.to_owned() }))
+            .map(move |(i, w)| {
+                StreamEvent::Delta(if i + 1 < last {
+                    format!("{w} ")
+                } else {
+                    w.to_owned()
+                })
+            })
             .chain(std::iter::once(StreamEvent::Finish {
                 finish_reason: plan.finish_reason.into(),
                 usage: Some(usage),
@@ -115,8 +148,6 @@ impl SimulatedEndpoint {
         Ok(Box::pin(paced))
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -172,7 +203,10 @@ mod tests {
         let always = SimulatedEndpoint::new(params(1.0));
         let never = SimulatedEndpoint::new(params(0.0));
         for _ in 0..20 {
-            assert_eq!(always.complete(&request(None)).await.unwrap_err().class, ErrorClass::Transient);
+            assert_eq!(
+                always.complete(&request(None)).await.unwrap_err().class,
+                ErrorClass::Transient
+            );
             assert!(never.stream(&request(None)).await.is_ok());
         }
     }
@@ -190,6 +224,8 @@ mod tests {
             })
             .collect();
         assert_eq!(text.split(' ').count(), 8);
-        assert!(matches!(events.last(), Some(Ok(StreamEvent::Finish { usage: Some(u), .. })) if u.output_tokens == 8));
+        assert!(
+            matches!(events.last(), Some(Ok(StreamEvent::Finish { usage: Some(u), .. })) if u.output_tokens == 8)
+        );
     }
 }

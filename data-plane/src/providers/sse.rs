@@ -109,9 +109,18 @@ mod tests {
         assert_eq!(
             whole,
             vec![
-                SseEvent { event: String::new(), data: "{\"a\":1}".into() },
-                SseEvent { event: "ping".into(), data: "x\ny".into() },
-                SseEvent { event: String::new(), data: "[DONE]".into() },
+                SseEvent {
+                    event: String::new(),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    event: "ping".into(),
+                    data: "x\ny".into()
+                },
+                SseEvent {
+                    event: String::new(),
+                    data: "[DONE]".into()
+                },
             ]
         );
     }
@@ -123,7 +132,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_endless_lines_are_errors() {
-        assert_eq!(decode_all(&[b"data: \xff\xfe\n"]), Err(SseError::InvalidUtf8));
+        assert_eq!(
+            decode_all(&[b"data: \xff\xfe\n"]),
+            Err(SseError::InvalidUtf8)
+        );
         let long = vec![b'a'; MAX_LINE_BYTES + 1];
         assert_eq!(decode_all(&[&long]), Err(SseError::LineTooLong));
     }

@@ -19,22 +19,24 @@ pub struct BootstrapConfig {
 impl BootstrapConfig {
     /// Parses and validates YAML; errors name the entry and field.
     pub fn from_yaml(text: &str) -> Result<Self, ValidationError> {
-        let config: Self =
-            serde_yaml_ng::from_str(text).map_err(|e| ValidationError::new("bootstrap", e.to_string()))?;
+        let config: Self = serde_yaml_ng::from_str(text)
+            .map_err(|e| ValidationError::new("bootstrap", e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), ValidationError> {
         for (i, p) in self.providers.iter().enumerate() {
-            p.validate().map_err(|e| e.within(&format!("providers[{i}]")))?;
+            p.validate()
+                .map_err(|e| e.within(&format!("providers[{i}]")))?;
         }
         for (i, m) in self.models.iter().enumerate() {
             let field = format!("models[{i}]");
             m.validate().map_err(|e| e.within(&field))?;
         }
         for (i, s) in self.strategies.iter().enumerate() {
-            s.validate().map_err(|e| e.within(&format!("strategies[{i}]")))?;
+            s.validate()
+                .map_err(|e| e.within(&format!("strategies[{i}]")))?;
         }
         Ok(())
     }
@@ -62,11 +64,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let err = BootstrapConfig::from_yaml("providers:\n  - name: a\n    kind: simulated\n    colour: red\n")
-            .unwrap_err();
+        let err = BootstrapConfig::from_yaml(
+            "providers:\n  - name: a\n    kind: simulated\n    colour: red\n",
+        )
+        .unwrap_err();
         assert!(err.message.contains("colour"), "{err}");
 
-        let err = BootstrapConfig::from_yaml("providers:\n  - name: a\n    kind: simulated\n").unwrap_err();
+        let err = BootstrapConfig::from_yaml("providers:\n  - name: a\n    kind: simulated\n")
+            .unwrap_err();
         assert_eq!(err.field, "providers[0].simulated");
 
         let err = BootstrapConfig::from_yaml("providers: {not: [a list").unwrap_err();
@@ -77,7 +82,17 @@ mod tests {
     fn retain_providers_drops_their_models() {
         let mut config = BootstrapConfig::from_yaml(EXAMPLE).unwrap();
         config.retain_providers(|p| p.kind == crate::ProviderKind::Simulated);
-        assert!(config.models.iter().all(|m| config.providers.iter().any(|p| p.name == m.provider)));
-        assert!(config.providers.iter().all(|p| p.kind == crate::ProviderKind::Simulated));
+        assert!(
+            config
+                .models
+                .iter()
+                .all(|m| config.providers.iter().any(|p| p.name == m.provider))
+        );
+        assert!(
+            config
+                .providers
+                .iter()
+                .all(|p| p.kind == crate::ProviderKind::Simulated)
+        );
     }
 }

@@ -5,8 +5,8 @@ use prost_types::Timestamp;
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, StrategySpec, StrategyWeights, Tier,
-    ValidationError,
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, StrategySpec,
+    StrategyWeights, Tier, ValidationError,
 };
 
 pub fn timestamp_from_millis(ms: i64) -> Timestamp {

@@ -57,16 +57,28 @@ fn default_output_tokens() -> u32 {
 impl SimulatedParams {
     fn validate(&self) -> Result<(), ValidationError> {
         if !(self.failure_rate.is_finite() && (0.0..=1.0).contains(&self.failure_rate)) {
-            return Err(ValidationError::new("failure_rate", "must be within [0, 1]"));
+            return Err(ValidationError::new(
+                "failure_rate",
+                "must be within [0, 1]",
+            ));
         }
         if self.tokens_per_second == 0 {
-            return Err(ValidationError::new("tokens_per_second", "must be greater than 0"));
+            return Err(ValidationError::new(
+                "tokens_per_second",
+                "must be greater than 0",
+            ));
         }
         if self.first_token_latency_ms > 600_000 {
-            return Err(ValidationError::new("first_token_latency_ms", "must be at most 600000"));
+            return Err(ValidationError::new(
+                "first_token_latency_ms",
+                "must be at most 600000",
+            ));
         }
         if self.output_tokens == 0 {
-            return Err(ValidationError::new("output_tokens", "must be greater than 0"));
+            return Err(ValidationError::new(
+                "output_tokens",
+                "must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -84,10 +96,16 @@ pub enum SecretRef {
 impl SecretRef {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         if let Some(name) = raw.strip_prefix("env:") {
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(ValidationError::new("", "env: needs a variable name like OPENAI_API_KEY"));
+                return Err(ValidationError::new(
+                    "",
+                    "env: needs a variable name like OPENAI_API_KEY",
+                ));
             }
             Ok(Self::Env(name.to_owned()))
         } else if let Some(path) = raw.strip_prefix("file:") {
@@ -96,7 +114,10 @@ impl SecretRef {
             }
             Ok(Self::File(PathBuf::from(path)))
         } else {
-            Err(ValidationError::new("", "must be \"env:NAME\" or \"file:/path\""))
+            Err(ValidationError::new(
+                "",
+                "must be \"env:NAME\" or \"file:/path\"",
+            ))
         }
     }
 }
@@ -129,10 +150,9 @@ impl ProviderSpec {
         validate_slug(&self.name).map_err(|e| e.within("name"))?;
         match self.kind {
             ProviderKind::Simulated => {
-                let params = self
-                    .simulated
-                    .as_ref()
-                    .ok_or_else(|| ValidationError::new("simulated", "required for simulated providers"))?;
+                let params = self.simulated.as_ref().ok_or_else(|| {
+                    ValidationError::new("simulated", "required for simulated providers")
+                })?;
                 params.validate().map_err(|e| e.within("simulated"))?;
             }
             ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Ollama => {
@@ -148,7 +168,10 @@ impl ProviderSpec {
                 return Err(ValidationError::new(field, "not a valid HTTP header name"));
             }
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(ValidationError::new(field, "header values cannot contain CR, LF or NUL"));
+                return Err(ValidationError::new(
+                    field,
+                    "header values cannot contain CR, LF or NUL",
+                ));
             }
         }
         Ok(())
@@ -175,7 +198,10 @@ fn validate_base_url(url: &str) -> Result<(), ValidationError> {
         .ok_or_else(|| ValidationError::new("", "must start with http:// or https://"))?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || url.chars().any(char::is_whitespace) {
-        return Err(ValidationError::new("", "must be an absolute URL with a host"));
+        return Err(ValidationError::new(
+            "",
+            "must be an absolute URL with a host",
+        ));
     }
     Ok(())
 }
@@ -183,8 +209,11 @@ fn validate_base_url(url: &str) -> Result<(), ValidationError> {
 /// Names of providers and strategies: short, lowercase, URL- and label-safe.
 fn validate_slug(name: &str) -> Result<(), ValidationError> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if name.is_empty() {
         return Err(ValidationError::new("", "required"));
     }
@@ -203,7 +232,10 @@ fn validate_model_name(name: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::new("", "required"));
     }
     if name.len() > 128 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ValidationError::new("", "must be at most 128 characters without whitespace"));
+        return Err(ValidationError::new(
+            "",
+            "must be at most 128 characters without whitespace",
+        ));
     }
     Ok(())
 }
@@ -272,12 +304,19 @@ impl ModelSpec {
         validate_model_name(&self.name).map_err(|e| e.within("name"))?;
         validate_model_name(&self.family).map_err(|e| e.within("family"))?;
         if self.context_window == 0 {
-            return Err(ValidationError::new("context_window", "must be greater than 0"));
+            return Err(ValidationError::new(
+                "context_window",
+                "must be greater than 0",
+            ));
         }
         validate_price(self.input_price_per_mtok).map_err(|e| e.within("input_price_per_mtok"))?;
-        validate_price(self.output_price_per_mtok).map_err(|e| e.within("output_price_per_mtok"))?;
+        validate_price(self.output_price_per_mtok)
+            .map_err(|e| e.within("output_price_per_mtok"))?;
         if self.region.len() > 64 || self.region.chars().any(char::is_whitespace) {
-            return Err(ValidationError::new("region", "must be at most 64 characters without whitespace"));
+            return Err(ValidationError::new(
+                "region",
+                "must be at most 64 characters without whitespace",
+            ));
         }
         for (i, alias) in self.aliases.iter().enumerate() {
             let field = format!("aliases[{i}]");
@@ -301,10 +340,13 @@ impl ModelSpec {
 }
 
 fn validate_price(price: f64) -> Result<(), ValidationError> {
-    if price.is_finite() && price >= 0.0 && price <= 10_000.0 {
+    if price.is_finite() && (0.0..=10_000.0).contains(&price) {
         Ok(())
     } else {
-        Err(ValidationError::new("", "must be a finite price in USD between 0 and 10000"))
+        Err(ValidationError::new(
+            "",
+            "must be a finite price in USD between 0 and 10000",
+        ))
     }
 }
 
@@ -346,7 +388,10 @@ impl StrategyWeights {
             }
         }
         if named.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
-            return Err(ValidationError::new("", "at least one weight must be greater than 0"));
+            return Err(ValidationError::new(
+                "",
+                "at least one weight must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -367,7 +412,10 @@ impl StrategySpec {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_slug(&self.name).map_err(|e| e.within("name"))?;
         if self.description.len() > 1024 {
-            return Err(ValidationError::new("description", "must be at most 1024 characters"));
+            return Err(ValidationError::new(
+                "description",
+                "must be at most 1024 characters",
+            ));
         }
         self.weights.validate().map_err(|e| e.within("weights"))
     }
@@ -387,7 +435,13 @@ pub fn builtin_strategies() -> Vec<StrategySpec> {
         },
     };
     vec![
-        strategy("balanced", "Quality, speed and cost weighed evenly", 1.0, 1.0, 1.0),
+        strategy(
+            "balanced",
+            "Quality, speed and cost weighed evenly",
+            1.0,
+            1.0,
+            1.0,
+        ),
         strategy("cost", "Cheapest adequate target first", 0.3, 0.3, 3.0),
         strategy("speed", "Fastest target first", 0.3, 3.0, 0.3),
         strategy("quality", "Strongest model first", 3.0, 0.3, 0.3),
@@ -470,7 +524,10 @@ mod tests {
 
     #[test]
     fn secret_refs_parse() {
-        assert_eq!(SecretRef::parse("env:KEY_1"), Ok(SecretRef::Env("KEY_1".into())));
+        assert_eq!(
+            SecretRef::parse("env:KEY_1"),
+            Ok(SecretRef::Env("KEY_1".into()))
+        );
         assert_eq!(
             SecretRef::parse("file:/run/secrets/k"),
             Ok(SecretRef::File("/run/secrets/k".into()))

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use switchyard_proto::v1 as pb;
 
-use crate::{ModelSpec, ProviderSpec, StrategySpec, ValidationError, timestamp_from_millis, timestamp_to_millis};
+use crate::{
+    ModelSpec, ProviderSpec, StrategySpec, ValidationError, timestamp_from_millis,
+    timestamp_to_millis,
+};
 
 /// A model of a provider, with its id precomputed for the hot path.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +49,10 @@ impl RoutingSnapshot {
             let field = format!("providers[{i}]");
             p.validate().map_err(|e| e.within(&field))?;
             if provider_map.contains_key(&p.name) {
-                return Err(ValidationError::new(field, format!("duplicate provider {:?}", p.name)));
+                return Err(ValidationError::new(
+                    field,
+                    format!("duplicate provider {:?}", p.name),
+                ));
             }
             provider_map.insert(p.name.clone(), p);
         }
@@ -60,18 +66,27 @@ impl RoutingSnapshot {
                     format!("unknown provider {:?}", m.provider),
                 ));
             }
-            targets.push(Target { id: m.target_id(), spec: m });
+            targets.push(Target {
+                id: m.target_id(),
+                spec: m,
+            });
         }
         targets.sort_by(|a, b| a.id.cmp(&b.id));
         if let Some(pair) = targets.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(ValidationError::new("models", format!("duplicate target {:?}", pair[0].id)));
+            return Err(ValidationError::new(
+                "models",
+                format!("duplicate target {:?}", pair[0].id),
+            ));
         }
         let mut strategy_map = HashMap::new();
         for (i, s) in strategies.into_iter().enumerate() {
             let field = format!("strategies[{i}]");
             s.validate().map_err(|e| e.within(&field))?;
             if strategy_map.contains_key(&s.name) {
-                return Err(ValidationError::new(field, format!("duplicate strategy {:?}", s.name)));
+                return Err(ValidationError::new(
+                    field,
+                    format!("duplicate strategy {:?}", s.name),
+                ));
             }
             strategy_map.insert(s.name.clone(), s);
         }
@@ -100,7 +115,11 @@ impl RoutingSnapshot {
             epoch: self.epoch,
             created_at: Some(timestamp_from_millis(self.created_at_ms)),
             providers: self.providers.values().map(pb::Provider::from).collect(),
-            models: self.targets.iter().map(|t| pb::Model::from(&t.spec)).collect(),
+            models: self
+                .targets
+                .iter()
+                .map(|t| pb::Model::from(&t.spec))
+                .collect(),
             strategies: strategies.into_iter().map(pb::Strategy::from).collect(),
             default_strategy: self.default_strategy.clone(),
         }
@@ -116,7 +135,9 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             .providers
             .into_iter()
             .enumerate()
-            .map(|(i, p)| ProviderSpec::try_from(p).map_err(|e| e.within(&format!("providers[{i}]"))))
+            .map(|(i, p)| {
+                ProviderSpec::try_from(p).map_err(|e| e.within(&format!("providers[{i}]")))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(wrap)?;
         let models = s
@@ -130,10 +151,16 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             .strategies
             .into_iter()
             .enumerate()
-            .map(|(i, st)| StrategySpec::try_from(st).map_err(|e| e.within(&format!("strategies[{i}]"))))
+            .map(|(i, st)| {
+                StrategySpec::try_from(st).map_err(|e| e.within(&format!("strategies[{i}]")))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(wrap)?;
-        let created_at_ms = s.created_at.as_ref().map(timestamp_to_millis).unwrap_or_default();
+        let created_at_ms = s
+            .created_at
+            .as_ref()
+            .map(timestamp_to_millis)
+            .unwrap_or_default();
         Self::new(
             s.version,
             s.epoch,
@@ -211,8 +238,14 @@ mod tests {
         let wire = pb::Snapshot {
             version: 1,
             providers: vec![pb::Provider::from(&sim("a"))],
-            models: vec![pb::Model::from(&model("a", "m")), pb::Model::from(&model("ghost", "m"))],
-            strategies: builtin_strategies().iter().map(pb::Strategy::from).collect(),
+            models: vec![
+                pb::Model::from(&model("a", "m")),
+                pb::Model::from(&model("ghost", "m")),
+            ],
+            strategies: builtin_strategies()
+                .iter()
+                .map(pb::Strategy::from)
+                .collect(),
             default_strategy: "balanced".into(),
             ..Default::default()
         };
@@ -222,9 +255,20 @@ mod tests {
 
     #[test]
     fn unknown_default_strategy_and_zero_version_are_rejected() {
-        let err = RoutingSnapshot::new(1, 0, 0, vec![], vec![], builtin_strategies(), "nope".into()).unwrap_err();
+        let err =
+            RoutingSnapshot::new(1, 0, 0, vec![], vec![], builtin_strategies(), "nope".into())
+                .unwrap_err();
         assert_eq!(err.field, "default_strategy");
-        let err = RoutingSnapshot::new(0, 0, 0, vec![], vec![], builtin_strategies(), "balanced".into()).unwrap_err();
+        let err = RoutingSnapshot::new(
+            0,
+            0,
+            0,
+            vec![],
+            vec![],
+            builtin_strategies(),
+            "balanced".into(),
+        )
+        .unwrap_err();
         assert_eq!(err.field, "version");
     }
 

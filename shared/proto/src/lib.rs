@@ -21,7 +21,9 @@ pub fn reflection_services(
     services: &[&str],
 ) -> Result<
     (
-        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
         tonic_reflection::server::v1alpha::ServerReflectionServer<
             impl tonic_reflection::server::v1alpha::ServerReflection,
         >,

@@ -25,7 +25,9 @@ impl FromStr for LogFormat {
         match s {
             "json" => Ok(Self::Json),
             "text" => Ok(Self::Text),
-            other => Err(format!("unknown log format {other:?}: expected \"json\" or \"text\"")),
+            other => Err(format!(
+                "unknown log format {other:?}: expected \"json\" or \"text\""
+            )),
         }
     }
 }
@@ -42,10 +44,17 @@ impl fmt::Display for LogFormat {
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 /// Calling it twice keeps the first subscriber (tests start several servers).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _already_installed = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.compact().try_init(),
     };
 }

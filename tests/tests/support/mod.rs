@@ -2,7 +2,10 @@
 //! Postgres database on the server `scripts/test.sh` started, its own ports, and
 //! processes that die with the test.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -31,9 +34,15 @@ pub fn admin_database_url() -> String {
 pub async fn fresh_database() -> anyhow::Result<String> {
     let admin = admin_database_url();
     let name = format!("sy_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.context("connecting to the test Postgres")?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-    let (base, _) = admin.rsplit_once('/').context("database URL has no database name")?;
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .context("connecting to the test Postgres")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let (base, _) = admin
+        .rsplit_once('/')
+        .context("database URL has no database name")?;
     Ok(format!("{base}/{name}"))
 }
 
@@ -57,7 +66,11 @@ pub fn binary(name: &str) -> PathBuf {
             .to_path_buf(),
     };
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build the workspace binaries first (./scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (./scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -84,7 +97,11 @@ impl Process {
             cmd.env(k, v);
         }
         let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
-        Ok(Self { child, log, _dir: dir })
+        Ok(Self {
+            child,
+            log,
+            _dir: dir,
+        })
     }
 
     pub fn log_text(&self) -> String {
@@ -129,11 +146,18 @@ impl ControlPlane {
         let addr = format!("http://127.0.0.1:{port}");
         for _ in 0..300 {
             if let Some(status) = process.exited() {
-                bail!("control plane exited with {status}:\n{}", process.log_text());
+                bail!(
+                    "control plane exited with {status}:\n{}",
+                    process.log_text()
+                );
             }
             if Channel::from_shared(addr.clone())?.connect().await.is_ok() {
                 drop(dir);
-                return Ok(Self { process, addr, database_url });
+                return Ok(Self {
+                    process,
+                    addr,
+                    database_url,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -141,7 +165,11 @@ impl ControlPlane {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone()).expect("url").connect().await.expect("control plane reachable")
+        Channel::from_shared(self.addr.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("control plane reachable")
     }
 
     pub async fn registry(&self) -> RegistryServiceClient<Channel> {
@@ -160,7 +188,9 @@ impl ControlPlane {
     pub async fn wait_for_trace(&self, trace_id: &str) -> pb::Trace {
         let mut client = self.traces().await;
         for _ in 0..200 {
-            let request = pb::GetTraceRequest { trace_id: trace_id.to_owned() };
+            let request = pb::GetTraceRequest {
+                trace_id: trace_id.to_owned(),
+            };
             match client.get_trace(request).await {
                 Ok(trace) => return trace.into_inner(),
                 Err(status) if status.code() == tonic::Code::NotFound => {}
@@ -193,17 +223,25 @@ impl DataPlane {
             "--max-body-bytes".into(),
             "65536".into(),
         ];
-        let mut process = Process::spawn("switchyard-data-plane", &args, &[("MOCK_API_KEY", MOCK_KEY.to_owned())])?;
+        let mut process = Process::spawn(
+            "switchyard-data-plane",
+            &args,
+            &[("MOCK_API_KEY", MOCK_KEY.to_owned())],
+        )?;
         let http = format!("http://127.0.0.1:{http_port}");
         let client = http_client();
         for _ in 0..300 {
             if let Some(status) = process.exited() {
                 bail!("data plane exited with {status}:\n{}", process.log_text());
             }
-            if let Ok(r) = client.get(format!("{http}/readyz")).send().await {
-                if r.status().is_success() {
-                    return Ok(Self { process, http, grpc: format!("http://127.0.0.1:{grpc_port}") });
-                }
+            if let Ok(r) = client.get(format!("{http}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return Ok(Self {
+                    process,
+                    http,
+                    grpc: format!("http://127.0.0.1:{grpc_port}"),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -211,7 +249,11 @@ impl DataPlane {
     }
 
     pub async fn inference(&self) -> InferenceServiceClient<Channel> {
-        let channel = Channel::from_shared(self.grpc.clone()).expect("url").connect().await.expect("data plane reachable");
+        let channel = Channel::from_shared(self.grpc.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("data plane reachable");
         InferenceServiceClient::new(channel)
     }
 
@@ -251,6 +293,11 @@ pub fn registry_yaml(providers: &[(&str, &str)]) -> String {
 pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
     let text = response.text().await.expect("stream body");
     text.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+        })
         .collect()
 }
