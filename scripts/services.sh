@@ -94,9 +94,10 @@ ensure_installed() {
     ((${#pkgs[@]})) || return 0
 
     local cmd="apt-get install -y --no-install-recommends ${pkgs[*]}"
+    is_root || cmd="sudo $cmd"
     local how
     if ! how=$(install_prefix); then
-        die "missing ${pkgs[*]}; install with: sudo $cmd"
+        die "missing ${pkgs[*]}; install with: $cmd"
     fi
     read -r -a prefix <<<"$how"
     log "installing ${pkgs[*]}"
@@ -105,10 +106,10 @@ ensure_installed() {
     if ! "${prefix[@]}" DEBIAN_FRONTEND=noninteractive \
         apt-get install -y --no-install-recommends "${pkgs[@]}" >&2; then
         log "install failed; running apt-get update and retrying"
-        "${prefix[@]}" apt-get update >&2 || die "apt-get update failed; install with: sudo $cmd"
+        "${prefix[@]}" apt-get update >&2 || die "apt-get update failed; install with: $cmd"
         "${prefix[@]}" DEBIAN_FRONTEND=noninteractive \
             apt-get install -y --no-install-recommends "${pkgs[@]}" >&2 ||
-            die "could not install ${pkgs[*]}; install with: sudo $cmd"
+            die "could not install ${pkgs[*]}; install with: $cmd"
     fi
     mapfile -t pkgs < <(missing_packages)
     ((${#pkgs[@]} == 0)) || die "still missing after install: ${pkgs[*]}"
@@ -196,26 +197,22 @@ wait_ready() {
     done
 }
 
-# Servers run in a session of their own so that a Ctrl-C at the terminal does
-# not reach them; `stop` ends them.  The shell's child is no process-group
-# leader, so setsid execs in place and $! is the server's own PID.
+# Servers are detached from the terminal with setsid so that a Ctrl-C there
+# does not reach them; `stop` ends them.  The shell's child is no process-group
+# leader, so setsid execs in place and $! is the server's own PID.  initdb and
+# pg_ctl run the same way (DETACH_WAIT), so that a Ctrl-C cannot kill pg_ctl
+# after it has started the server but before its PID is recorded.
 DETACH=()
+DETACH_WAIT=()
 if command -v setsid >/dev/null; then
     DETACH=(setsid)
+    DETACH_WAIT=(setsid --wait)
 fi
 
 # --- PostgreSQL -------------------------------------------------------------
 
 # PostgreSQL refuses to run as root, so as root its commands run as `postgres`.
-as_pg() {
-    if ! is_root; then
-        "$@"
-    elif command -v runuser >/dev/null; then
-        runuser -u postgres -- "$@"
-    else
-        su postgres -s /bin/bash -c "$(printf '%q ' "$@")"
-    fi
-}
+AS_PG=()
 
 start_postgres() {
     local dir=$1 port=$2
@@ -224,20 +221,22 @@ start_postgres() {
     mkdir -p "$sock"
     if is_root; then
         id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run PostgreSQL"
+        command -v runuser >/dev/null || die "running as root needs runuser (package util-linux)"
+        AS_PG=(runuser -u postgres --)
         chown -R postgres: "$pgdir"
         chmod 700 "$pgdir"
         # The postgres user must be able to reach its directory inside DIR.
         chmod go+x "$dir"
-        as_pg test -w "$pgdir" ||
-            die "user postgres cannot reach $pgdir; use a directory under /tmp"
+        "${AS_PG[@]}" test -w "$pgdir" ||
+            die "user postgres cannot reach $pgdir; use a directory it can reach (for test.sh: TMPDIR=/tmp)"
     fi
 
     # Run from inside the directory: a cwd the postgres user cannot read
     # (such as /root) makes the tools complain.
     (
         cd "$pgdir"
-        as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C \
-            --no-sync >"$pgdir/initdb.log" 2>&1
+        "${DETACH_WAIT[@]}" "${AS_PG[@]}" "$PG_BIN/initdb" -D "$data" -U postgres -A trust \
+            -E UTF8 --locale=C --no-sync >"$pgdir/initdb.log" 2>&1
     ) || {
         show_log "$pgdir/initdb.log"
         die "initdb failed"
@@ -251,7 +250,8 @@ start_postgres() {
     opts+=" -c max_connections=300"
     (
         cd "$pgdir"
-        as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -o "$opts" -w -t "$TIMEOUT" start >&2
+        "${DETACH_WAIT[@]}" "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" \
+            -o "$opts" -w -t "$TIMEOUT" start >&2
     ) || {
         show_log "$logfile"
         die "PostgreSQL did not start"
@@ -361,8 +361,14 @@ cmd_stop() {
     local -A pids=()
     [[ -d $dir ]] || return 0
     for svc in "${SERVICES[@]}"; do
-        [[ -f $dir/$svc.pid ]] || continue
-        pid=$(<"$dir/$svc.pid")
+        if [[ -f $dir/$svc.pid ]]; then
+            pid=$(<"$dir/$svc.pid")
+        elif [[ $svc == postgres && -f $dir/postgres/data/postmaster.pid ]]; then
+            # Started, but `start` stopped before recording it.
+            pid=$(head -n 1 "$dir/postgres/data/postmaster.pid")
+        else
+            continue
+        fi
         name=$(proc_name "$svc")
         if [[ $pid =~ ^[0-9]+$ ]] && is_ours "$pid" "$name"; then
             kill -s "$(stop_signal "$svc")" "$pid" 2>/dev/null || true
@@ -395,12 +401,12 @@ cmd_stop() {
 START_DIR=
 
 cmd_start() {
-    local dir=$1 svc
+    local dir=$1
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    for svc in "${SERVICES[@]}"; do
-        [[ ! -f $dir/$svc.pid ]] || die "$dir already has services; run: $0 stop $dir"
-    done
+    # Data and PIDs of an earlier run would get in the way.
+    [[ -z $(ls -A "$dir") ]] ||
+        die "$dir is not empty; give a new or empty directory (stop an earlier run with: $0 stop $dir)"
 
     ensure_installed
     find_pg_bin || die "PostgreSQL server binaries not found"

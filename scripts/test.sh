@@ -46,6 +46,7 @@ on_signal() {
         local deadline=$((SECONDS + 30))
         while kill -0 "$job" 2>/dev/null; do
             if ((SECONDS >= deadline)); then
+                log "job still running after 30s, killing it"
                 kill -s KILL -- "-$job" 2>/dev/null || true
                 break
             fi

@@ -66,7 +66,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let shutdown = CancellationToken::new();
+    // Two tokens: the data plane stops first and flushes its traces into a
+    // control plane that is still there to store them.
+    let cp_shutdown = CancellationToken::new();
+    let dp_shutdown = CancellationToken::new();
     let control_plane = switchyard_control_plane::start(
         ControlPlaneConfig {
             listen: args.cp_listen,
@@ -76,7 +79,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             default_strategy: switchyard_domain::DEFAULT_STRATEGY.into(),
             registry_poll: Duration::from_secs(2),
         },
-        shutdown.clone(),
+        cp_shutdown.clone(),
     )
     .await
     .context("starting the control plane")?;
@@ -92,7 +95,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             max_body_bytes: 4 << 20,
             trace_spool: 100_000,
         },
-        shutdown.clone(),
+        dp_shutdown.clone(),
     )
     .await
     .context("starting the data plane")?;
@@ -114,8 +117,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     switchyard_telemetry::shutdown_signal().await;
     tracing::info!("shutting down");
-    shutdown.cancel();
+    dp_shutdown.cancel();
     data_plane.wait().await;
+    cp_shutdown.cancel();
     control_plane.wait().await;
     Ok(())
 }
