@@ -135,3 +135,106 @@ impl Subscriber {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arc_swap::ArcSwapOption;
+    use switchyard_domain::{ProviderKind, ProviderSpec, SimulatedParams, builtin_strategies};
+
+    use super::*;
+
+    fn subscriber() -> Subscriber {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        Subscriber {
+            client: SnapshotServiceClient::new(channel),
+            cell: Arc::new(ArcSwapOption::empty()),
+            node_id: "n".into(),
+            region: String::new(),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    fn snapshot(version: u64, epoch: u64) -> pb::SyncResponse {
+        let provider = ProviderSpec {
+            name: "sim".into(),
+            kind: ProviderKind::Simulated,
+            base_url: String::new(),
+            api_key_ref: String::new(),
+            headers: BTreeMap::new(),
+            enabled: true,
+            simulated: Some(SimulatedParams {
+                seed: 1,
+                first_token_latency_ms: 1,
+                tokens_per_second: 10,
+                failure_rate: 0.0,
+                output_tokens: 2,
+            }),
+        };
+        let routing = RoutingSnapshot::new(
+            version,
+            epoch,
+            0,
+            vec![provider],
+            vec![],
+            builtin_strategies(),
+            "balanced".into(),
+        )
+        .unwrap();
+        pb::SyncResponse {
+            nonce: format!("nonce-{version}"),
+            snapshot: Some(routing.to_wire()),
+        }
+    }
+
+    fn served(s: &Subscriber) -> Option<u64> {
+        s.cell.load().as_ref().map(|l| l.version())
+    }
+
+    #[tokio::test]
+    async fn valid_snapshots_are_swapped_in_and_acked() {
+        let s = subscriber();
+        assert!(
+            matches!(s.apply(snapshot(3, 1)), Kind::Ack(pb::Ack { version: 3, ref nonce }) if nonce == "nonce-3")
+        );
+        assert_eq!(served(&s), Some(3));
+        // The same version again (a reconnect) is acked without a swap.
+        let before = s.cell.load_full();
+        assert!(matches!(s.apply(snapshot(3, 1)), Kind::Ack(_)));
+        assert!(Arc::ptr_eq(&before.unwrap(), &s.cell.load_full().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn invalid_and_stale_epoch_snapshots_are_nacked_and_the_last_good_one_stays() {
+        let s = subscriber();
+        s.apply(snapshot(3, 2));
+
+        let mut broken = snapshot(4, 2);
+        if let Some(wire) = broken.snapshot.as_mut() {
+            wire.default_strategy = "missing".into();
+        }
+        match s.apply(broken) {
+            Kind::Nack(nack) => {
+                assert_eq!(nack.version, 4);
+                assert!(nack.error.contains("default_strategy"), "{}", nack.error);
+            }
+            other => panic!("expected a NACK, got {other:?}"),
+        }
+        assert_eq!(served(&s), Some(3));
+
+        match s.apply(snapshot(9, 1)) {
+            Kind::Nack(nack) => assert!(nack.error.contains("epoch 1 is older"), "{}", nack.error),
+            other => panic!("expected a NACK, got {other:?}"),
+        }
+        assert!(matches!(
+            s.apply(pb::SyncResponse {
+                nonce: "x".into(),
+                snapshot: None
+            }),
+            Kind::Nack(_)
+        ));
+        assert_eq!(served(&s), Some(3));
+        assert_eq!(s.metrics.snapshots_rejected.get(), 3);
+    }
+}

@@ -302,3 +302,48 @@ async fn a_client_that_leaves_mid_stream_cancels_the_upstream_request() {
     }
     panic!("the provider never saw its stream cancelled");
 }
+
+#[tokio::test]
+async fn with_the_control_plane_gone_the_data_plane_keeps_serving_and_its_traces_arrive_later() {
+    let mock = MockProvider::start().await.unwrap();
+    let mut cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    cp.kill().await;
+
+    // Served on the last good snapshot, with nobody to report the traces to.
+    let mut trace_ids = Vec::new();
+    for _ in 0..3 {
+        let response = http_client()
+            .post(dp.chat_url())
+            .json(&chat("mock-model", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        trace_ids.push(
+            response.headers()["x-switchyard-trace-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let ready = http_client()
+        .get(format!("{}/readyz", dp.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "readiness stays true on the last good snapshot"
+    );
+
+    // The control plane comes back: the spooled traces are resent and stored.
+    cp.restart().await.unwrap();
+    for trace_id in &trace_ids {
+        let trace = cp.wait_for_trace(trace_id).await;
+        assert_eq!(trace.outcome, i32::from(pb::Outcome::Success));
+    }
+}

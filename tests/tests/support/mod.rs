@@ -121,6 +121,8 @@ pub struct ControlPlane {
     pub process: Process,
     pub addr: String,
     pub database_url: String,
+    args: Vec<String>,
+    _bootstrap_dir: tempfile::TempDir,
 }
 
 impl ControlPlane {
@@ -142,26 +144,27 @@ impl ControlPlane {
             "--registry-poll".into(),
             "500ms".into(),
         ];
-        let mut process = Process::spawn("switchyard-control-plane", &args, &[])?;
         let addr = format!("http://127.0.0.1:{port}");
-        for _ in 0..300 {
-            if let Some(status) = process.exited() {
-                bail!(
-                    "control plane exited with {status}:\n{}",
-                    process.log_text()
-                );
-            }
-            if Channel::from_shared(addr.clone())?.connect().await.is_ok() {
-                drop(dir);
-                return Ok(Self {
-                    process,
-                    addr,
-                    database_url,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("control plane did not start:\n{}", process.log_text())
+        let process = spawn_control_plane(&args, &addr).await?;
+        Ok(Self {
+            process,
+            addr,
+            database_url,
+            args,
+            _bootstrap_dir: dir,
+        })
+    }
+
+    /// Kills the process (SIGKILL: no goodbye to anyone).
+    pub async fn kill(&mut self) {
+        self.process.kill().await;
+    }
+
+    /// Starts it again on the same address and database.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill().await;
+        self.process = spawn_control_plane(&self.args, &self.addr).await?;
+        Ok(())
     }
 
     pub async fn channel(&self) -> Channel {
@@ -200,6 +203,27 @@ impl ControlPlane {
         }
         panic!("trace {trace_id} was never stored");
     }
+}
+
+async fn spawn_control_plane(args: &[String], addr: &str) -> anyhow::Result<Process> {
+    let mut process = Process::spawn("switchyard-control-plane", args, &[])?;
+    for _ in 0..300 {
+        if let Some(status) = process.exited() {
+            bail!(
+                "control plane exited with {status}:\n{}",
+                process.log_text()
+            );
+        }
+        if Channel::from_shared(addr.to_owned())?
+            .connect()
+            .await
+            .is_ok()
+        {
+            return Ok(process);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("control plane did not start:\n{}", process.log_text())
 }
 
 pub struct DataPlane {
