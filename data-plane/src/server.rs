@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use axum::serve::ListenerExt;
 use switchyard_proto::v1::inference_service_server::InferenceServiceServer;
 use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use tokio::net::TcpListener;
@@ -137,7 +138,14 @@ pub async fn start(
     let http_shutdown = shutdown.clone();
     let http_task = tasks.spawn(async move {
         let app = http::router(state);
-        if let Err(e) = axum::serve(http_listener, app)
+        // Stream events are small writes; without no-delay each one waits for
+        // the client's delayed ACK (about 40 ms on Linux).
+        let listener = http_listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await
         {
