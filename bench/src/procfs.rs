@@ -1,0 +1,110 @@
+//! Resource use of a process, read from Linux's /proc.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
+const USER_HZ: u64 = 100;
+
+/// Resident memory of a process, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// VmRSS: resident now.
+    pub rss_kib: u64,
+    /// VmHWM: the most that was ever resident.
+    pub peak_kib: u64,
+}
+
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_memory(&status).with_context(|| format!("no VmRSS/VmHWM in {path}"))
+}
+
+/// User plus system CPU time the process has used so far, all threads.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("unexpected format of {path}"))?;
+    Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// CPU time used so far by the live threads of the process, summed by
+/// thread name (`tokio-rt-worker`, `sqlx-sqlite-wor`, ...). Threads that have
+/// already exited are missing.
+pub fn cpu_by_thread(pid: u32) -> anyhow::Result<BTreeMap<String, Duration>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut by_name = BTreeMap::new();
+    for task in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        let task = task.with_context(|| format!("listing {dir}"))?.path();
+        // A thread may exit between listing and reading: skip it.
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue;
+        };
+        if let Some(ticks) = parse_cpu_ticks(&stat) {
+            *by_name.entry(name.trim().to_owned()).or_default() +=
+                Duration::from_millis(ticks * 1000 / USER_HZ);
+        }
+    }
+    Ok(by_name)
+}
+
+fn parse_memory(status: &str) -> Option<Memory> {
+    let field = |name: &str| {
+        status.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+    };
+    Some(Memory {
+        rss_kib: field("VmRSS")?,
+        peak_kib: field("VmHWM")?,
+    })
+}
+
+/// utime + stime: fields 14 and 15 of /proc/<pid>/stat. The command name
+/// (field 2) may hold spaces, so fields are counted after its closing paren.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rss_and_peak() {
+        let status = "Name:\tswitchyard\nVmHWM:\t   51234 kB\nVmRSS:\t   40960 kB\nThreads:\t7\n";
+        assert_eq!(
+            parse_memory(status),
+            Some(Memory {
+                rss_kib: 40960,
+                peak_kib: 51234
+            })
+        );
+        assert_eq!(parse_memory("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_after_a_name_with_spaces() {
+        let stat = "4242 (tokio runtime) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 7 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(memory(me).unwrap().peak_kib > 0);
+        cpu_time(me).unwrap();
+        assert!(!cpu_by_thread(me).unwrap().is_empty());
+    }
+}
