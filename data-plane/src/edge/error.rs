@@ -30,6 +30,9 @@ pub enum ApiError {
     Upstream { class: ErrorClass, message: String },
     #[error("unknown route {0}")]
     UnknownRoute(String),
+    /// The request's execution ended without an answer; a bug, logged where it happens.
+    #[error("the request ended without an answer")]
+    Internal,
 }
 
 impl ApiError {
@@ -52,6 +55,7 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotReady | Self::NoEligibleTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                 ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -73,6 +77,7 @@ impl ApiError {
             Self::NotReady => "not_ready",
             Self::NoEligibleTarget(_) => "no_eligible_target",
             Self::UnknownRoute(_) => "unknown_route",
+            Self::Internal => "internal",
             Self::Upstream { class, .. } => match class {
                 ErrorClass::Transient => "upstream_transient",
                 ErrorClass::RateLimited => "upstream_rate_limited",
@@ -123,6 +128,7 @@ impl ApiError {
             }
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
             Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
+            Self::Internal => tonic::Status::internal(message),
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => tonic::Status::resource_exhausted(message),
                 ErrorClass::Timeout => tonic::Status::deadline_exceeded(message),

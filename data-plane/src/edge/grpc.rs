@@ -161,7 +161,7 @@ impl InferenceService for InferenceApi {
                 Some(EngineEvent::Failed(failure)) => {
                     return Err(ApiError::from(&failure).to_status());
                 }
-                None => return Err(Status::internal("request ended without an answer")),
+                None => return Err(ApiError::Internal.to_status()),
             }
         }
     }
@@ -181,7 +181,7 @@ impl InferenceService for InferenceApi {
                 return Err(ApiError::from(&failure).to_status());
             }
             Some(event) => event,
-            None => return Err(Status::internal("request ended without an answer")),
+            None => return Err(ApiError::Internal.to_status()),
         };
         let (first, over) = chunk_for(first);
         let tail = futures::stream::unfold(

@@ -184,7 +184,7 @@ async fn json_response(
                 return Ok(response);
             }
             Some(EngineEvent::Failed(failure)) => return Err(ApiError::from(&failure)),
-            None => return Err(ApiError::NotReady),
+            None => return Err(ApiError::Internal),
         }
     }
 }
@@ -264,7 +264,7 @@ async fn stream_response(
             return Err(ApiError::from(&failure));
         }
         Some(event) => event,
-        None => return Err(ApiError::NotReady),
+        None => return Err(ApiError::Internal),
     };
     let role = shape.chunk(json!({ "role": "assistant", "content": "" }), None);
     let (first_events, over) = shape.events_for(first);
