@@ -91,7 +91,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             node_id: "dev-dp".into(),
             region: "local".into(),
             max_attempts: 3,
-            attempt_timeout: Duration::from_secs(30),
+            fallback_chain: 3,
             max_body_bytes: 4 << 20,
             trace_spool: 100_000,
         },

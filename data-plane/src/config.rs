@@ -2,7 +2,6 @@
 //! validated into [`DataPlaneConfig`].
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataPlaneArgs {
@@ -36,9 +35,9 @@ pub struct DataPlaneArgs {
     /// Most provider attempts per request, across the fallback chain.
     #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: usize,
-    /// Time an attempt may take to start answering, and the longest silence mid-stream.
-    #[arg(long, env = "SWITCHYARD_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub attempt_timeout: Duration,
+    /// Targets in each request's fallback chain (the primary and its backups).
+    #[arg(long, env = "SWITCHYARD_FALLBACK_CHAIN", default_value_t = 3)]
+    pub fallback_chain: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
@@ -55,7 +54,7 @@ pub struct DataPlaneConfig {
     pub node_id: String,
     pub region: String,
     pub max_attempts: usize,
-    pub attempt_timeout: Duration,
+    pub fallback_chain: usize,
     pub max_body_bytes: usize,
     pub trace_spool: usize,
 }
@@ -66,8 +65,8 @@ pub enum ConfigError {
     ControlPlane(String),
     #[error("--max-attempts: must be between 1 and 10")]
     MaxAttempts,
-    #[error("--attempt-timeout: must be between 100ms and 10m")]
-    AttemptTimeout,
+    #[error("--fallback-chain: must be between 1 and 10")]
+    FallbackChain,
     #[error("--max-body-bytes: must be between 1 KiB and 64 MiB")]
     MaxBodyBytes,
     #[error("--trace-spool: must be at least 1000")]
@@ -86,9 +85,8 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         if !(1..=10).contains(&args.max_attempts) {
             return Err(ConfigError::MaxAttempts);
         }
-        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&args.attempt_timeout)
-        {
-            return Err(ConfigError::AttemptTimeout);
+        if !(1..=10).contains(&args.fallback_chain) {
+            return Err(ConfigError::FallbackChain);
         }
         if !(1024..=64 << 20).contains(&args.max_body_bytes) {
             return Err(ConfigError::MaxBodyBytes);
@@ -106,7 +104,7 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             }),
             region: args.region,
             max_attempts: args.max_attempts,
-            attempt_timeout: args.attempt_timeout,
+            fallback_chain: args.fallback_chain,
             max_body_bytes: args.max_body_bytes,
             trace_spool: args.trace_spool,
         })

@@ -11,8 +11,8 @@ mod backoff;
 pub mod config;
 mod edge;
 mod engine;
-mod explain;
 mod metrics;
+mod plan_wire;
 mod providers;
 mod reporter;
 mod request;
@@ -20,6 +20,7 @@ mod scoring;
 mod server;
 mod snapshot;
 mod subscriber;
+pub mod workload;
 
 pub use config::{DataPlaneArgs, DataPlaneConfig};
 pub use server::{RunningDataPlane, start};

@@ -6,6 +6,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use crate::workload::WorkloadProfile;
+
 /// When a request arrived, on both clocks: wall time for traces, monotonic for durations.
 #[derive(Debug, Clone, Copy)]
 pub struct Received {
@@ -51,19 +53,39 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// The OpenAI chat-completions body, validated, without routing-only fields.
     pub body: Map<String, Value>,
-    pub estimated_input_tokens: u64,
+    /// What the request needs: intent, tokens, capabilities, timeout profile.
+    pub workload: WorkloadProfile,
 }
 
-impl ChatRequest {
-    /// Output tokens to plan for: the request's cap or a conservative default.
-    pub fn estimated_output_tokens(&self) -> u64 {
-        u64::from(self.max_tokens.unwrap_or(256))
+/// A request as the scorer and engine see it, for tests.
+#[cfg(test)]
+pub fn test_request(model: &str, strategy: Option<&str>, workload: WorkloadProfile) -> ChatRequest {
+    ChatRequest {
+        received: Received::now(),
+        request_id: "r".into(),
+        trace_id: "t".into(),
+        workspace: DEFAULT_WORKSPACE.into(),
+        model: model.into(),
+        strategy: strategy.map(str::to_owned),
+        stream: workload.capabilities.streaming,
+        max_tokens: u32::try_from(workload.output_tokens).ok(),
+        body: Map::new(),
+        workload,
     }
 }
 
-/// A rough token estimate (about four characters a token) used until a real
-/// tokenizer is wired in; it only feeds cost estimates and context checks.
-pub fn estimate_tokens(text: &str) -> u64 {
-    let chars = u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
-    chars.div_ceil(4).max(1)
+/// A chat workload with these token counts and no special needs, for tests.
+#[cfg(test)]
+pub fn test_workload(input_tokens: u64, output_tokens: u64) -> WorkloadProfile {
+    use crate::workload::{Intent, RequiredCapabilities, Source, TimeoutProfile};
+    WorkloadProfile {
+        intent: Intent::Chat,
+        intent_source: Source::Classified,
+        input_tokens,
+        output_tokens,
+        capabilities: RequiredCapabilities::default(),
+        timeout: TimeoutProfile::Standard,
+        timeout_source: Source::Classified,
+        intent_reason: "chat: test".into(),
+    }
 }

@@ -81,7 +81,6 @@ pub async fn start(
         metrics.clone(),
         EngineConfig {
             max_attempts: config.max_attempts,
-            attempt_timeout: config.attempt_timeout,
             node_id: config.node_id.clone(),
         },
     ));
@@ -90,6 +89,7 @@ pub async fn start(
         engine,
         metrics: metrics.clone(),
         max_body_bytes: config.max_body_bytes,
+        fallback_chain: config.fallback_chain,
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, AppState};
 use crate::engine::{EngineEvent, ResponseMeta};
-use crate::request::{ChatRequest, Received, estimate_tokens};
+use crate::request::{ChatRequest, Received};
 
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 
@@ -37,7 +37,6 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
             "must contain at least one message",
         ));
     }
-    let mut prompt_text = String::new();
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
         if !ROLES.contains(&m.role.as_str()) {
@@ -46,8 +45,6 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
                 format!("must be one of {}", ROLES.join(", ")),
             ));
         }
-        prompt_text.push_str(&m.content);
-        prompt_text.push('\n');
         let mut message = json!({ "role": m.role, "content": m.content });
         if !m.name.is_empty() {
             message["name"] = Value::String(m.name.clone());
@@ -68,6 +65,8 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
     if let Some(p) = req.top_p {
         body.insert("top_p".into(), p.into());
     }
+    let overrides = super::overrides(non_empty(req.intent), non_empty(req.timeout_profile))?;
+    let workload = crate::workload::profile(&body, stream, max_tokens, &overrides);
     Ok(ChatRequest {
         received,
         request_id: super::request_id(Some(req.request_id))?,
@@ -77,9 +76,13 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
         strategy: (!req.strategy.is_empty()).then_some(req.strategy),
         stream,
         max_tokens,
-        estimated_input_tokens: estimate_tokens(&prompt_text),
+        workload,
         body,
     })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 fn wire_meta(meta: &ResponseMeta) -> pb::ResponseMeta {
@@ -204,14 +207,17 @@ impl InferenceService for InferenceApi {
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
-        let (candidates, ineligible) = crate::explain::wire_candidates(&plan, &snapshot);
+        let (candidates, ineligible) = crate::plan_wire::candidates(&plan, &snapshot);
         Ok(Response::new(pb::RouteResponse {
-            strategy: plan.strategy,
             snapshot_version: snapshot.version(),
-            estimated_input_tokens: plan.estimated_input_tokens,
-            estimated_output_tokens: plan.estimated_output_tokens,
+            estimated_input_tokens: request.workload.input_tokens,
+            estimated_output_tokens: request.workload.output_tokens,
             candidates,
             ineligible,
+            workload: Some(crate::plan_wire::workload(&request.workload)),
+            fallback_chain: crate::plan_wire::chain(&plan, &snapshot),
+            explanation: plan.explanation,
+            strategy: plan.strategy,
         }))
     }
 }

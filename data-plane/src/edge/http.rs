@@ -26,6 +26,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRACE_ID: HeaderName = HeaderName::from_static("x-switchyard-trace-id");
 const TARGET: HeaderName = HeaderName::from_static("x-switchyard-target");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+/// Longest `x-switchyard-route` value; proxies reject very long headers.
+const MAX_ROUTE_HEADER: usize = 2048;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -94,7 +97,11 @@ async fn handle_chat(
         strategy: header(&headers, "x-switchyard-strategy")?,
         workspace: header(&headers, "x-switchyard-workspace")?,
         request_id: header(&headers, "x-request-id")?,
+        intent: header(&headers, "x-switchyard-intent")?,
+        timeout: header(&headers, "x-switchyard-timeout")?,
     };
+    let explain =
+        header(&headers, "x-switchyard-explain")?.is_some_and(|v| v == "true" || v == "1");
     let request = openai::parse(&body, hints, received)?;
     let (request_id, trace_id) = (request.request_id.clone(), request.trace_id.clone());
     let (snapshot, plan) = match state.route(&request) {
@@ -114,6 +121,7 @@ async fn handle_chat(
         include_usage,
     };
     let stream = request.stream;
+    let route_header = explain.then(|| route_header(&plan.explanation));
     let events = state.engine.execute(snapshot, request, plan);
     let response = if stream {
         stream_response(events, chunk)
@@ -122,8 +130,27 @@ async fn handle_chat(
     } else {
         json_response(events, &chunk).await
     };
-    let response = response.unwrap_or_else(IntoResponse::into_response);
+    let mut response = response.unwrap_or_else(IntoResponse::into_response);
+    if let Some(value) = route_header {
+        response.headers_mut().insert(ROUTE, value);
+    }
     Ok(with_ids(response, &request_id, &trace_id))
+}
+
+/// The explanation as a header value: printable ASCII, bounded.
+fn route_header(explanation: &str) -> HeaderValue {
+    let safe: String = explanation
+        .chars()
+        .take(MAX_ROUTE_HEADER)
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&safe).unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
 }
 
 fn meta_json(meta: &ResponseMeta) -> Value {

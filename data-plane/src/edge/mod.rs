@@ -23,13 +23,15 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// Targets in each request's fallback chain.
+    pub fallback_chain: usize,
 }
 
 impl AppState {
     /// Loads the snapshot once, so the whole request sees one version, and plans the route.
     pub fn route(&self, request: &ChatRequest) -> Result<(Arc<LiveSnapshot>, RoutePlan), ApiError> {
         let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;
-        let plan = scoring::plan(&snapshot, request)?;
+        let plan = scoring::plan(&snapshot, request, self.fallback_chain)?;
         Ok((snapshot, plan))
     }
 }
@@ -56,6 +58,28 @@ fn check_sampling(
         ));
     }
     Ok(())
+}
+
+/// Intent and timeout profile a client asked for, parsed; errors name the field.
+fn overrides(
+    intent: Option<String>,
+    timeout: Option<String>,
+) -> Result<crate::workload::Overrides, ApiError> {
+    let intent = intent
+        .filter(|i| !i.is_empty())
+        .map(|i| {
+            i.parse()
+                .map_err(|e| ApiError::invalid("intent", format!("{e}")))
+        })
+        .transpose()?;
+    let timeout = timeout
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|e| ApiError::invalid("timeout_profile", format!("{e}")))
+        })
+        .transpose()?;
+    Ok(crate::workload::Overrides { intent, timeout })
 }
 
 /// A printable, bounded id, generated when the client sends none.

@@ -8,11 +8,13 @@ use serde_json::Value;
 use super::ApiError;
 use std::collections::BTreeMap;
 
-use crate::request::{ChatRequest, Received, estimate_tokens};
+use crate::request::{ChatRequest, Received};
 
 /// Routing hints a client may put in the OpenAI `metadata` field.
 const METADATA_STRATEGY: &str = "switchyard_strategy";
 const METADATA_WORKSPACE: &str = "switchyard_workspace";
+const METADATA_INTENT: &str = "switchyard_intent";
+const METADATA_TIMEOUT: &str = "switchyard_timeout";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +74,8 @@ pub struct Hints {
     pub strategy: Option<String>,
     pub workspace: Option<String>,
     pub request_id: Option<String>,
+    pub intent: Option<String>,
+    pub timeout: Option<String>,
 }
 
 pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatRequest, ApiError> {
@@ -102,9 +106,8 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
             "must contain at least one message",
         ));
     }
-    let mut prompt_text = String::new();
     for (i, message) in messages.iter().enumerate() {
-        append_content(&mut prompt_text, message.content.as_ref())
+        check_content(message.content.as_ref())
             .map_err(|m| ApiError::invalid(format!("messages[{i}].content"), m))?;
     }
     let max_tokens = checked.max_completion_tokens.or(checked.max_tokens);
@@ -121,6 +124,9 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
     let workspace = hints
         .workspace
         .or_else(|| metadata.remove(METADATA_WORKSPACE));
+    let intent = hints.intent.or_else(|| metadata.remove(METADATA_INTENT));
+    let timeout = hints.timeout.or_else(|| metadata.remove(METADATA_TIMEOUT));
+    let overrides = super::overrides(intent, timeout)?;
     if metadata.is_empty() {
         raw.remove("metadata");
     } else {
@@ -135,6 +141,8 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
         );
     }
 
+    let stream = checked.stream.unwrap_or(false);
+    let workload = crate::workload::profile(&raw, stream, max_tokens, &overrides);
     Ok(ChatRequest {
         received,
         request_id: super::request_id(hints.request_id)?,
@@ -142,35 +150,25 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
         workspace: super::workspace(workspace)?,
         model,
         strategy: strategy.filter(|s| !s.is_empty()),
-        stream: checked.stream.unwrap_or(false),
+        stream,
         max_tokens,
-        estimated_input_tokens: estimate_tokens(&prompt_text),
+        workload,
         body: raw,
     })
 }
 
-/// Adds a message's text to `out`; content is a string, an array of parts, or null.
-fn append_content(out: &mut String, content: Option<&Value>) -> Result<(), String> {
+/// Content is a string, an array of typed parts (text parts carry text), or null.
+fn check_content(content: Option<&Value>) -> Result<(), String> {
     match content {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(text)) => {
-            out.push_str(text);
-            out.push('\n');
-            Ok(())
-        }
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
         Some(Value::Array(parts)) => {
             for (i, part) in parts.iter().enumerate() {
                 let kind = part
                     .get("type")
                     .and_then(Value::as_str)
                     .ok_or_else(|| format!("[{i}] must be an object with a \"type\""))?;
-                if kind == "text" {
-                    let text = part
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| format!("[{i}].text must be a string"))?;
-                    out.push_str(text);
-                    out.push('\n');
+                if kind == "text" && !part.get("text").is_some_and(Value::is_string) {
+                    return Err(format!("[{i}].text must be a string"));
                 }
             }
             Ok(())

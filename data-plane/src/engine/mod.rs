@@ -8,7 +8,6 @@
 mod trace;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use switchyard_proto::v1 as pb;
@@ -17,17 +16,16 @@ use tokio::sync::mpsc;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels};
 use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
 use crate::reporter::TraceReporter;
-use crate::request::{ChatRequest, estimate_tokens};
+use crate::request::ChatRequest;
 use crate::scoring::RoutePlan;
 use crate::snapshot::LiveSnapshot;
+use crate::workload::count_tokens;
 use trace::TraceBuilder;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Most attempts one request may make, across all targets.
     pub max_attempts: usize,
-    /// Time an attempt may take to start answering, and the longest silence mid-stream.
-    pub attempt_timeout: Duration,
     pub node_id: String,
 }
 
@@ -139,17 +137,8 @@ impl Engine {
             ..ResponseMeta::default()
         };
 
-        if plan.candidates.is_empty() {
-            let reasons: Vec<String> = plan
-                .ineligible
-                .iter()
-                .map(|(id, why)| format!("{id}: {why}"))
-                .collect();
-            let message = format!(
-                "no eligible target for model {:?} ({})",
-                request.model,
-                reasons.join("; ")
-            );
+        if plan.chain.is_empty() {
+            let message = plan.explanation.clone();
             let record = trace.finish(pb::Outcome::Failed, Some((None, &message)));
             self.finish(record, &mut meta);
             let failure = Failure {
@@ -162,7 +151,7 @@ impl Engine {
         }
 
         let mut last_error = None;
-        for candidate in plan.candidates.iter().take(self.config.max_attempts) {
+        for candidate in plan.chain().take(self.config.max_attempts) {
             let target = &snapshot.routing.targets[candidate.target];
             let Some(endpoint) = snapshot.endpoints.get(&target.spec.provider) else {
                 continue;
@@ -275,7 +264,7 @@ impl Engine {
     ) -> AttemptResult {
         tokio::select! {
             () = tx.closed() => AttemptResult::Cancelled,
-            result = endpoint.complete(&self.client, request, model, self.config.attempt_timeout) => match result {
+            result = endpoint.complete(&self.client, request, model, request.workload.timeout.duration()) => match result {
                 Ok(c) => AttemptResult::Done {
                     content: c.content,
                     finish_reason: c.finish_reason,
@@ -296,7 +285,7 @@ impl Engine {
     ) -> AttemptResult {
         let opened = tokio::select! {
             () = tx.closed() => return AttemptResult::Cancelled,
-            opened = endpoint.stream(&self.client, request, model, self.config.attempt_timeout) => opened,
+            opened = endpoint.stream(&self.client, request, model, request.workload.timeout.duration()) => opened,
         };
         let mut events = match opened {
             Ok(events) => events,
@@ -389,12 +378,12 @@ fn fill_usage(usage: Usage, request: &ChatRequest, output: &str) -> Usage {
         input_tokens: if usage.input_tokens > 0 {
             usage.input_tokens
         } else {
-            request.estimated_input_tokens
+            request.workload.input_tokens
         },
         output_tokens: if usage.output_tokens > 0 || output.is_empty() {
             usage.output_tokens
         } else {
-            estimate_tokens(output)
+            count_tokens(output)
         },
     }
 }

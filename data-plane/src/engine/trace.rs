@@ -27,7 +27,7 @@ impl TraceBuilder {
         snapshot: &LiveSnapshot,
         node_id: &str,
     ) -> Self {
-        let (candidates, ineligible) = crate::explain::wire_candidates(plan, snapshot);
+        let (candidates, ineligible) = crate::plan_wire::candidates(plan, snapshot);
         let now = Instant::now();
         let trace = pb::Trace {
             trace_id: request.trace_id.clone(),
@@ -42,6 +42,9 @@ impl TraceBuilder {
             routed_at: Some(timestamp_from_millis(request.received.unix_ms_at(now))),
             snapshot_version: snapshot.version(),
             node_id: node_id.to_owned(),
+            workload: Some(crate::plan_wire::workload(&request.workload)),
+            fallback_chain: crate::plan_wire::chain(plan, snapshot),
+            explanation: plan.explanation.clone(),
             ..Default::default()
         };
         Self {

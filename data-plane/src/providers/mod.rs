@@ -165,6 +165,14 @@ impl Endpoint {
         }
     }
 
+    /// A simulated provider's configuration: its speed is known, not guessed.
+    pub fn simulated_params(&self) -> Option<&SimulatedParams> {
+        match self {
+            Self::Simulated(e) => Some(e.params()),
+            _ => None,
+        }
+    }
+
     pub fn unavailable_reason(&self) -> Option<&str> {
         match self {
             Self::Unavailable(reason) => Some(reason),

@@ -64,6 +64,10 @@ impl SimulatedEndpoint {
         }
     }
 
+    pub fn params(&self) -> &SimulatedParams {
+        &self.params
+    }
+
     fn plan(&self, request: &ChatRequest) -> Plan {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let mut rng =
@@ -106,7 +110,7 @@ impl SimulatedEndpoint {
             content: plan.words.join(" "),
             finish_reason: plan.finish_reason.into(),
             usage: Some(Usage {
-                input_tokens: request.estimated_input_tokens,
+                input_tokens: request.workload.input_tokens,
                 output_tokens: u64::from(count),
             }),
         })
@@ -119,7 +123,7 @@ impl SimulatedEndpoint {
             return Err(Self::failure());
         }
         let usage = Usage {
-            input_tokens: request.estimated_input_tokens,
+            input_tokens: request.workload.input_tokens,
             output_tokens: plan.words.len() as u64,
         };
         let last = plan.words.len();
@@ -154,18 +158,10 @@ mod tests {
     use super::*;
 
     fn request(max_tokens: Option<u32>) -> ChatRequest {
-        ChatRequest {
-            received: crate::request::Received::now(),
-            request_id: "r".into(),
-            trace_id: "t".into(),
-            workspace: "default".into(),
-            model: "auto".into(),
-            strategy: None,
-            stream: false,
-            max_tokens,
-            body: serde_json::Map::new(),
-            estimated_input_tokens: 2,
-        }
+        let mut r =
+            crate::request::test_request("auto", None, crate::request::test_workload(2, 16));
+        r.max_tokens = max_tokens;
+        r
     }
 
     fn params(failure_rate: f64) -> SimulatedParams {

@@ -1,0 +1,170 @@
+//! The five scoring dimensions. Every score is normalised against a reference
+//! made from the request alone, never against the other candidates: a
+//! candidate's score depends only on itself and the request, so adding or
+//! removing a candidate can never reorder the others. The references scale with
+//! the request's tokens, so a 100k-token prompt is judged as fairly as a short one.
+
+use switchyard_domain::{StrategyWeights, Target, Tier};
+
+use crate::providers::Endpoint;
+use crate::workload::WorkloadProfile;
+
+/// A mid-priced model (USD per million input / output tokens): what it would
+/// charge for the request scores 0.5 on cost.
+const REFERENCE_INPUT_PRICE: f64 = 1.0;
+const REFERENCE_OUTPUT_PRICE: f64 = 4.0;
+/// A mid-speed model: its latency for the request scores 0.5 on speed.
+const REFERENCE_TTFT_MS: f64 = 500.0;
+const REFERENCE_TOKENS_PER_SECOND: f64 = 100.0;
+
+/// 1 at zero, 0.5 at the reference, towards 0 beyond: lower raw is better.
+fn relative(raw: f64, reference: f64) -> f64 {
+    1.0 / (1.0 + raw / reference.max(f64::MIN_POSITIVE))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Registry facts and built-in defaults.
+    Prior,
+    /// A simulated provider's configuration, known exactly.
+    Simulated,
+    /// Computed from the request's estimated tokens and the target's prices.
+    Estimate,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prior => "prior",
+            Self::Simulated => "simulated",
+            Self::Estimate => "estimate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dimension {
+    pub raw: f64,
+    pub score: f64,
+    pub weight: f64,
+    pub contribution: f64,
+    pub source: Source,
+}
+
+impl Dimension {
+    fn new(raw: f64, score: f64, source: Source) -> Self {
+        Self {
+            raw,
+            score,
+            weight: 0.0,
+            contribution: 0.0,
+            source,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breakdown {
+    pub quality: Dimension,
+    pub speed: Dimension,
+    pub cost: Dimension,
+    pub health: Dimension,
+    pub workspace_fit: Dimension,
+}
+
+impl Breakdown {
+    /// Applies the strategy's weights (scaled to sum to 1); returns the total.
+    pub fn weigh(&mut self, weights: &StrategyWeights) -> f64 {
+        let total =
+            weights.quality + weights.speed + weights.cost + weights.health + weights.workspace_fit;
+        let mut sum = 0.0;
+        for (dimension, weight) in [
+            (&mut self.quality, weights.quality),
+            (&mut self.speed, weights.speed),
+            (&mut self.cost, weights.cost),
+            (&mut self.health, weights.health),
+            (&mut self.workspace_fit, weights.workspace_fit),
+        ] {
+            dimension.weight = weight / total;
+            dimension.contribution = dimension.score * dimension.weight;
+            sum += dimension.contribution;
+        }
+        sum
+    }
+}
+
+/// Time to first token and output speed assumed for a tier without telemetry.
+fn speed_prior(tier: Tier) -> (f64, f64) {
+    match tier {
+        Tier::Economy => (300.0, 150.0),
+        Tier::Standard => (500.0, 80.0),
+        Tier::Frontier => (900.0, 50.0),
+    }
+}
+
+pub fn tier_rank(tier: Tier) -> f64 {
+    match tier {
+        Tier::Economy => 1.0,
+        Tier::Standard => 2.0,
+        Tier::Frontier => 3.0,
+    }
+}
+
+/// What a target costs for this request at its list prices, in USD.
+pub fn cost_usd(target: &Target, input_tokens: u64, output_tokens: u64) -> f64 {
+    (input_tokens as f64 * target.spec.input_price_per_mtok
+        + output_tokens as f64 * target.spec.output_price_per_mtok)
+        / 1_000_000.0
+}
+
+pub fn breakdown(
+    target: &Target,
+    endpoint: Option<&Endpoint>,
+    workload: &WorkloadProfile,
+) -> Breakdown {
+    let tier = target.spec.tier;
+    let quality = Dimension::new(
+        tier_rank(tier),
+        match tier {
+            Tier::Economy => 0.45,
+            Tier::Standard => 0.7,
+            Tier::Frontier => 0.95,
+        },
+        Source::Prior,
+    );
+
+    let (ttft_ms, tokens_per_second, source) = match endpoint.and_then(Endpoint::simulated_params) {
+        Some(p) => (
+            f64::from(p.first_token_latency_ms),
+            f64::from(p.tokens_per_second.max(1)),
+            Source::Simulated,
+        ),
+        None => {
+            let (ttft, tps) = speed_prior(tier);
+            (ttft, tps, Source::Prior)
+        }
+    };
+    let latency_ms = ttft_ms + workload.output_tokens as f64 * 1000.0 / tokens_per_second;
+    let output = workload.output_tokens as f64;
+    let reference_ms = REFERENCE_TTFT_MS + output * 1000.0 / REFERENCE_TOKENS_PER_SECOND;
+    let speed = Dimension::new(latency_ms, relative(latency_ms, reference_ms), source);
+
+    let usd = cost_usd(target, workload.input_tokens, workload.output_tokens);
+    let reference_usd = (workload.input_tokens as f64 * REFERENCE_INPUT_PRICE
+        + output * REFERENCE_OUTPUT_PRICE)
+        / 1_000_000.0;
+    let cost = Dimension::new(usd, relative(usd, reference_usd), Source::Estimate);
+
+    // No fleet telemetry or workspace policy reaches the data plane yet: every
+    // eligible target is presumed healthy and a neutral fit.
+    let health = Dimension::new(0.0, 1.0, Source::Prior);
+    let workspace_fit = Dimension::new(1.0, 1.0, Source::Prior);
+
+    Breakdown {
+        quality,
+        speed,
+        cost,
+        health,
+        workspace_fit,
+    }
+}

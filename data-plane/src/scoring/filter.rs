@@ -1,0 +1,112 @@
+//! Eligibility: which targets may serve a request at all, and why not.
+
+use std::fmt;
+
+use switchyard_domain::Target;
+
+use crate::snapshot::LiveSnapshot;
+use crate::workload::WorkloadProfile;
+
+/// Why a target that serves the requested model cannot serve this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ineligibility {
+    ProviderDisabled(String),
+    TargetDisabled,
+    MissingCapability(&'static str),
+    ContextTooSmall {
+        window: u32,
+        needed: u64,
+    },
+    /// The provider cannot be called from this node (no adapter, no credentials).
+    Unavailable(String),
+}
+
+/// 128000 -> "128k", 12345 -> "12.3k", 900 -> "900".
+pub fn tokens(n: u64) -> String {
+    if n < 1000 {
+        n.to_string()
+    } else if n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        format!("{:.1}k", n as f64 / 1000.0)
+    }
+}
+
+impl fmt::Display for Ineligibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ProviderDisabled(p) => write!(f, "provider {p} is disabled"),
+            Self::TargetDisabled => f.write_str("target is disabled"),
+            Self::MissingCapability(c) => write!(f, "missing capability: {c}"),
+            Self::ContextTooSmall { window, needed } => {
+                write!(
+                    f,
+                    "context window {} < {} needed",
+                    tokens(u64::from(*window)),
+                    tokens(*needed)
+                )
+            }
+            Self::Unavailable(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The first reason `target` cannot serve `workload`, if any.
+pub fn check(
+    snapshot: &LiveSnapshot,
+    target: &Target,
+    workload: &WorkloadProfile,
+) -> Option<Ineligibility> {
+    let spec = &target.spec;
+    match snapshot.routing.providers.get(&spec.provider) {
+        Some(provider) if !provider.enabled => {
+            return Some(Ineligibility::ProviderDisabled(provider.name.clone()));
+        }
+        _ => {}
+    }
+    if !spec.enabled {
+        return Some(Ineligibility::TargetDisabled);
+    }
+    let needs = &workload.capabilities;
+    let has = &spec.capabilities;
+    for (needed, present, name) in [
+        (needs.streaming, has.streaming, "streaming"),
+        (needs.tools, has.tools, "tools"),
+        (needs.vision, has.vision, "vision"),
+        (needs.json_output, has.json_output, "json_output"),
+    ] {
+        if needed && !present {
+            return Some(Ineligibility::MissingCapability(name));
+        }
+    }
+    let needed = workload.context_needed();
+    if needed > u64::from(spec.context_window) {
+        return Some(Ineligibility::ContextTooSmall {
+            window: spec.context_window,
+            needed,
+        });
+    }
+    snapshot
+        .endpoints
+        .get(&spec.provider)
+        .and_then(|e| e.unavailable_reason())
+        .map(|reason| Ineligibility::Unavailable(reason.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_counts_read_like_people_write_them() {
+        assert_eq!(tokens(900), "900");
+        assert_eq!(tokens(8000), "8k");
+        assert_eq!(tokens(12_345), "12.3k");
+        assert_eq!(tokens(128_000), "128k");
+        let e = Ineligibility::ContextTooSmall {
+            window: 8000,
+            needed: 12_000,
+        };
+        assert_eq!(e.to_string(), "context window 8k < 12k needed");
+    }
+}

@@ -1,0 +1,128 @@
+//! Scoring: turns the snapshot into a ranked, explained candidate list for one
+//! request. Filter the targets that serve the requested model (each rejection
+//! keeps its reason), score the rest on five dimensions, weigh them with the
+//! strategy, and pick a diverse fallback chain. Pure computation on an
+//! immutable snapshot: no locks, no I/O.
+
+mod chain;
+mod dimensions;
+mod explain;
+mod filter;
+
+pub use dimensions::{Breakdown, Dimension, cost_usd};
+pub use filter::Ineligibility;
+
+use crate::request::ChatRequest;
+use crate::snapshot::LiveSnapshot;
+
+#[derive(Debug, Clone)]
+pub struct ScoredCandidate {
+    /// Index into the snapshot's targets.
+    pub target: usize,
+    pub breakdown: Breakdown,
+    /// Weighted total in [0, 1].
+    pub score: f64,
+    /// 1-based position in the fallback chain; 0 when not in it.
+    pub chain_position: u32,
+}
+
+impl ScoredCandidate {
+    pub fn estimated_cost_usd(&self) -> f64 {
+        self.breakdown.cost.raw
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub strategy: String,
+    /// Every eligible target, best first.
+    pub candidates: Vec<ScoredCandidate>,
+    /// Indices into `candidates`, in the order to try them.
+    pub chain: Vec<usize>,
+    /// Targets that serve the model but cannot serve this request.
+    pub ineligible: Vec<(String, Ineligibility)>,
+    pub explanation: String,
+}
+
+impl RoutePlan {
+    /// The candidates to try, in order.
+    pub fn chain(&self) -> impl Iterator<Item = &ScoredCandidate> {
+        self.chain.iter().map(|&i| &self.candidates[i])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("model {0:?} does not exist: no target serves it")]
+    UnknownModel(String),
+    #[error("strategy {0:?} does not exist")]
+    UnknownStrategy(String),
+}
+
+pub fn plan(
+    snapshot: &LiveSnapshot,
+    request: &ChatRequest,
+    chain_length: usize,
+) -> Result<RoutePlan, RouteError> {
+    let strategy_name = request
+        .strategy
+        .as_deref()
+        .unwrap_or(&snapshot.routing.default_strategy);
+    let strategy = snapshot
+        .routing
+        .strategies
+        .get(strategy_name)
+        .ok_or_else(|| RouteError::UnknownStrategy(strategy_name.to_owned()))?;
+    let workload = &request.workload;
+
+    let mut candidates = Vec::new();
+    let mut ineligible = Vec::new();
+    let mut serving = 0;
+    for (index, target) in snapshot.routing.targets.iter().enumerate() {
+        if !target.spec.answers_to(&request.model) {
+            continue;
+        }
+        serving += 1;
+        if let Some(reason) = filter::check(snapshot, target, workload) {
+            ineligible.push((target.id.clone(), reason));
+            continue;
+        }
+        let mut breakdown = dimensions::breakdown(
+            target,
+            snapshot.endpoints.get(&target.spec.provider),
+            workload,
+        );
+        let score = breakdown.weigh(&strategy.weights);
+        candidates.push(ScoredCandidate {
+            target: index,
+            breakdown,
+            score,
+            chain_position: 0,
+        });
+    }
+    if serving == 0 {
+        return Err(RouteError::UnknownModel(request.model.clone()));
+    }
+    // Targets are sorted by id and the sort is stable: ties rank alike on every node.
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let specs: Vec<_> = candidates
+        .iter()
+        .map(|c| &snapshot.routing.targets[c.target].spec)
+        .collect();
+    let chain = chain::build(&specs, chain_length);
+    for (position, &i) in (1..).zip(&chain) {
+        candidates[i].chain_position = position;
+    }
+    let mut plan = RoutePlan {
+        strategy: strategy_name.to_owned(),
+        candidates,
+        chain,
+        ineligible,
+        explanation: String::new(),
+    };
+    plan.explanation = explain::explain(&plan, snapshot, &request.model);
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,453 @@
+//! Scoring scenarios, one per filter reason and dimension, and the properties
+//! the ranking must keep for any snapshot.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use switchyard_domain::{
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, SimulatedParams,
+    StrategySpec, StrategyWeights, Tier, builtin_strategies,
+};
+
+use super::dimensions::Source;
+use super::*;
+use crate::request::{test_request, test_workload};
+use crate::snapshot::LiveSnapshot;
+use crate::workload::WorkloadProfile;
+
+fn provider(name: &str) -> ProviderSpec {
+    ProviderSpec {
+        name: name.into(),
+        kind: ProviderKind::Openai,
+        base_url: "http://127.0.0.1:9/v1".into(),
+        api_key_ref: String::new(),
+        headers: BTreeMap::new(),
+        enabled: true,
+        simulated: None,
+    }
+}
+
+fn all_caps() -> Capabilities {
+    Capabilities {
+        streaming: true,
+        tools: true,
+        vision: true,
+        json_output: true,
+    }
+}
+
+fn model(provider: &str, name: &str, tier: Tier, price: f64, context: u32) -> ModelSpec {
+    ModelSpec {
+        provider: provider.into(),
+        name: name.into(),
+        family: name.into(),
+        capabilities: all_caps(),
+        context_window: context,
+        input_price_per_mtok: price,
+        output_price_per_mtok: price * 4.0,
+        region: "us".into(),
+        tier,
+        aliases: vec!["chat".into()],
+        enabled: true,
+    }
+}
+
+fn snapshot(providers: Vec<ProviderSpec>, models: Vec<ModelSpec>) -> LiveSnapshot {
+    let mut strategies = builtin_strategies();
+    strategies.push(StrategySpec {
+        name: "cost-only".into(),
+        description: String::new(),
+        weights: StrategyWeights {
+            quality: 0.0,
+            speed: 0.0,
+            cost: 1.0,
+            health: 0.0,
+            workspace_fit: 0.0,
+        },
+    });
+    LiveSnapshot::prepare(
+        RoutingSnapshot::new(1, 0, 0, providers, models, strategies, "balanced".into()).unwrap(),
+    )
+}
+
+fn ids(snap: &LiveSnapshot, plan: &RoutePlan) -> Vec<String> {
+    plan.candidates
+        .iter()
+        .map(|c| snap.routing.targets[c.target].id.clone())
+        .collect()
+}
+
+fn chain_ids(snap: &LiveSnapshot, plan: &RoutePlan) -> Vec<String> {
+    plan.chain()
+        .map(|c| snap.routing.targets[c.target].id.clone())
+        .collect()
+}
+
+fn chat(workload: WorkloadProfile, strategy: Option<&str>) -> crate::request::ChatRequest {
+    test_request("chat", strategy, workload)
+}
+
+#[test]
+fn every_filter_reason_is_kept_in_words() {
+    let mut off = model("a", "off", Tier::Standard, 1.0, 100_000);
+    off.enabled = false;
+    let mut no_tools = model("a", "no-tools", Tier::Standard, 1.0, 100_000);
+    no_tools.capabilities.tools = false;
+    let mut no_vision = model("a", "no-vision", Tier::Standard, 1.0, 100_000);
+    no_vision.capabilities.vision = false;
+    let mut no_json = model("a", "no-json", Tier::Standard, 1.0, 100_000);
+    no_json.capabilities.json_output = false;
+    let mut no_stream = model("a", "no-stream", Tier::Standard, 1.0, 100_000);
+    no_stream.capabilities.streaming = false;
+    let small = model("a", "small", Tier::Standard, 1.0, 8_000);
+    let disabled_provider = model("b", "m", Tier::Standard, 1.0, 100_000);
+    let mut keyless = provider("c");
+    keyless.api_key_ref = "env:SWITCHYARD_TEST_SURELY_UNSET_KEY".into();
+    let keyless_model = model("c", "m", Tier::Standard, 1.0, 100_000);
+    let mut b = provider("b");
+    b.enabled = false;
+    let snap = snapshot(
+        vec![provider("a"), b, keyless],
+        vec![
+            off,
+            no_tools,
+            no_vision,
+            no_json,
+            no_stream,
+            small,
+            disabled_provider,
+            keyless_model,
+        ],
+    );
+
+    let mut workload = test_workload(10_000, 2_000);
+    workload.capabilities.tools = true;
+    workload.capabilities.vision = true;
+    workload.capabilities.json_output = true;
+    workload.capabilities.streaming = true;
+    let plan = plan(&snap, &chat(workload, None), 3).unwrap();
+    assert!(plan.candidates.is_empty());
+    let reasons: BTreeMap<String, String> = plan
+        .ineligible
+        .iter()
+        .map(|(id, r)| (id.clone(), r.to_string()))
+        .collect();
+    let expected = [
+        ("a/off", "target is disabled"),
+        ("a/no-tools", "missing capability: tools"),
+        ("a/no-vision", "missing capability: vision"),
+        ("a/no-json", "missing capability: json_output"),
+        ("a/no-stream", "missing capability: streaming"),
+        ("a/small", "context window 8k < 12k needed"),
+        ("b/m", "provider b is disabled"),
+        (
+            "c/m",
+            "credentials missing: environment variable SWITCHYARD_TEST_SURELY_UNSET_KEY is not set",
+        ),
+    ];
+    for (id, reason) in expected {
+        assert_eq!(reasons.get(id).map(String::as_str), Some(reason), "{id}");
+    }
+    assert!(
+        plan.explanation
+            .starts_with("no eligible target for \"chat\"; filtered: "),
+        "{}",
+        plan.explanation
+    );
+    assert!(
+        plan.explanation.ends_with("; and 3 more"),
+        "{}",
+        plan.explanation
+    );
+}
+
+#[test]
+fn each_dimension_moves_its_own_way() {
+    let snap = snapshot(
+        vec![provider("a"), provider("b")],
+        vec![
+            model("a", "cheap", Tier::Economy, 0.1, 100_000),
+            model("b", "smart", Tier::Frontier, 10.0, 100_000),
+        ],
+    );
+    let plan = plan(&snap, &chat(test_workload(1_000, 500), None), 2).unwrap();
+    let by_id: BTreeMap<String, &ScoredCandidate> = plan
+        .candidates
+        .iter()
+        .map(|c| (snap.routing.targets[c.target].id.clone(), c))
+        .collect();
+    let (cheap, smart) = (&by_id["a/cheap"].breakdown, &by_id["b/smart"].breakdown);
+
+    // quality: the tier, and a higher tier scores higher
+    assert_eq!((cheap.quality.raw, smart.quality.raw), (1.0, 3.0));
+    assert!(smart.quality.score > cheap.quality.score);
+    // speed: expected latency in ms from tier priors (economy 300 ms + 500 tokens at 150/s)
+    assert!((cheap.speed.raw - (300.0 + 500.0 * 1000.0 / 150.0)).abs() < 1e-9);
+    assert!(cheap.speed.score > smart.speed.score);
+    assert_eq!(cheap.speed.source, Source::Prior);
+    // cost: USD for 1,000 tokens in and 500 out at list prices
+    assert!((smart.cost.raw - (1_000.0 * 10.0 + 500.0 * 40.0) / 1e6).abs() < 1e-12);
+    assert!(cheap.cost.score > smart.cost.score);
+    // health and fit are neutral without telemetry or workspace policy
+    assert_eq!((cheap.health.score, cheap.workspace_fit.score), (1.0, 1.0));
+    // weights sum to one, contributions sum to the score
+    for c in &plan.candidates {
+        let b = &c.breakdown;
+        let weights = b.quality.weight
+            + b.speed.weight
+            + b.cost.weight
+            + b.health.weight
+            + b.workspace_fit.weight;
+        assert!((weights - 1.0).abs() < 1e-12);
+        let sum = b.quality.contribution
+            + b.speed.contribution
+            + b.cost.contribution
+            + b.health.contribution
+            + b.workspace_fit.contribution;
+        assert!((sum - c.score).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn strategies_change_the_order_and_say_so() {
+    let snap = snapshot(
+        vec![provider("a"), provider("b")],
+        vec![
+            model("a", "cheap", Tier::Economy, 0.1, 100_000),
+            model("b", "smart", Tier::Frontier, 10.0, 100_000),
+        ],
+    );
+    let by_cost = plan(&snap, &chat(test_workload(1_000, 500), Some("cost")), 2).unwrap();
+    assert_eq!(ids(&snap, &by_cost), ["a/cheap", "b/smart"]);
+    assert!(
+        by_cost.explanation.starts_with("chose a/cheap (cost, ")
+            && by_cost.explanation.contains("99% cheaper"),
+        "{}",
+        by_cost.explanation
+    );
+    assert!(
+        by_cost
+            .explanation
+            .contains("lower quality tier than b/smart"),
+        "{}",
+        by_cost.explanation
+    );
+    assert!(
+        by_cost
+            .explanation
+            .contains("backups: b/smart (other provider)"),
+        "{}",
+        by_cost.explanation
+    );
+    let by_quality = plan(&snap, &chat(test_workload(1_000, 500), Some("quality")), 2).unwrap();
+    assert_eq!(ids(&snap, &by_quality), ["b/smart", "a/cheap"]);
+}
+
+#[test]
+fn simulated_providers_are_scored_on_their_configuration() {
+    let mut sim = provider("sim");
+    sim.kind = ProviderKind::Simulated;
+    sim.simulated = Some(SimulatedParams {
+        seed: 1,
+        first_token_latency_ms: 40,
+        tokens_per_second: 400,
+        failure_rate: 0.0,
+        output_tokens: 10,
+    });
+    let snap = snapshot(
+        vec![sim],
+        vec![model("sim", "m", Tier::Frontier, 1.0, 100_000)],
+    );
+    let plan = plan(&snap, &chat(test_workload(100, 400), None), 1).unwrap();
+    let speed = plan.candidates[0].breakdown.speed;
+    assert_eq!(speed.source, Source::Simulated);
+    assert!((speed.raw - 1_040.0).abs() < 1e-9);
+}
+
+#[test]
+fn unknown_model_and_strategy_are_errors() {
+    let snap = snapshot(
+        vec![provider("a")],
+        vec![model("a", "m", Tier::Economy, 1.0, 8000)],
+    );
+    let request = test_request("nope", None, test_workload(10, 10));
+    assert_eq!(
+        plan(&snap, &request, 3).unwrap_err(),
+        RouteError::UnknownModel("nope".into())
+    );
+    let request = test_request("m", Some("nope"), test_workload(10, 10));
+    assert_eq!(
+        plan(&snap, &request, 3).unwrap_err(),
+        RouteError::UnknownStrategy("nope".into())
+    );
+}
+
+#[test]
+fn tools_and_a_100k_context_on_a_mixed_registry() {
+    let mut small_ctx = model("openai", "gpt-small", Tier::Economy, 0.15, 16_000);
+    small_ctx.family = "gpt".into();
+    let mut no_tools = model("local", "llama", Tier::Economy, 0.0, 128_000);
+    no_tools.capabilities.tools = false;
+    let mut big = model("openai", "gpt-big", Tier::Frontier, 2.5, 128_000);
+    big.family = "gpt".into();
+    let mut mid = model("openai", "gpt-mid", Tier::Standard, 0.6, 128_000);
+    mid.family = "gpt".into();
+    let mut claude = model("anthropic", "claude", Tier::Frontier, 3.0, 200_000);
+    claude.region = "eu".into();
+    let snap = snapshot(
+        vec![provider("openai"), provider("local"), provider("anthropic")],
+        vec![small_ctx, no_tools, big, mid, claude],
+    );
+    let mut workload = test_workload(100_000, 1_000);
+    workload.capabilities.tools = true;
+    let plan = plan(&snap, &chat(workload, Some("balanced")), 3).unwrap();
+    let chain = chain_ids(&snap, &plan);
+    // Cheapest adequate first, then the best on another provider, then a new tier.
+    assert_eq!(
+        chain,
+        ["openai/gpt-mid", "anthropic/claude", "openai/gpt-big"]
+    );
+    let filtered: Vec<String> = plan
+        .ineligible
+        .iter()
+        .map(|(id, r)| format!("{id}: {r}"))
+        .collect();
+    assert_eq!(
+        filtered,
+        [
+            "local/llama: missing capability: tools",
+            "openai/gpt-small: context window 16k < 101k needed"
+        ]
+    );
+}
+
+// ---- properties ----------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Arb {
+    provider: u8,
+    family: u8,
+    region: u8,
+    tier: u8,
+    price: f64,
+    context: u32,
+    tools: bool,
+}
+
+fn arb_target() -> impl Strategy<Value = Arb> {
+    (
+        0u8..4,
+        0u8..4,
+        0u8..3,
+        0u8..3,
+        0.0f64..20.0,
+        1_000u32..200_000,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(provider, family, region, tier, price, context, tools)| Arb {
+                provider,
+                family,
+                region,
+                tier,
+                price,
+                context,
+                tools,
+            },
+        )
+}
+
+fn build(targets: &[Arb]) -> LiveSnapshot {
+    let models = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut m = model(
+                &format!("p{}", t.provider),
+                &format!("m{i}"),
+                [Tier::Economy, Tier::Standard, Tier::Frontier][usize::from(t.tier)],
+                t.price,
+                t.context,
+            );
+            m.family = format!("f{}", t.family);
+            m.region = format!("r{}", t.region);
+            m.capabilities.tools = t.tools;
+            m
+        })
+        .collect();
+    snapshot((0..4).map(|p| provider(&format!("p{p}"))).collect(), models)
+}
+
+fn tool_request(input: u64, strategy: &str) -> crate::request::ChatRequest {
+    let mut workload = test_workload(input, 500);
+    workload.capabilities.tools = true;
+    test_request("chat", Some(strategy), workload)
+}
+
+proptest! {
+    #[test]
+    fn ranking_is_deterministic(targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000) {
+        let snap = build(&targets);
+        let request = tool_request(input, "balanced");
+        let a = plan(&snap, &request, 3).unwrap();
+        let b = plan(&snap, &request, 3).unwrap();
+        prop_assert_eq!(ids(&snap, &a), ids(&snap, &b));
+        prop_assert_eq!(chain_ids(&snap, &a), chain_ids(&snap, &b));
+        prop_assert_eq!(a.explanation, b.explanation);
+    }
+
+    #[test]
+    fn the_first_backup_is_on_another_provider_whenever_one_is_eligible(
+        targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000,
+    ) {
+        let snap = build(&targets);
+        let plan = plan(&snap, &tool_request(input, "balanced"), 3).unwrap();
+        let providers: Vec<&str> = plan.candidates.iter().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
+        let chain: Vec<&str> = plan.chain().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
+        if let Some(primary) = chain.first()
+            && providers.iter().any(|p| p != primary)
+        {
+            prop_assert!(chain.len() >= 2);
+            prop_assert_ne!(chain[1], *primary);
+        }
+    }
+
+    #[test]
+    fn adding_an_ineligible_candidate_changes_nothing(
+        targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000,
+    ) {
+        let before_snap = build(&targets);
+        let request = tool_request(input, "balanced");
+        let before = plan(&before_snap, &request, 3).unwrap();
+        let mut more = targets.clone();
+        more.push(Arb { provider: 0, family: 0, region: 0, tier: 2, price: 0.0, context: 1_000_000, tools: false });
+        let after_snap = build(&more);
+        let after = plan(&after_snap, &request, 3).unwrap();
+        prop_assert_eq!(ids(&before_snap, &before), ids(&after_snap, &after));
+        prop_assert_eq!(chain_ids(&before_snap, &before), chain_ids(&after_snap, &after));
+        let scores = |p: &RoutePlan| p.candidates.iter().map(|c| c.score).collect::<Vec<_>>();
+        prop_assert_eq!(scores(&before), scores(&after));
+    }
+
+    #[test]
+    fn raising_cost_weight_never_lowers_the_cheapest_candidates_rank(
+        targets in prop::collection::vec(arb_target(), 2..12), boost in 0.1f64..10.0,
+    ) {
+        let snap = build(&targets);
+        let request = tool_request(1_000, "balanced");
+        let base = plan(&snap, &request, 3).unwrap();
+        let Some(cheapest) = base.candidates.iter().min_by(|a, b| a.breakdown.cost.raw.total_cmp(&b.breakdown.cost.raw)) else {
+            return Ok(());
+        };
+        let rank_of = |p: &RoutePlan, target: usize| p.candidates.iter().position(|c| c.target == target);
+        let before = rank_of(&base, cheapest.target);
+
+        let mut boosted = snap.routing.clone();
+        if let Some(s) = boosted.strategies.get_mut("balanced") {
+            s.weights.cost += boost;
+        }
+        let boosted = LiveSnapshot::prepare(boosted);
+        let after = rank_of(&plan(&boosted, &request, 3).unwrap(), cheapest.target);
+        prop_assert!(after <= before, "rank went from {:?} to {:?}", before, after);
+    }
+}

@@ -1,0 +1,179 @@
+//! The scoring layer seen from outside: `Route` over gRPC, the
+//! `x-switchyard-route` header and the stored trace tell the same story.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+mod support;
+
+use serde_json::json;
+use support::{ControlPlane, DataPlane, http_client};
+use switchyard_proto::v1 as pb;
+use switchyard_testkit::MockProvider;
+
+/// Three providers: two cheap ones without tools, one with tools and a big window.
+fn registry(a: &str, b: &str, c: &str) -> String {
+    format!(
+        r#"
+providers:
+  - {{ name: alpha, kind: openai, base_url: "{a}", api_key_ref: "env:MOCK_API_KEY" }}
+  - {{ name: beta, kind: openai, base_url: "{b}", api_key_ref: "env:MOCK_API_KEY" }}
+  - {{ name: gamma, kind: openai, base_url: "{c}", api_key_ref: "env:MOCK_API_KEY" }}
+models:
+  - {{ provider: alpha, name: small, family: fam-a, capabilities: {{ streaming: true }}, context_window: 8000,
+      input_price_per_mtok: 0.1, output_price_per_mtok: 0.4, region: us, tier: economy, aliases: [chat] }}
+  - {{ provider: beta, name: mid, family: fam-b, capabilities: {{ streaming: true, tools: true }}, context_window: 128000,
+      input_price_per_mtok: 0.5, output_price_per_mtok: 1.5, region: us, tier: standard, aliases: [chat] }}
+  - {{ provider: gamma, name: big, family: fam-c, capabilities: {{ streaming: true, tools: true }}, context_window: 200000,
+      input_price_per_mtok: 3.0, output_price_per_mtok: 15.0, region: eu, tier: frontier, aliases: [chat] }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn route_the_header_and_the_trace_share_one_explanation() {
+    let (a, b, c) = (
+        MockProvider::start().await.unwrap(),
+        MockProvider::start().await.unwrap(),
+        MockProvider::start().await.unwrap(),
+    );
+    let cp = ControlPlane::start(&registry(&a.base_url(), &b.base_url(), &c.base_url()))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let tool = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]);
+    let body = json!({
+        "model": "chat",
+        "messages": [{"role": "user", "content": "Look up the weather in Paris"}],
+        "tools": tool,
+        "metadata": {"switchyard_strategy": "cost", "switchyard_intent": "chat"},
+    });
+
+    let response = http_client()
+        .post(dp.chat_url())
+        .header("x-switchyard-explain", "true")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = response.headers()["x-switchyard-route"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(header.starts_with("chose beta/mid (cost, "), "{header}");
+    assert!(
+        header.contains("backups: gamma/big (other provider)"),
+        "{header}"
+    );
+    assert!(
+        header.contains("filtered: alpha/small: missing capability: tools"),
+        "{header}"
+    );
+    assert_eq!(b.request_count(), 1);
+
+    let trace = cp.wait_for_trace(&trace_id).await;
+    assert_eq!(trace.explanation, header);
+    assert_eq!(trace.fallback_chain, ["beta/mid", "gamma/big"]);
+    let workload = trace.workload.unwrap();
+    assert_eq!(workload.intent, "chat");
+    assert!(workload.intent_requested);
+    assert!(workload.needs_tools);
+    assert!(workload.input_tokens > 0);
+    let first = &trace.candidates[0];
+    let dims = first.dimensions.as_ref().unwrap();
+    let cost = dims.cost.as_ref().unwrap();
+    assert_eq!(cost.unit, "usd");
+    assert!((cost.raw - first.estimated_cost_usd).abs() < 1e-15);
+    let total: f64 = [
+        &dims.quality,
+        &dims.speed,
+        &dims.cost,
+        &dims.health,
+        &dims.workspace_fit,
+    ]
+    .iter()
+    .map(|d| d.as_ref().unwrap().contribution)
+    .sum();
+    assert!((total - first.score).abs() < 1e-9);
+
+    // The dry run over gRPC says the same, and calls nobody.
+    let mut client = dp.inference().await;
+    let route = client
+        .route(pb::CompleteRequest {
+            model: "chat".into(),
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: "Look up the weather in Paris".into(),
+                name: String::new(),
+            }],
+            strategy: "cost".into(),
+            intent: "chat".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Without tools the cheap target is eligible and wins.
+    assert!(
+        route.explanation.starts_with("chose alpha/small (cost, "),
+        "{}",
+        route.explanation
+    );
+    assert_eq!(route.fallback_chain[0], "alpha/small");
+    assert_eq!(route.workload.unwrap().intent, "chat");
+    assert_eq!(a.request_count() + c.request_count(), 0);
+}
+
+#[tokio::test]
+async fn bad_routing_hints_are_rejected_naming_the_field() {
+    let a = MockProvider::start().await.unwrap();
+    let cp = ControlPlane::start(&registry(&a.base_url(), &a.base_url(), &a.base_url()))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    for (header, value, param) in [
+        ("x-switchyard-intent", "daydreaming", "intent"),
+        ("x-switchyard-timeout", "forever", "timeout_profile"),
+    ] {
+        let response = http_client()
+            .post(dp.chat_url())
+            .header(header, value)
+            .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["param"], param, "{body}");
+    }
+    let mut client = dp.inference().await;
+    let status = client
+        .complete(pb::CompleteRequest {
+            model: "chat".into(),
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+                name: String::new(),
+            }],
+            timeout_profile: "0s".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("timeout_profile:"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(a.request_count(), 0);
+}
