@@ -15,10 +15,10 @@ mod metrics;
 mod plan_wire;
 mod providers;
 mod reporter;
-mod request;
-mod scoring;
+pub mod request;
+pub mod scoring;
 mod server;
-mod snapshot;
+pub mod snapshot;
 mod subscriber;
 pub mod workload;
 

@@ -71,6 +71,8 @@ pub async fn start(
         .keep_alive_while_idle(true)
         .connect_lazy();
 
+    // Build the tokenizer off the async threads now, not on the first request.
+    tokio::task::spawn_blocking(crate::workload::warm_up);
     let metrics = Arc::new(Metrics::new());
     let snapshot = Arc::new(ArcSwapOption::empty());
     let (trace_reporter, report_loop) =

@@ -14,7 +14,7 @@ use crate::providers::Endpoint;
 pub struct LiveSnapshot {
     pub routing: RoutingSnapshot,
     /// By provider name.
-    pub endpoints: HashMap<String, Endpoint>,
+    pub(crate) endpoints: HashMap<String, Endpoint>,
 }
 
 impl LiveSnapshot {

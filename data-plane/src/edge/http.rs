@@ -27,6 +27,8 @@ const TRACE_ID: HeaderName = HeaderName::from_static("x-switchyard-trace-id");
 const TARGET: HeaderName = HeaderName::from_static("x-switchyard-target");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+/// Bodies larger than this are parsed and tokenized on the blocking pool.
+const BLOCKING_PARSE_BYTES: usize = 256 << 10;
 /// Longest `x-switchyard-route` value; proxies reject very long headers.
 const MAX_ROUTE_HEADER: usize = 2048;
 
@@ -102,7 +104,14 @@ async fn handle_chat(
     };
     let explain =
         header(&headers, "x-switchyard-explain")?.is_some_and(|v| v == "true" || v == "1");
-    let request = openai::parse(&body, hints, received)?;
+    // Tokenizing a multi-megabyte prompt takes milliseconds: keep it off the async threads.
+    let request = if body.len() > BLOCKING_PARSE_BYTES {
+        tokio::task::spawn_blocking(move || openai::parse(&body, hints, received))
+            .await
+            .map_err(|_| ApiError::Internal)??
+    } else {
+        openai::parse(&body, hints, received)?
+    };
     let (request_id, trace_id) = (request.request_id.clone(), request.trace_id.clone());
     let (snapshot, plan) = match state.route(&request) {
         Ok(routed) => routed,

@@ -180,7 +180,7 @@ pub(crate) fn classify(s: &Signals<'_>) -> (Intent, String) {
         return (
             Autocomplete,
             format!(
-                "autocomplete: one short user message ({} tokens) with max_tokens {cap} (<= {AUTOCOMPLETE_MAX_OUTPUT})",
+                "autocomplete: a single user turn of {} input tokens with max_tokens {cap} (<= {AUTOCOMPLETE_MAX_OUTPUT})",
                 s.input_tokens
             ),
         );

@@ -225,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn a_typical_prompt_is_counted_quickly() {
+    fn a_typical_prompt_counts_near_a_quarter_of_its_bytes() {
         // Not a timing assertion: a 2 KB prompt of mixed prose and code has the
         // same count on every run, and the count is near a quarter of its bytes.
         let prompt = "Please fix the bug in this function so it handles empty input.\n```rust\nfn parse(input: &str) -> Vec<u32> {\n    input.split(',').map(|s| s.trim().parse().unwrap_or(0)).collect()\n}\n```\n".repeat(10);

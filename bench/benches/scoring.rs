@@ -1,0 +1,125 @@
+//! Scoring one request against 10, 100 and 1,000 targets: filter, five
+//! dimensions, strategy weights, the diverse fallback chain and the explanation,
+//! exactly as a data plane does per request. Run: `cargo bench -p switchyard-bench --bench scoring`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark setup: a failure is a broken benchmark"
+)]
+
+use std::collections::BTreeMap;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use switchyard_data_plane::request::{ChatRequest, Received};
+use switchyard_data_plane::scoring;
+use switchyard_data_plane::snapshot::LiveSnapshot;
+use switchyard_data_plane::workload::{
+    Intent, RequiredCapabilities, Source, TimeoutProfile, WorkloadProfile,
+};
+use switchyard_domain::{
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, Tier, builtin_strategies,
+};
+
+const PROVIDERS: usize = 8;
+
+/// `n` targets over eight providers, all serving the alias "chat"; one in ten
+/// too small for the request and one in ten without tools, so filtering is
+/// exercised too.
+fn snapshot(n: usize) -> LiveSnapshot {
+    let providers = (0..PROVIDERS)
+        .map(|p| ProviderSpec {
+            name: format!("p{p}"),
+            kind: ProviderKind::Openai,
+            base_url: format!("http://127.0.0.1:9/v{p}"),
+            api_key_ref: String::new(),
+            headers: BTreeMap::new(),
+            enabled: true,
+            simulated: None,
+        })
+        .collect();
+    let tiers = [Tier::Economy, Tier::Standard, Tier::Frontier];
+    let models = (0..n)
+        .map(|i| ModelSpec {
+            provider: format!("p{}", i % PROVIDERS),
+            name: format!("model-{i}"),
+            family: format!("family-{}", i % 13),
+            capabilities: Capabilities {
+                streaming: true,
+                tools: i % 10 != 3,
+                vision: false,
+                json_output: true,
+            },
+            context_window: if i % 10 == 7 { 4_000 } else { 128_000 },
+            input_price_per_mtok: 0.1 + (i % 17) as f64 * 0.3,
+            output_price_per_mtok: 0.4 + (i % 19) as f64 * 1.1,
+            region: format!("region-{}", i % 3),
+            tier: tiers[i % 3],
+            aliases: vec!["chat".into()],
+            enabled: true,
+        })
+        .collect();
+    let routing = RoutingSnapshot::new(
+        1,
+        0,
+        0,
+        providers,
+        models,
+        builtin_strategies(),
+        "balanced".into(),
+    )
+    .unwrap();
+    LiveSnapshot::prepare(routing)
+}
+
+fn request() -> ChatRequest {
+    ChatRequest {
+        received: Received::now(),
+        request_id: "bench".into(),
+        trace_id: "bench".into(),
+        workspace: "default".into(),
+        model: "chat".into(),
+        strategy: None,
+        stream: false,
+        max_tokens: Some(512),
+        body: serde_json::Map::new(),
+        workload: WorkloadProfile {
+            intent: Intent::Coding,
+            intent_source: Source::Classified,
+            input_tokens: 6_000,
+            output_tokens: 512,
+            capabilities: RequiredCapabilities {
+                tools: true,
+                ..RequiredCapabilities::default()
+            },
+            timeout: TimeoutProfile::Standard,
+            timeout_source: Source::Classified,
+            intent_reason: "coding: bench".into(),
+        },
+    }
+}
+
+fn scoring(c: &mut Criterion) {
+    let request = request();
+    let mut group = c.benchmark_group("score_one_request");
+    for n in [10, 100, 1_000] {
+        let snapshot = snapshot(n);
+        let plan = scoring::plan(&snapshot, &request, 3).unwrap();
+        assert_eq!(plan.chain.len(), 3, "every size must yield a full chain");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &snapshot, |b, snapshot| {
+            b.iter(|| {
+                scoring::plan(
+                    std::hint::black_box(snapshot),
+                    std::hint::black_box(&request),
+                    3,
+                )
+                .unwrap()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scoring);
+criterion_main!(benches);
