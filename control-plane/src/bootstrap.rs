@@ -37,10 +37,14 @@ pub async fn apply(store: &Store, config: Option<&BootstrapConfig>) -> Result<()
     for strategy in &config.strategies {
         upsert(store, strategy.clone()).await?;
     }
+    for workspace in &config.workspaces {
+        upsert(store, workspace.clone()).await?;
+    }
     tracing::info!(
         providers = config.providers.len(),
         models = config.models.len(),
         strategies = config.strategies.len(),
+        workspaces = config.workspaces.len(),
         "applied bootstrap config"
     );
     Ok(())

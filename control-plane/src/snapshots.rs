@@ -59,17 +59,18 @@ impl SnapshotPublisher {
         if self.store.revision().await? <= published {
             return Ok(published);
         }
-        let (revision, providers, models, strategies) =
-            self.store.registry_at_one_revision().await?;
+        let state = self.store.registry_at_one_revision().await?;
+        let revision = state.revision;
         let snapshot = RoutingSnapshot::new(
             revision,
             self.epoch,
             now_ms(),
-            providers,
-            models,
-            strategies,
+            state.providers,
+            state.models,
+            state.strategies,
             self.default_strategy.clone(),
         )
+        .and_then(|snapshot| snapshot.with_workspaces(state.workspaces))
         .map_err(|source| SnapshotError::Invalid { revision, source })?;
         self.current
             .send_replace(Some(Arc::new(snapshot.to_wire())));

@@ -11,7 +11,7 @@
 use prost_types::Timestamp;
 use switchyard_control_plane::store::{Store, StoreError, TraceFilter};
 use switchyard_domain::{
-    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, Tier,
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, Tier, WorkspaceSpec,
 };
 use switchyard_proto::v1 as pb;
 
@@ -128,8 +128,31 @@ async fn registry_crud_bumps_revisions_and_guards_references(store: Store) {
         Err(StoreError::NotFound { .. })
     ));
 
-    let (rev, providers, models, _) = store.registry_at_one_revision().await.unwrap();
-    assert_eq!((rev, providers.len(), models.len()), (r3, 1, 1));
+    let state = store.registry_at_one_revision().await.unwrap();
+    assert_eq!(
+        (state.revision, state.providers.len(), state.models.len()),
+        (r3, 1, 1)
+    );
+
+    // Workspaces live beside the rest and count in the same revision.
+    let (_, r4) = store
+        .create(WorkspaceSpec::unrestricted("team"))
+        .await
+        .unwrap();
+    assert_eq!(r4, r3 + 1);
+    assert_eq!(
+        store
+            .registry_at_one_revision()
+            .await
+            .unwrap()
+            .workspaces
+            .len(),
+        1
+    );
+    store
+        .delete::<WorkspaceSpec>(vec!["team".into()])
+        .await
+        .unwrap();
 
     store
         .delete::<ModelSpec>(vec!["p".into(), "m".into()])
@@ -139,7 +162,7 @@ async fn registry_crud_bumps_revisions_and_guards_references(store: Store) {
         .delete::<ProviderSpec>(vec!["p".into()])
         .await
         .unwrap();
-    assert_eq!(r5, r3 + 2);
+    assert_eq!(r5, r3 + 4);
     assert!(matches!(
         store.get::<ProviderSpec>(vec!["p".into()]).await,
         Err(StoreError::NotFound { .. })

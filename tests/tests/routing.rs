@@ -177,3 +177,73 @@ async fn bad_routing_hints_are_rejected_naming_the_field() {
     );
     assert_eq!(a.request_count(), 0);
 }
+
+#[tokio::test]
+async fn a_workspace_created_through_the_registry_restricts_its_requests() {
+    let (a, b, c) = (
+        MockProvider::start().await.unwrap(),
+        MockProvider::start().await.unwrap(),
+        MockProvider::start().await.unwrap(),
+    );
+    let cp = ControlPlane::start(&registry(&a.base_url(), &b.base_url(), &c.base_url()))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let chat = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]});
+
+    // Unknown until registered.
+    let response = http_client()
+        .post(dp.chat_url())
+        .header("x-switchyard-workspace", "eu-team")
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "workspace", "{body}");
+
+    let workspace = pb::Workspace {
+        name: "eu-team".into(),
+        allowed_regions: vec!["eu".into()],
+        ..Default::default()
+    };
+    cp.registry()
+        .await
+        .create_workspace(pb::CreateWorkspaceRequest {
+            workspace: Some(workspace),
+        })
+        .await
+        .unwrap();
+
+    // The new snapshot reaches the data plane; then only the EU target serves the workspace.
+    let mut served = None;
+    for _ in 0..100 {
+        let response = http_client()
+            .post(dp.chat_url())
+            .header("x-switchyard-workspace", "eu-team")
+            .header("x-switchyard-explain", "1")
+            .json(&chat)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            served = Some(
+                response.headers()["x-switchyard-route"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let route = served.expect("the workspace never became usable");
+    assert!(route.starts_with("chose gamma/big"), "{route}");
+    assert!(
+        route.contains("alpha/small: region us is not allowed for workspace eu-team"),
+        "{route}"
+    );
+    assert_eq!(c.request_count(), 1);
+    assert_eq!(a.request_count() + b.request_count(), 0);
+}

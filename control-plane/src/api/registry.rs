@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use switchyard_domain::{
-    ModelSpec, ProviderSpec, StrategySpec, ValidationError, timestamp_from_millis,
+    ModelSpec, ProviderSpec, StrategySpec, ValidationError, WorkspaceSpec, timestamp_from_millis,
 };
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::registry_service_server::RegistryService;
@@ -75,6 +75,18 @@ fn provider_in(p: Option<pb::Provider>) -> Result<ProviderSpec, Status> {
 
 fn model_in(m: Option<pb::Model>) -> Result<ModelSpec, Status> {
     ModelSpec::try_from(required(m, "model")?).map_err(|e| invalid(&e.within("model")))
+}
+
+fn workspace_in(w: Option<pb::Workspace>) -> Result<WorkspaceSpec, Status> {
+    WorkspaceSpec::try_from(required(w, "workspace")?).map_err(|e| invalid(&e.within("workspace")))
+}
+
+fn workspace_out(s: Stored<WorkspaceSpec>) -> pb::Workspace {
+    pb::Workspace {
+        created_at: Some(timestamp_from_millis(s.created_at_ms)),
+        updated_at: Some(timestamp_from_millis(s.updated_at_ms)),
+        ..pb::Workspace::from(&s.spec)
+    }
 }
 
 fn strategy_in(s: Option<pb::Strategy>) -> Result<StrategySpec, Status> {
@@ -274,6 +286,67 @@ impl RegistryService for RegistryApi {
             .map_err(store_status)?;
         Ok(Response::new(pb::ListStrategiesResponse {
             strategies: all.into_iter().map(strategy_out).collect(),
+        }))
+    }
+
+    async fn create_workspace(
+        &self,
+        req: Request<pb::CreateWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let spec = workspace_in(req.into_inner().workspace)?;
+        let (stored, _) = self.store.create(spec).await.map_err(store_status)?;
+        self.publish().await?;
+        Ok(Response::new(workspace_out(stored)))
+    }
+
+    async fn get_workspace(
+        &self,
+        req: Request<pb::GetWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let name = key_part(req.into_inner().name, "name")?;
+        let stored = self
+            .store
+            .get::<WorkspaceSpec>(vec![name])
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(workspace_out(stored)))
+    }
+
+    async fn update_workspace(
+        &self,
+        req: Request<pb::UpdateWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let spec = workspace_in(req.into_inner().workspace)?;
+        let (stored, _) = self.store.update(spec).await.map_err(store_status)?;
+        self.publish().await?;
+        Ok(Response::new(workspace_out(stored)))
+    }
+
+    async fn delete_workspace(
+        &self,
+        req: Request<pb::DeleteWorkspaceRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let name = key_part(req.into_inner().name, "name")?;
+        let revision = self
+            .store
+            .delete::<WorkspaceSpec>(vec![name])
+            .await
+            .map_err(store_status)?;
+        self.publish().await?;
+        Ok(Response::new(pb::DeleteResponse { revision }))
+    }
+
+    async fn list_workspaces(
+        &self,
+        _req: Request<pb::ListWorkspacesRequest>,
+    ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
+        let all = self
+            .store
+            .list::<WorkspaceSpec>()
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListWorkspacesResponse {
+            workspaces: all.into_iter().map(workspace_out).collect(),
         }))
     }
 }

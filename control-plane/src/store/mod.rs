@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use registry::{Entity, Revision, Stored};
+pub use registry::{Entity, RegistryState, Revision, Stored};
 pub use traces::{TraceFilter, TraceInsertOutcome, TracePage};
 
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Any, Row, Transaction};
-use switchyard_domain::{ModelSpec, ProviderSpec, StrategySpec};
+use switchyard_domain::{ModelSpec, ProviderSpec, StrategySpec, WorkspaceSpec};
 
 use super::{Store, StoreError, now_ms};
 
@@ -85,6 +85,22 @@ impl Entity for StrategySpec {
         "SELECT spec, created_at_ms, updated_at_ms FROM strategies WHERE name = $1";
     const SELECT_ALL: &'static str =
         "SELECT spec, created_at_ms, updated_at_ms FROM strategies ORDER BY name";
+    fn key(&self) -> Vec<String> {
+        vec![self.name.clone()]
+    }
+}
+
+impl Entity for WorkspaceSpec {
+    const NAME: &'static str = "workspace";
+    const INSERT: &'static str = "INSERT INTO workspaces (spec, created_at_ms, updated_at_ms, name) \
+         VALUES ($1, $2, $2, $3) ON CONFLICT DO NOTHING";
+    const UPDATE: &'static str =
+        "UPDATE workspaces SET spec = $1, updated_at_ms = $2 WHERE name = $3";
+    const DELETE: &'static str = "DELETE FROM workspaces WHERE name = $1";
+    const SELECT_ONE: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM workspaces WHERE name = $1";
+    const SELECT_ALL: &'static str =
+        "SELECT spec, created_at_ms, updated_at_ms FROM workspaces ORDER BY name";
     fn key(&self) -> Vec<String> {
         vec![self.name.clone()]
     }
@@ -243,27 +259,31 @@ impl Store {
     /// The whole registry as of one revision. Reads the revision before and after
     /// the entities and retries when a write slipped in between, so the result is
     /// consistent on any isolation level.
-    pub async fn registry_at_one_revision(
-        &self,
-    ) -> Result<
-        (
-            Revision,
-            Vec<ProviderSpec>,
-            Vec<ModelSpec>,
-            Vec<StrategySpec>,
-        ),
-        StoreError,
-    > {
+    pub async fn registry_at_one_revision(&self) -> Result<RegistryState, StoreError> {
         loop {
-            let before = self.revision().await?;
-            let providers = self.list::<ProviderSpec>().await?;
-            let models = self.list::<ModelSpec>().await?;
-            let strategies = self.list::<StrategySpec>().await?;
-            if self.revision().await? == before {
-                return Ok((before, specs(providers), specs(models), specs(strategies)));
+            let revision = self.revision().await?;
+            let state = RegistryState {
+                revision,
+                providers: specs(self.list::<ProviderSpec>().await?),
+                models: specs(self.list::<ModelSpec>().await?),
+                strategies: specs(self.list::<StrategySpec>().await?),
+                workspaces: specs(self.list::<WorkspaceSpec>().await?),
+            };
+            if self.revision().await? == revision {
+                return Ok(state);
             }
         }
     }
+}
+
+/// The whole registry at one revision.
+#[derive(Debug, Clone)]
+pub struct RegistryState {
+    pub revision: Revision,
+    pub providers: Vec<ProviderSpec>,
+    pub models: Vec<ModelSpec>,
+    pub strategies: Vec<StrategySpec>,
+    pub workspaces: Vec<WorkspaceSpec>,
 }
 
 fn specs<T>(stored: Vec<Stored<T>>) -> Vec<T> {

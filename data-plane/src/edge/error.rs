@@ -145,6 +145,7 @@ impl From<RouteError> for ApiError {
         match e {
             RouteError::UnknownModel(_) => Self::ModelNotFound(e.to_string()),
             RouteError::UnknownStrategy(_) => Self::invalid("strategy", e.to_string()),
+            RouteError::UnknownWorkspace(_) => Self::invalid("workspace", e.to_string()),
         }
     }
 }

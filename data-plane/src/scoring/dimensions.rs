@@ -4,7 +4,7 @@
 //! removing a candidate can never reorder the others. The references scale with
 //! the request's tokens, so a 100k-token prompt is judged as fairly as a short one.
 
-use switchyard_domain::{StrategyWeights, Target, Tier};
+use switchyard_domain::{StrategyWeights, Target, Tier, WorkspaceSpec};
 
 use crate::providers::Endpoint;
 use crate::workload::WorkloadProfile;
@@ -30,6 +30,8 @@ pub enum Source {
     Simulated,
     /// Computed from the request's estimated tokens and the target's prices.
     Estimate,
+    /// The workspace's routing policy.
+    Policy,
 }
 
 impl Source {
@@ -38,6 +40,7 @@ impl Source {
             Self::Prior => "prior",
             Self::Simulated => "simulated",
             Self::Estimate => "estimate",
+            Self::Policy => "policy",
         }
     }
 }
@@ -121,6 +124,7 @@ pub fn breakdown(
     target: &Target,
     endpoint: Option<&Endpoint>,
     workload: &WorkloadProfile,
+    workspace: &WorkspaceSpec,
 ) -> Breakdown {
     let tier = target.spec.tier;
     let quality = Dimension::new(
@@ -155,10 +159,19 @@ pub fn breakdown(
         / 1_000_000.0;
     let cost = Dimension::new(usd, relative(usd, reference_usd), Source::Estimate);
 
-    // No fleet telemetry or workspace policy reaches the data plane yet: every
-    // eligible target is presumed healthy and a neutral fit.
+    // No fleet telemetry reaches the data plane yet: every eligible target is
+    // presumed healthy.
     let health = Dimension::new(0.0, 1.0, Source::Prior);
-    let workspace_fit = Dimension::new(1.0, 1.0, Source::Prior);
+
+    let provider = &target.spec.provider;
+    let fit = if workspace.preferred_providers.contains(provider) {
+        1.0
+    } else if workspace.avoided_providers.contains(provider) {
+        0.0
+    } else {
+        0.5
+    };
+    let workspace_fit = Dimension::new(fit, fit, Source::Policy);
 
     Breakdown {
         quality,

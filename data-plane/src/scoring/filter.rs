@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use switchyard_domain::Target;
+use switchyard_domain::{Target, WorkspaceSpec};
 
 use crate::snapshot::LiveSnapshot;
 use crate::workload::WorkloadProfile;
@@ -16,6 +16,10 @@ pub enum Ineligibility {
     ContextTooSmall {
         window: u32,
         needed: u64,
+    },
+    RegionNotAllowed {
+        region: String,
+        workspace: String,
     },
     /// The provider cannot be called from this node (no adapter, no credentials).
     Unavailable(String),
@@ -46,6 +50,17 @@ impl fmt::Display for Ineligibility {
                     tokens(*needed)
                 )
             }
+            Self::RegionNotAllowed { region, workspace } => {
+                let region = if region.is_empty() {
+                    "unspecified"
+                } else {
+                    region
+                };
+                write!(
+                    f,
+                    "region {region} is not allowed for workspace {workspace}"
+                )
+            }
             Self::Unavailable(reason) => f.write_str(reason),
         }
     }
@@ -56,6 +71,7 @@ pub fn check(
     snapshot: &LiveSnapshot,
     target: &Target,
     workload: &WorkloadProfile,
+    workspace: &WorkspaceSpec,
 ) -> Option<Ineligibility> {
     let spec = &target.spec;
     match snapshot.routing.providers.get(&spec.provider) {
@@ -78,6 +94,12 @@ pub fn check(
         if needed && !present {
             return Some(Ineligibility::MissingCapability(name));
         }
+    }
+    if !workspace.allowed_regions.is_empty() && !workspace.allowed_regions.contains(&spec.region) {
+        return Some(Ineligibility::RegionNotAllowed {
+            region: spec.region.clone(),
+            workspace: workspace.name.clone(),
+        });
     }
     let needed = workload.context_needed();
     if needed > u64::from(spec.context_window) {

@@ -12,7 +12,9 @@ mod filter;
 pub use dimensions::{Breakdown, Dimension, cost_usd};
 pub use filter::Ineligibility;
 
-use crate::request::ChatRequest;
+use switchyard_domain::WorkspaceSpec;
+
+use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
 use crate::snapshot::LiveSnapshot;
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub enum RouteError {
     UnknownModel(String),
     #[error("strategy {0:?} does not exist")]
     UnknownStrategy(String),
+    #[error("workspace {0:?} does not exist")]
+    UnknownWorkspace(String),
 }
 
 pub fn plan(
@@ -64,14 +68,24 @@ pub fn plan(
     request: &ChatRequest,
     chain_length: usize,
 ) -> Result<RoutePlan, RouteError> {
+    let routing = &snapshot.routing;
+    // The default workspace needs no registry entry; any other must exist.
+    let implicit;
+    let workspace = match routing.workspaces.get(&request.workspace) {
+        Some(policy) => policy,
+        None if request.workspace == DEFAULT_WORKSPACE => {
+            implicit = WorkspaceSpec::unrestricted(DEFAULT_WORKSPACE);
+            &implicit
+        }
+        None => return Err(RouteError::UnknownWorkspace(request.workspace.clone())),
+    };
     let strategy_name = request
         .strategy
         .as_deref()
-        .unwrap_or(&snapshot.routing.default_strategy);
-    let strategy = snapshot
-        .routing
-        .strategies
-        .get(strategy_name)
+        .or((!workspace.default_strategy.is_empty()).then_some(workspace.default_strategy.as_str()))
+        .unwrap_or(&routing.default_strategy);
+    let strategy = routing
+        .strategy_for(&workspace.name, strategy_name)
         .ok_or_else(|| RouteError::UnknownStrategy(strategy_name.to_owned()))?;
     let workload = &request.workload;
 
@@ -83,7 +97,7 @@ pub fn plan(
             continue;
         }
         serving += 1;
-        if let Some(reason) = filter::check(snapshot, target, workload) {
+        if let Some(reason) = filter::check(snapshot, target, workload, workspace) {
             ineligible.push((target.id.clone(), reason));
             continue;
         }
@@ -91,6 +105,7 @@ pub fn plan(
             target,
             snapshot.endpoints.get(&target.spec.provider),
             workload,
+            workspace,
         );
         let score = breakdown.weigh(&strategy.weights);
         candidates.push(ScoredCandidate {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use switchyard_domain::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, SimulatedParams,
-    StrategySpec, StrategyWeights, Tier, builtin_strategies,
+    StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies,
 };
 
 use super::dimensions::Source;
@@ -56,6 +56,7 @@ fn snapshot(providers: Vec<ProviderSpec>, models: Vec<ModelSpec>) -> LiveSnapsho
     let mut strategies = builtin_strategies();
     strategies.push(StrategySpec {
         name: "cost-only".into(),
+        workspace: String::new(),
         description: String::new(),
         weights: StrategyWeights {
             quality: 0.0,
@@ -188,8 +189,8 @@ fn each_dimension_moves_its_own_way() {
     // cost: USD for 1,000 tokens in and 500 out at list prices
     assert!((smart.cost.raw - (1_000.0 * 10.0 + 500.0 * 40.0) / 1e6).abs() < 1e-12);
     assert!(cheap.cost.score > smart.cost.score);
-    // health and fit are neutral without telemetry or workspace policy
-    assert_eq!((cheap.health.score, cheap.workspace_fit.score), (1.0, 1.0));
+    // health is presumed without telemetry; fit is neutral without workspace preferences
+    assert_eq!((cheap.health.score, cheap.workspace_fit.score), (1.0, 0.5));
     // weights sum to one, contributions sum to the score
     for c in &plan.candidates {
         let b = &c.breakdown;
@@ -318,6 +319,96 @@ fn tools_and_a_100k_context_on_a_mixed_registry() {
             "local/llama: missing capability: tools",
             "openai/gpt-small: context window 16k < 101k needed"
         ]
+    );
+}
+
+#[test]
+fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
+    let mut eu = model("b", "eu-model", Tier::Standard, 1.0, 100_000);
+    eu.region = "eu".into();
+    let us = model("a", "us-model", Tier::Standard, 1.0, 100_000);
+    let mut also_eu = model("c", "eu-other", Tier::Standard, 1.0, 100_000);
+    also_eu.region = "eu".into();
+    let mut strategies = builtin_strategies();
+    strategies.push(StrategySpec {
+        name: "team-cheap".into(),
+        description: String::new(),
+        weights: StrategyWeights {
+            quality: 0.0,
+            speed: 0.0,
+            cost: 1.0,
+            health: 0.0,
+            workspace_fit: 0.0,
+        },
+        workspace: "team".into(),
+    });
+    let routing = RoutingSnapshot::new(
+        1,
+        0,
+        0,
+        vec![provider("a"), provider("b"), provider("c")],
+        vec![eu, us, also_eu],
+        strategies,
+        "balanced".into(),
+    )
+    .unwrap()
+    .with_workspaces(vec![WorkspaceSpec {
+        allowed_regions: vec!["eu".into()],
+        preferred_providers: vec!["c".into()],
+        avoided_providers: vec!["b".into()],
+        default_strategy: "team-cheap".into(),
+        ..WorkspaceSpec::unrestricted("team")
+    }])
+    .unwrap();
+    let snap = LiveSnapshot::prepare(routing);
+
+    let mut request = chat(test_workload(1_000, 100), None);
+    request.workspace = "team".into();
+    let team = plan(&snap, &request, 3).unwrap();
+    assert_eq!(
+        team.strategy, "team-cheap",
+        "the workspace's default strategy applies"
+    );
+    let reasons: Vec<String> = team
+        .ineligible
+        .iter()
+        .map(|(id, r)| format!("{id}: {r}"))
+        .collect();
+    assert_eq!(
+        reasons,
+        ["a/us-model: region us is not allowed for workspace team"]
+    );
+    let fit: BTreeMap<String, f64> = team
+        .candidates
+        .iter()
+        .map(|c| {
+            (
+                snap.routing.targets[c.target].id.clone(),
+                c.breakdown.workspace_fit.raw,
+            )
+        })
+        .collect();
+    assert_eq!(fit["c/eu-other"], 1.0);
+    assert_eq!(fit["b/eu-model"], 0.0);
+
+    // With fit weighed in, the preferred provider wins an otherwise equal race.
+    request.strategy = Some("balanced".into());
+    assert_eq!(
+        chain_ids(&snap, &plan(&snap, &request, 1).unwrap()),
+        ["c/eu-other"]
+    );
+
+    // Another workspace cannot use the scoped strategy, and unknown workspaces are refused.
+    let mut other = chat(test_workload(1_000, 100), Some("team-cheap"));
+    assert_eq!(
+        plan(&snap, &other, 3).unwrap_err(),
+        RouteError::UnknownStrategy("team-cheap".into())
+    );
+    other.workspace = "nobody".into();
+    other.strategy = None;
+    assert_eq!(
+        plan(&snap, &other, 3).unwrap_err(),
+        RouteError::UnknownWorkspace("nobody".into())
     );
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::{ModelSpec, ProviderSpec, StrategySpec, ValidationError};
+use crate::{ModelSpec, ProviderSpec, StrategySpec, ValidationError, WorkspaceSpec};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,6 +14,8 @@ pub struct BootstrapConfig {
     pub models: Vec<ModelSpec>,
     #[serde(default)]
     pub strategies: Vec<StrategySpec>,
+    #[serde(default)]
+    pub workspaces: Vec<WorkspaceSpec>,
 }
 
 impl BootstrapConfig {
@@ -37,6 +39,10 @@ impl BootstrapConfig {
         for (i, s) in self.strategies.iter().enumerate() {
             s.validate()
                 .map_err(|e| e.within(&format!("strategies[{i}]")))?;
+        }
+        for (i, w) in self.workspaces.iter().enumerate() {
+            w.validate()
+                .map_err(|e| e.within(&format!("workspaces[{i}]")))?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use switchyard_proto::v1 as pb;
 
 use crate::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, StrategySpec,
-    StrategyWeights, Tier, ValidationError,
+    StrategyWeights, Tier, ValidationError, WorkspaceSpec,
 };
 
 pub fn timestamp_from_millis(ms: i64) -> Timestamp {
@@ -202,6 +202,7 @@ impl TryFrom<pb::Strategy> for StrategySpec {
             name: s.name,
             description: s.description,
             weights,
+            workspace: s.workspace,
         };
         spec.validate()?;
         Ok(spec)
@@ -214,6 +215,38 @@ impl From<&StrategySpec> for pb::Strategy {
             name: s.name.clone(),
             description: s.description.clone(),
             weights: Some(s.weights.into()),
+            workspace: s.workspace.clone(),
+            created_at: None,
+            updated_at: None,
+        }
+    }
+}
+
+impl TryFrom<pb::Workspace> for WorkspaceSpec {
+    type Error = ValidationError;
+    fn try_from(w: pb::Workspace) -> Result<Self, Self::Error> {
+        let spec = Self {
+            name: w.name,
+            description: w.description,
+            allowed_regions: w.allowed_regions,
+            preferred_providers: w.preferred_providers,
+            avoided_providers: w.avoided_providers,
+            default_strategy: w.default_strategy,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl From<&WorkspaceSpec> for pb::Workspace {
+    fn from(w: &WorkspaceSpec) -> Self {
+        Self {
+            name: w.name.clone(),
+            description: w.description.clone(),
+            allowed_regions: w.allowed_regions.clone(),
+            preferred_providers: w.preferred_providers.clone(),
+            avoided_providers: w.avoided_providers.clone(),
+            default_strategy: w.default_strategy.clone(),
             created_at: None,
             updated_at: None,
         }

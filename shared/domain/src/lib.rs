@@ -16,7 +16,7 @@ pub use convert::{timestamp_from_millis, timestamp_to_millis};
 pub use error::ValidationError;
 pub use registry::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, SecretRef, SimulatedParams, StrategySpec,
-    StrategyWeights, Tier, builtin_strategies, target_id,
+    StrategyWeights, Tier, WorkspaceSpec, builtin_strategies, target_id,
 };
 pub use snapshot::{RoutingSnapshot, Target};
 

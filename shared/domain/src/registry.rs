@@ -406,6 +406,82 @@ pub struct StrategySpec {
     pub description: String,
     #[serde(default)]
     pub weights: StrategyWeights,
+    /// When set, only this workspace's requests may use the strategy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workspace: String,
+}
+
+/// A tenant's routing policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Regions requests may be served from; empty means any.
+    #[serde(default)]
+    pub allowed_regions: Vec<String>,
+    #[serde(default)]
+    pub preferred_providers: Vec<String>,
+    #[serde(default)]
+    pub avoided_providers: Vec<String>,
+    /// Strategy for requests that name none; empty means the global default.
+    #[serde(default)]
+    pub default_strategy: String,
+}
+
+impl WorkspaceSpec {
+    /// The policy of a workspace with no registry entry: no restrictions.
+    pub fn unrestricted(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: String::new(),
+            allowed_regions: vec![],
+            preferred_providers: vec![],
+            avoided_providers: vec![],
+            default_strategy: String::new(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_slug(&self.name).map_err(|e| e.within("name"))?;
+        if self.description.len() > 1024 {
+            return Err(ValidationError::new(
+                "description",
+                "must be at most 1024 characters",
+            ));
+        }
+        for (i, region) in self.allowed_regions.iter().enumerate() {
+            if region.is_empty() || region.len() > 64 || region.chars().any(char::is_whitespace) {
+                return Err(ValidationError::new(
+                    format!("allowed_regions[{i}]"),
+                    "must be 1-64 characters without whitespace",
+                ));
+            }
+        }
+        for (field, list) in [
+            ("preferred_providers", &self.preferred_providers),
+            ("avoided_providers", &self.avoided_providers),
+        ] {
+            for (i, provider) in list.iter().enumerate() {
+                validate_slug(provider).map_err(|e| e.within(&format!("{field}[{i}]")))?;
+            }
+        }
+        if let Some(both) = self
+            .preferred_providers
+            .iter()
+            .find(|p| self.avoided_providers.contains(p))
+        {
+            return Err(ValidationError::new(
+                "avoided_providers",
+                format!("{both:?} is also preferred"),
+            ));
+        }
+        if !self.default_strategy.is_empty() {
+            validate_slug(&self.default_strategy).map_err(|e| e.within("default_strategy"))?;
+        }
+        Ok(())
+    }
 }
 
 impl StrategySpec {
@@ -417,6 +493,9 @@ impl StrategySpec {
                 "must be at most 1024 characters",
             ));
         }
+        if !self.workspace.is_empty() {
+            validate_slug(&self.workspace).map_err(|e| e.within("workspace"))?;
+        }
         self.weights.validate().map_err(|e| e.within("weights"))
     }
 }
@@ -426,6 +505,7 @@ pub fn builtin_strategies() -> Vec<StrategySpec> {
     let strategy = |name: &str, description: &str, quality, speed, cost| StrategySpec {
         name: name.to_owned(),
         description: description.to_owned(),
+        workspace: String::new(),
         weights: StrategyWeights {
             quality,
             speed,
@@ -560,6 +640,26 @@ mod tests {
         assert!(m.answers_to("auto"));
         assert!(!m.answers_to("other/gpt-4o-mini"));
         assert!(!m.answers_to("gpt-4o"));
+    }
+
+    #[test]
+    fn workspace_policies_are_checked() {
+        let mut w = WorkspaceSpec::unrestricted("team-a");
+        w.allowed_regions = vec!["eu".into()];
+        w.preferred_providers = vec!["openai".into()];
+        assert_eq!(w.validate(), Ok(()));
+        w.avoided_providers = vec!["openai".into()];
+        assert_eq!(w.validate().unwrap_err().field, "avoided_providers");
+        w.avoided_providers = vec![];
+        w.allowed_regions = vec![String::new()];
+        assert_eq!(w.validate().unwrap_err().field, "allowed_regions[0]");
+        assert_eq!(
+            WorkspaceSpec::unrestricted("Bad Name")
+                .validate()
+                .unwrap_err()
+                .field,
+            "name"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    ModelSpec, ProviderSpec, StrategySpec, ValidationError, timestamp_from_millis,
+    ModelSpec, ProviderSpec, StrategySpec, ValidationError, WorkspaceSpec, timestamp_from_millis,
     timestamp_to_millis,
 };
 
@@ -28,6 +28,8 @@ pub struct RoutingSnapshot {
     pub targets: Vec<Target>,
     pub strategies: HashMap<String, StrategySpec>,
     pub default_strategy: String,
+    /// Workspaces with a policy; any other workspace is unrestricted.
+    pub workspaces: HashMap<String, WorkspaceSpec>,
 }
 
 impl RoutingSnapshot {
@@ -104,12 +106,53 @@ impl RoutingSnapshot {
             targets,
             strategies: strategy_map,
             default_strategy,
+            workspaces: HashMap::new(),
         })
+    }
+
+    /// Adds workspace policies, checking that each default strategy exists and
+    /// is usable by its workspace.
+    pub fn with_workspaces(
+        mut self,
+        workspaces: Vec<WorkspaceSpec>,
+    ) -> Result<Self, ValidationError> {
+        for (i, w) in workspaces.into_iter().enumerate() {
+            let field = format!("workspaces[{i}]");
+            w.validate().map_err(|e| e.within(&field))?;
+            if !w.default_strategy.is_empty()
+                && self.strategy_for(&w.name, &w.default_strategy).is_none()
+            {
+                return Err(ValidationError::new(
+                    format!("{field}.default_strategy"),
+                    format!(
+                        "unknown strategy {:?} for workspace {:?}",
+                        w.default_strategy, w.name
+                    ),
+                ));
+            }
+            if self.workspaces.contains_key(&w.name) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("duplicate workspace {:?}", w.name),
+                ));
+            }
+            self.workspaces.insert(w.name.clone(), w);
+        }
+        Ok(self)
+    }
+
+    /// A strategy `workspace` may use: a global one, or one scoped to it.
+    pub fn strategy_for(&self, workspace: &str, name: &str) -> Option<&StrategySpec> {
+        self.strategies
+            .get(name)
+            .filter(|s| s.workspace.is_empty() || s.workspace == workspace)
     }
 
     pub fn to_wire(&self) -> pb::Snapshot {
         let mut strategies: Vec<&StrategySpec> = self.strategies.values().collect();
         strategies.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut workspaces: Vec<&WorkspaceSpec> = self.workspaces.values().collect();
+        workspaces.sort_by(|a, b| a.name.cmp(&b.name));
         pb::Snapshot {
             version: self.version,
             epoch: self.epoch,
@@ -122,6 +165,7 @@ impl RoutingSnapshot {
                 .collect(),
             strategies: strategies.into_iter().map(pb::Strategy::from).collect(),
             default_strategy: self.default_strategy.clone(),
+            workspaces: workspaces.into_iter().map(pb::Workspace::from).collect(),
         }
     }
 }
@@ -156,6 +200,15 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(wrap)?;
+        let workspaces = s
+            .workspaces
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                WorkspaceSpec::try_from(w).map_err(|e| e.within(&format!("workspaces[{i}]")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wrap)?;
         let created_at_ms = s
             .created_at
             .as_ref()
@@ -170,6 +223,7 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             strategies,
             s.default_strategy,
         )
+        .and_then(|snapshot| snapshot.with_workspaces(workspaces))
         .map_err(wrap)
     }
 }
@@ -177,7 +231,9 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Capabilities, ProviderKind, SimulatedParams, Tier, builtin_strategies};
+    use crate::{
+        Capabilities, ProviderKind, SimulatedParams, Tier, WorkspaceSpec, builtin_strategies,
+    };
 
     fn sim(name: &str) -> ProviderSpec {
         ProviderSpec {
@@ -227,6 +283,12 @@ mod tests {
             builtin_strategies(),
             "balanced".into(),
         )
+        .unwrap()
+        .with_workspaces(vec![WorkspaceSpec {
+            allowed_regions: vec!["eu".into()],
+            default_strategy: "cost".into(),
+            ..WorkspaceSpec::unrestricted("team")
+        }])
         .unwrap();
         assert_eq!(snap.targets[0].id, "a/m2");
         let back = RoutingSnapshot::try_from(snap.to_wire()).unwrap();
@@ -270,6 +332,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "version");
+    }
+
+    #[test]
+    fn scoped_strategies_are_visible_to_their_workspace_only() {
+        let mut strategies = builtin_strategies();
+        strategies.push(StrategySpec {
+            workspace: "team".into(),
+            ..strategies[0].clone()
+        });
+        strategies.last_mut().unwrap().name = "team-only".into();
+        let snap =
+            RoutingSnapshot::new(1, 0, 0, vec![], vec![], strategies, "balanced".into()).unwrap();
+        assert!(snap.strategy_for("team", "team-only").is_some());
+        assert!(snap.strategy_for("other", "team-only").is_none());
+        assert!(snap.strategy_for("other", "cost").is_some());
+        let other = WorkspaceSpec {
+            default_strategy: "team-only".into(),
+            ..WorkspaceSpec::unrestricted("other")
+        };
+        let err = snap.with_workspaces(vec![other]).unwrap_err();
+        assert_eq!(err.field, "workspaces[0].default_strategy");
     }
 
     #[test]
