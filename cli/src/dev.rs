@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_control_plane::ControlPlaneConfig;
+use switchyard_control_plane::quality::QualityConfig;
 use switchyard_data_plane::DataPlaneConfig;
 use switchyard_domain::{BootstrapConfig, SecretRef};
 use switchyard_telemetry::LogFormat;
@@ -78,6 +79,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             node_id: "dev-cp".into(),
             default_strategy: switchyard_domain::DEFAULT_STRATEGY.into(),
             registry_poll: Duration::from_secs(2),
+            quality: QualityConfig {
+                interval: Duration::from_secs(5),
+                window: Duration::from_secs(300),
+                stale_after: Duration::from_secs(60),
+            },
         },
         cp_shutdown.clone(),
     )

@@ -8,6 +8,8 @@ use std::time::Duration;
 use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY};
 use switchyard_telemetry::LogFormat;
 
+use crate::quality::QualityConfig;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlPlaneArgs {
     /// gRPC listen address.
@@ -32,6 +34,15 @@ pub struct ControlPlaneArgs {
     /// Strategy for requests that name none.
     #[arg(long, env = "SWITCHYARD_DEFAULT_STRATEGY", default_value = DEFAULT_STRATEGY)]
     pub default_strategy: String,
+    /// How often the quality engine recomputes fleet telemetry from traces.
+    #[arg(long, env = "SWITCHYARD_QUALITY_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub quality_interval: Duration,
+    /// How far back the quality engine looks.
+    #[arg(long, env = "SWITCHYARD_QUALITY_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub quality_window: Duration,
+    /// How long data planes may trust telemetry before they fall back to priors.
+    #[arg(long, env = "SWITCHYARD_TELEMETRY_STALE_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub telemetry_stale_after: Duration,
     /// How often to look for registry writes made through other replicas.
     #[arg(long, env = "SWITCHYARD_REGISTRY_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub registry_poll: Duration,
@@ -45,6 +56,7 @@ pub struct ControlPlaneConfig {
     pub node_id: String,
     pub default_strategy: String,
     pub registry_poll: Duration,
+    pub quality: QualityConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +78,10 @@ pub enum ConfigError {
     },
     #[error("--registry-poll: must be between 100ms and 1h")]
     RegistryPoll,
+    #[error(
+        "--quality-interval, --quality-window and --telemetry-stale-after: need 100ms <= interval < stale-after and interval <= window <= 24h"
+    )]
+    Quality,
 }
 
 impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
@@ -102,7 +118,20 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
         if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.registry_poll) {
             return Err(ConfigError::RegistryPoll);
         }
+        let quality = QualityConfig {
+            interval: args.quality_interval,
+            window: args.quality_window,
+            stale_after: args.telemetry_stale_after,
+        };
+        let sane = quality.interval >= Duration::from_millis(100)
+            && quality.interval < quality.stale_after
+            && quality.interval <= quality.window
+            && quality.window <= Duration::from_secs(86_400);
+        if !sane {
+            return Err(ConfigError::Quality);
+        }
         Ok(Self {
+            quality,
             listen: args.listen,
             database_url,
             bootstrap,

@@ -9,6 +9,7 @@ mod api;
 mod bootstrap;
 pub mod config;
 mod fleet;
+pub mod quality;
 mod server;
 mod snapshots;
 pub mod store;

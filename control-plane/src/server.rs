@@ -19,6 +19,7 @@ use crate::api::{
 };
 use crate::config::ControlPlaneConfig;
 use crate::fleet::Fleet;
+use crate::quality::QualityEngine;
 use crate::snapshots::SnapshotPublisher;
 use crate::store::Store;
 use crate::{ControlPlaneError, bootstrap};
@@ -117,7 +118,19 @@ pub async fn start(
         .add_service(HealthServiceServer::new(HealthApi));
 
     let tasks = TaskTracker::new();
-    tasks.spawn(publisher.poll(config.registry_poll, shutdown.clone()));
+    tasks.spawn(
+        publisher
+            .clone()
+            .poll(config.registry_poll, shutdown.clone()),
+    );
+    tasks.spawn(
+        QualityEngine {
+            store: store.clone(),
+            publisher,
+            config: config.quality,
+        }
+        .run(shutdown.clone()),
+    );
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = router

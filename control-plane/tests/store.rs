@@ -193,6 +193,20 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
     let again = store.insert_traces(&batch[..10]).await.unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, 10));
 
+    // Attempts are kept once each too, for the quality engine.
+    let attempts = store.attempts_since(0, 1_000).await.unwrap();
+    assert_eq!(attempts.len(), 25);
+    assert!(attempts.iter().all(|a| a.success && a.position == 0));
+    let outcomes = store.outcomes_since(0, 1_000).await.unwrap();
+    assert_eq!(outcomes.len(), 25);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.outcome == i32::from(pb::Outcome::Failed))
+            .count(),
+        5
+    );
+
     let got = store.get_trace("t007").await.unwrap();
     assert_eq!(got, batch[7]);
     assert!(matches!(

@@ -247,3 +247,95 @@ async fn a_workspace_created_through_the_registry_restricts_its_requests() {
     assert_eq!(c.request_count(), 1);
     assert_eq!(a.request_count() + b.request_count(), 0);
 }
+
+#[tokio::test]
+async fn the_fleets_experience_reaches_routing_through_the_snapshot() {
+    let (a, b, c) = (
+        MockProvider::start().await.unwrap(),
+        MockProvider::start().await.unwrap(),
+        MockProvider::start().await.unwrap(),
+    );
+    // beta is the cheapest target with tools, but fails every time.
+    b.set_default(switchyard_testkit::Behavior::Status {
+        status: 503,
+        message: "down".into(),
+        retry_after_secs: None,
+    });
+    let cp = ControlPlane::start(&registry(&a.base_url(), &b.base_url(), &c.base_url()))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let tool = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]);
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "Look it up"}], "tools": tool});
+    let route_request = || pb::CompleteRequest {
+        model: "chat".into(),
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+            name: String::new(),
+        }],
+        strategy: "balanced".into(),
+        ..Default::default()
+    };
+    let mut client = dp.inference().await;
+    let before = client.route(route_request()).await.unwrap().into_inner();
+    let beta = before
+        .candidates
+        .iter()
+        .find(|c| c.target_id == "beta/mid")
+        .unwrap();
+    assert_eq!(
+        beta.dimensions
+            .as_ref()
+            .unwrap()
+            .health
+            .as_ref()
+            .unwrap()
+            .source,
+        "prior"
+    );
+
+    for _ in 0..30 {
+        let response = http_client()
+            .post(dp.chat_url())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "gamma must cover for beta");
+    }
+    // Beta was tried first until the fleet's record caught up with it.
+    assert!(
+        (1..=30).contains(&b.request_count()),
+        "{}",
+        b.request_count()
+    );
+
+    // Within a few quality-engine rounds the data plane sees beta's record.
+    for _ in 0..100 {
+        let route = client.route(route_request()).await.unwrap().into_inner();
+        let beta = route
+            .candidates
+            .iter()
+            .find(|c| c.target_id == "beta/mid")
+            .unwrap();
+        let health = beta.dimensions.as_ref().unwrap().health.clone().unwrap();
+        // Failures lower health as the evidence behind them grows.
+        if health.source == "telemetry" && health.score < 0.9 {
+            assert_eq!(health.raw, 1.0, "every attempt on beta failed");
+            assert!(route.snapshot_version > before.snapshot_version);
+            let gamma = route
+                .candidates
+                .iter()
+                .find(|c| c.target_id == "gamma/big")
+                .unwrap();
+            assert!(
+                gamma.score > beta.score,
+                "the target that answered now outranks the one that failed"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("telemetry never reached the data plane");
+}

@@ -18,6 +18,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "workspaces",
         include_str!("../../../migrations/postgres/0002_workspaces.sql"),
     ),
+    (
+        3,
+        "quality",
+        include_str!("../../../migrations/postgres/0003_quality.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -30,6 +35,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         2,
         "workspaces",
         include_str!("../../../migrations/sqlite/0002_workspaces.sql"),
+    ),
+    (
+        3,
+        "quality",
+        include_str!("../../../migrations/sqlite/0003_quality.sql"),
     ),
 ];
 

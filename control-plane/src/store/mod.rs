@@ -3,6 +3,7 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`, and times as Unix milliseconds.
 
 mod migrations;
+mod quality;
 mod registry;
 mod sql;
 mod traces;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use quality::{AttemptRow, OutcomeRow};
 pub use registry::{Entity, RegistryState, Revision, Stored};
 pub use traces::{TraceFilter, TraceInsertOutcome, TracePage};
 

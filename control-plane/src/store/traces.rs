@@ -97,6 +97,37 @@ impl Store {
             b.push(" ON CONFLICT (trace_id) DO NOTHING");
             inserted += b.build().execute(&mut *tx).await?.rows_affected();
         }
+        let attempts: Vec<(&pb::Trace, usize, &pb::Attempt)> = traces
+            .iter()
+            .flat_map(|t| t.attempts.iter().enumerate().map(move |(i, a)| (t, i, a)))
+            .collect();
+        for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+            let mut b = SqlBuilder::new(
+                "INSERT INTO trace_attempts (trace_id, position, target_id, strategy, success, error_class, \
+                 duration_ms, ttft_ms, started_at_ms) VALUES ",
+            );
+            for (i, (trace, position, a)) in chunk.iter().enumerate() {
+                b.push(if i == 0 { "(" } else { ", (" });
+                b.bind(trace.trace_id.clone())?.push(", ");
+                b.bind(i64::try_from(*position).unwrap_or(i64::MAX))?
+                    .push(", ");
+                b.bind(a.target_id.clone())?.push(", ");
+                b.bind(trace.strategy.clone())?.push(", ");
+                b.bind(i64::from(a.success))?.push(", ");
+                b.bind(i64::from(a.error_class))?.push(", ");
+                b.bind(to_i64(a.duration_ms))?.push(", ");
+                b.bind(to_i64(a.ttft_ms))?.push(", ");
+                b.bind(
+                    a.started_at
+                        .as_ref()
+                        .map(timestamp_to_millis)
+                        .unwrap_or_default(),
+                )?
+                .push(")");
+            }
+            b.push(" ON CONFLICT (trace_id, position) DO NOTHING");
+            b.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         let total = u64::try_from(traces.len()).unwrap_or(u64::MAX);
         Ok(TraceInsertOutcome {

@@ -4,7 +4,7 @@
 //! removing a candidate can never reorder the others. The references scale with
 //! the request's tokens, so a 100k-token prompt is judged as fairly as a short one.
 
-use switchyard_domain::{StrategyWeights, Target, Tier, WorkspaceSpec};
+use switchyard_domain::{StrategyWeights, Target, TargetTelemetry, Tier, WorkspaceSpec};
 
 use crate::providers::Endpoint;
 use crate::workload::WorkloadProfile;
@@ -32,6 +32,8 @@ pub enum Source {
     Estimate,
     /// The workspace's routing policy.
     Policy,
+    /// Fresh fleet telemetry from the control plane, blended by its confidence.
+    Telemetry,
 }
 
 impl Source {
@@ -41,6 +43,7 @@ impl Source {
             Self::Simulated => "simulated",
             Self::Estimate => "estimate",
             Self::Policy => "policy",
+            Self::Telemetry => "telemetry",
         }
     }
 }
@@ -120,35 +123,58 @@ pub fn cost_usd(target: &Target, input_tokens: u64, output_tokens: u64) -> f64 {
         / 1_000_000.0
 }
 
-pub fn breakdown(
-    target: &Target,
-    endpoint: Option<&Endpoint>,
-    workload: &WorkloadProfile,
-    workspace: &WorkspaceSpec,
-) -> Breakdown {
-    let tier = target.spec.tier;
-    let quality = Dimension::new(
-        tier_rank(tier),
-        match tier {
-            Tier::Economy => 0.45,
-            Tier::Standard => 0.7,
-            Tier::Frontier => 0.95,
-        },
-        Source::Prior,
-    );
+/// Everything a target's score depends on besides the target itself.
+pub struct Context<'a> {
+    pub endpoint: Option<&'a Endpoint>,
+    pub workload: &'a WorkloadProfile,
+    pub workspace: &'a WorkspaceSpec,
+    /// Fresh fleet telemetry of the target, if any.
+    pub telemetry: Option<&'a TargetTelemetry>,
+}
 
-    let (ttft_ms, tokens_per_second, source) = match endpoint.and_then(Endpoint::simulated_params) {
-        Some(p) => (
-            f64::from(p.first_token_latency_ms),
-            f64::from(p.tokens_per_second.max(1)),
-            Source::Simulated,
-        ),
-        None => {
-            let (ttft, tps) = speed_prior(tier);
-            (ttft, tps, Source::Prior)
-        }
+/// Blends a prior with an observation by the observation's confidence.
+fn blend(prior: f64, observed: f64, confidence: f64) -> f64 {
+    prior * (1.0 - confidence) + observed * confidence
+}
+
+pub fn breakdown(target: &Target, cx: &Context<'_>) -> Breakdown {
+    let (workload, workspace) = (cx.workload, cx.workspace);
+    let tier = target.spec.tier;
+    let tier_quality = match tier {
+        Tier::Economy => 0.45,
+        Tier::Standard => 0.7,
+        Tier::Frontier => 0.95,
     };
-    let latency_ms = ttft_ms + workload.output_tokens as f64 * 1000.0 / tokens_per_second;
+    // The tier says how good a model is when it answers; history says how often it does.
+    let quality = match cx.telemetry {
+        Some(t) => Dimension::new(
+            tier_rank(tier),
+            tier_quality * blend(1.0, t.success_rate, t.confidence),
+            Source::Telemetry,
+        ),
+        None => Dimension::new(tier_rank(tier), tier_quality, Source::Prior),
+    };
+
+    let (ttft_ms, tokens_per_second, source) =
+        match cx.endpoint.and_then(Endpoint::simulated_params) {
+            Some(p) => (
+                f64::from(p.first_token_latency_ms),
+                f64::from(p.tokens_per_second.max(1)),
+                Source::Simulated,
+            ),
+            None => {
+                let (ttft, tps) = speed_prior(tier);
+                (ttft, tps, Source::Prior)
+            }
+        };
+    let expected_ms = ttft_ms + workload.output_tokens as f64 * 1000.0 / tokens_per_second;
+    let (latency_ms, source) = match cx.telemetry {
+        Some(t) if t.latency_p50_ms > 0.0 => (
+            blend(expected_ms, t.latency_p50_ms, t.confidence),
+            Source::Telemetry,
+        ),
+        _ => (expected_ms, source),
+    };
     let output = workload.output_tokens as f64;
     let reference_ms = REFERENCE_TTFT_MS + output * 1000.0 / REFERENCE_TOKENS_PER_SECOND;
     let speed = Dimension::new(latency_ms, relative(latency_ms, reference_ms), source);
@@ -159,9 +185,16 @@ pub fn breakdown(
         / 1_000_000.0;
     let cost = Dimension::new(usd, relative(usd, reference_usd), Source::Estimate);
 
-    // No fleet telemetry reaches the data plane yet: every eligible target is
-    // presumed healthy.
-    let health = Dimension::new(0.0, 1.0, Source::Prior);
+    // Without telemetry a target is presumed healthy; with it, its recent error
+    // rate counts as far as the evidence behind it goes.
+    let health = match cx.telemetry {
+        Some(t) => Dimension::new(
+            t.error_rate,
+            1.0 - t.error_rate * t.confidence,
+            Source::Telemetry,
+        ),
+        None => Dimension::new(0.0, 1.0, Source::Prior),
+    };
 
     let provider = &target.spec.provider;
     let fit = if workspace.preferred_providers.contains(provider) {

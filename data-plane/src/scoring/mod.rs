@@ -88,6 +88,7 @@ pub fn plan(
         .strategy_for(&workspace.name, strategy_name)
         .ok_or_else(|| RouteError::UnknownStrategy(strategy_name.to_owned()))?;
     let workload = &request.workload;
+    let now_ms = request.received.unix_ms;
 
     let mut candidates = Vec::new();
     let mut ineligible = Vec::new();
@@ -101,12 +102,13 @@ pub fn plan(
             ineligible.push((target.id.clone(), reason));
             continue;
         }
-        let mut breakdown = dimensions::breakdown(
-            target,
-            snapshot.endpoints.get(&target.spec.provider),
+        let context = dimensions::Context {
+            endpoint: snapshot.endpoints.get(&target.spec.provider),
             workload,
             workspace,
-        );
+            telemetry: routing.telemetry.fresh(&target.id, now_ms),
+        };
+        let mut breakdown = dimensions::breakdown(target, &context);
         let score = breakdown.weigh(&strategy.weights);
         candidates.push(ScoredCandidate {
             target: index,

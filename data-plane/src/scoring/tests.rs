@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use switchyard_domain::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, SimulatedParams,
-    StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies,
+    StrategySpec, StrategyWeights, TargetTelemetry, Telemetry, Tier, WorkspaceSpec,
+    builtin_strategies,
 };
 
 use super::dimensions::Source;
@@ -410,6 +411,72 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
         plan(&snap, &other, 3).unwrap_err(),
         RouteError::UnknownWorkspace("nobody".into())
     );
+}
+
+#[test]
+fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not() {
+    let models = vec![
+        model("a", "flaky", Tier::Standard, 1.0, 100_000),
+        model("b", "steady", Tier::Standard, 1.0, 100_000),
+    ];
+    let flaky = TargetTelemetry {
+        target_id: "a/flaky".into(),
+        attempts: 180,
+        success_rate: 0.5,
+        error_rate: 0.5,
+        rate_limited_rate: 0.0,
+        retry_rate: 0.0,
+        latency_p50_ms: 9_000.0,
+        latency_p99_ms: 20_000.0,
+        ttft_p50_ms: 800.0,
+        confidence: switchyard_domain::confidence(180),
+        strategies: vec![],
+    };
+    let telemetry = |computed_at_ms| Telemetry {
+        targets: [("a/flaky".to_owned(), flaky.clone())]
+            .into_iter()
+            .collect(),
+        computed_at_ms,
+        stale_after_ms: 60_000,
+    };
+    let request = chat(test_workload(1_000, 100), None);
+    let now = request.received.unix_ms;
+    let with = |t: Telemetry| {
+        let routing = RoutingSnapshot::new(
+            1,
+            0,
+            0,
+            vec![provider("a"), provider("b")],
+            models.clone(),
+            builtin_strategies(),
+            "balanced".into(),
+        )
+        .unwrap()
+        .with_telemetry(t);
+        LiveSnapshot::prepare(routing)
+    };
+
+    let fresh = with(telemetry(now - 1_000));
+    let p = plan(&fresh, &request, 2).unwrap();
+    assert_eq!(ids(&fresh, &p), ["b/steady", "a/flaky"]);
+    let b = &p.candidates[1].breakdown;
+    assert_eq!(
+        (b.health.source, b.speed.source, b.quality.source),
+        (Source::Telemetry, Source::Telemetry, Source::Telemetry)
+    );
+    assert!((b.health.raw - 0.5).abs() < 1e-12);
+    assert!((b.health.score - (1.0 - 0.5 * 0.9)).abs() < 1e-12);
+    assert!(
+        b.speed.raw > 8_000.0,
+        "observed latency weighs in: {}",
+        b.speed.raw
+    );
+
+    // Past its staleness bound the data plane trusts only priors: a tie, broken by id.
+    let stale = with(telemetry(now - 61_000));
+    let p = plan(&stale, &request, 2).unwrap();
+    assert_eq!(ids(&stale, &p), ["a/flaky", "b/steady"]);
+    assert_eq!(p.candidates[0].breakdown.health.source, Source::Prior);
 }
 
 // ---- properties ----------------------------------------------------------

@@ -10,6 +10,7 @@ mod convert;
 mod error;
 mod registry;
 mod snapshot;
+mod telemetry;
 
 pub use bootstrap::BootstrapConfig;
 pub use convert::{timestamp_from_millis, timestamp_to_millis};
@@ -18,7 +19,8 @@ pub use registry::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, SecretRef, SimulatedParams, StrategySpec,
     StrategyWeights, Tier, WorkspaceSpec, builtin_strategies, target_id,
 };
-pub use snapshot::{RoutingSnapshot, Target};
+pub use snapshot::{RoutingSnapshot, Target, Telemetry};
+pub use telemetry::{StrategyEffectiveness, TargetTelemetry, confidence};
 
 /// Name of the strategy used when neither the request nor the snapshot names one.
 pub const DEFAULT_STRATEGY: &str = "balanced";

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    ModelSpec, ProviderSpec, StrategySpec, ValidationError, WorkspaceSpec, timestamp_from_millis,
-    timestamp_to_millis,
+    ModelSpec, ProviderSpec, StrategySpec, TargetTelemetry, ValidationError, WorkspaceSpec,
+    timestamp_from_millis, timestamp_to_millis,
 };
 
 /// A model of a provider, with its id precomputed for the hot path.
@@ -30,6 +30,31 @@ pub struct RoutingSnapshot {
     pub default_strategy: String,
     /// Workspaces with a policy; any other workspace is unrestricted.
     pub workspaces: HashMap<String, WorkspaceSpec>,
+    pub telemetry: Telemetry,
+}
+
+/// Fleet telemetry by target id, with its age limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Telemetry {
+    pub targets: HashMap<String, TargetTelemetry>,
+    /// When it was computed; 0 when there is none.
+    pub computed_at_ms: i64,
+    /// Past `computed_at_ms + stale_after_ms` it is not to be trusted.
+    pub stale_after_ms: u64,
+}
+
+impl Telemetry {
+    /// The telemetry of `target_id` if it is fresh at `now_ms`.
+    pub fn fresh(&self, target_id: &str, now_ms: i64) -> Option<&TargetTelemetry> {
+        let age = now_ms.saturating_sub(self.computed_at_ms);
+        if self.computed_at_ms == 0
+            || age < 0
+            || u64::try_from(age).unwrap_or(u64::MAX) > self.stale_after_ms
+        {
+            return None;
+        }
+        self.targets.get(target_id)
+    }
 }
 
 impl RoutingSnapshot {
@@ -107,6 +132,7 @@ impl RoutingSnapshot {
             strategies: strategy_map,
             default_strategy,
             workspaces: HashMap::new(),
+            telemetry: Telemetry::default(),
         })
     }
 
@@ -141,6 +167,17 @@ impl RoutingSnapshot {
         Ok(self)
     }
 
+    /// Adds fleet telemetry; entries for unknown targets are dropped (the target
+    /// went away since the telemetry was computed).
+    #[must_use]
+    pub fn with_telemetry(mut self, mut telemetry: Telemetry) -> Self {
+        telemetry
+            .targets
+            .retain(|id, _| self.targets.iter().any(|t| &t.id == id));
+        self.telemetry = telemetry;
+        self
+    }
+
     /// A strategy `workspace` may use: a global one, or one scoped to it.
     pub fn strategy_for(&self, workspace: &str, name: &str) -> Option<&StrategySpec> {
         self.strategies
@@ -166,6 +203,14 @@ impl RoutingSnapshot {
             strategies: strategies.into_iter().map(pb::Strategy::from).collect(),
             default_strategy: self.default_strategy.clone(),
             workspaces: workspaces.into_iter().map(pb::Workspace::from).collect(),
+            telemetry: {
+                let mut t: Vec<&TargetTelemetry> = self.telemetry.targets.values().collect();
+                t.sort_by(|a, b| a.target_id.cmp(&b.target_id));
+                t.into_iter().map(pb::TargetTelemetry::from).collect()
+            },
+            telemetry_at: (self.telemetry.computed_at_ms > 0)
+                .then(|| timestamp_from_millis(self.telemetry.computed_at_ms)),
+            telemetry_stale_after_ms: self.telemetry.stale_after_ms,
         }
     }
 }
@@ -209,6 +254,21 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(wrap)?;
+        let mut targets = HashMap::new();
+        for (i, t) in s.telemetry.into_iter().enumerate() {
+            let t = TargetTelemetry::try_from(t)
+                .map_err(|e| wrap(e.within(&format!("telemetry[{i}]"))))?;
+            targets.insert(t.target_id.clone(), t);
+        }
+        let telemetry = Telemetry {
+            targets,
+            computed_at_ms: s
+                .telemetry_at
+                .as_ref()
+                .map(timestamp_to_millis)
+                .unwrap_or_default(),
+            stale_after_ms: s.telemetry_stale_after_ms,
+        };
         let created_at_ms = s
             .created_at
             .as_ref()
@@ -224,6 +284,7 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             s.default_strategy,
         )
         .and_then(|snapshot| snapshot.with_workspaces(workspaces))
+        .map(|snapshot| snapshot.with_telemetry(telemetry))
         .map_err(wrap)
     }
 }
@@ -289,7 +350,40 @@ mod tests {
             default_strategy: "cost".into(),
             ..WorkspaceSpec::unrestricted("team")
         }])
-        .unwrap();
+        .unwrap()
+        .with_telemetry(Telemetry {
+            targets: ["a/m2", "gone/target"]
+                .into_iter()
+                .map(|id| {
+                    let t = crate::TargetTelemetry {
+                        target_id: id.into(),
+                        attempts: 40,
+                        success_rate: 0.9,
+                        error_rate: 0.1,
+                        rate_limited_rate: 0.0,
+                        retry_rate: 0.05,
+                        latency_p50_ms: 120.0,
+                        latency_p99_ms: 900.0,
+                        ttft_p50_ms: 80.0,
+                        confidence: crate::confidence(40),
+                        strategies: vec![],
+                    };
+                    (id.to_owned(), t)
+                })
+                .collect(),
+            computed_at_ms: 1_700_000_000_000,
+            stale_after_ms: 60_000,
+        });
+        assert_eq!(
+            snap.telemetry.targets.len(),
+            1,
+            "telemetry of unknown targets is dropped"
+        );
+        assert!(snap.telemetry.fresh("a/m2", 1_700_000_030_000).is_some());
+        assert!(
+            snap.telemetry.fresh("a/m2", 1_700_000_061_000).is_none(),
+            "stale telemetry is not trusted"
+        );
         assert_eq!(snap.targets[0].id, "a/m2");
         let back = RoutingSnapshot::try_from(snap.to_wire()).unwrap();
         assert_eq!(back, snap);

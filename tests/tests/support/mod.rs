@@ -143,6 +143,8 @@ impl ControlPlane {
             "test-cp".into(),
             "--registry-poll".into(),
             "500ms".into(),
+            "--quality-interval".into(),
+            "300ms".into(),
         ];
         let addr = format!("http://127.0.0.1:{port}");
         let process = spawn_control_plane(&args, &addr).await?;
