@@ -1,6 +1,7 @@
 //! Scoring one request against 10, 100 and 1,000 targets: filter, five
-//! dimensions, strategy weights, the diverse fallback chain and the explanation,
-//! exactly as a data plane does per request. Run: `cargo bench -p switchyard-bench --bench scoring`.
+//! dimensions (with fresh fleet telemetry for every target), strategy weights,
+//! the diverse fallback chain and the explanation, exactly as a data plane does
+//! per request. Run: `cargo bench -p switchyard-bench --bench scoring`.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,7 +19,8 @@ use switchyard_data_plane::workload::{
     Intent, RequiredCapabilities, Source, TimeoutProfile, WorkloadProfile,
 };
 use switchyard_domain::{
-    Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, Tier, builtin_strategies,
+    Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, TargetTelemetry,
+    Telemetry, Tier, builtin_strategies, confidence,
 };
 
 const PROVIDERS: usize = 8;
@@ -69,7 +71,34 @@ fn snapshot(n: usize) -> LiveSnapshot {
         "balanced".into(),
     )
     .unwrap();
-    LiveSnapshot::prepare(routing)
+    // Fresh fleet telemetry for every target, as in a busy production fleet.
+    let targets = routing
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let telemetry = TargetTelemetry {
+                target_id: t.id.clone(),
+                attempts: 50 + i as u64,
+                success_rate: 0.9,
+                error_rate: 0.1,
+                rate_limited_rate: 0.02,
+                retry_rate: 0.05,
+                latency_p50_ms: 400.0 + i as f64,
+                latency_p99_ms: 2_000.0,
+                ttft_p50_ms: 150.0,
+                confidence: confidence(50 + i as u64),
+                strategies: vec![],
+            };
+            (t.id.clone(), telemetry)
+        })
+        .collect();
+    let telemetry = Telemetry {
+        targets,
+        computed_at_ms: Received::now().unix_ms,
+        stale_after_ms: 3_600_000,
+    };
+    LiveSnapshot::prepare(routing.with_telemetry(telemetry))
 }
 
 fn request() -> ChatRequest {
