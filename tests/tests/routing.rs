@@ -122,6 +122,33 @@ async fn route_the_header_and_the_trace_share_one_explanation() {
         .await
         .unwrap()
         .into_inner();
+    // With a tool over gRPC too, the explanation matches the HTTP one's choice.
+    let mut with_tool = pb::CompleteRequest {
+        model: "chat".into(),
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: "Look up the weather in Paris".into(),
+            name: String::new(),
+        }],
+        strategy: "cost".into(),
+        intent: "chat".into(),
+        ..Default::default()
+    };
+    with_tool.tools.push(pb::ToolDefinition {
+        name: "lookup".into(),
+        description: String::new(),
+        parameters_json: r#"{"type":"object","properties":{}}"#.into(),
+    });
+    let tooled = client.route(with_tool).await.unwrap().into_inner();
+    assert_eq!(tooled.fallback_chain, ["beta/mid", "gamma/big"]);
+    assert!(
+        tooled
+            .explanation
+            .contains("alpha/small: missing capability: tools"),
+        "{}",
+        tooled.explanation
+    );
+
     // Without tools the cheap target is eligible and wins.
     assert!(
         route.explanation.starts_with("chose alpha/small (cost, "),

@@ -56,6 +56,12 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
 
     let mut body = Map::new();
     body.insert("messages".into(), Value::Array(messages));
+    if !req.tools.is_empty() {
+        body.insert("tools".into(), tools(&req.tools)?);
+    }
+    if req.json_output {
+        body.insert("response_format".into(), json!({ "type": "json_object" }));
+    }
     if let Some(n) = max_tokens {
         body.insert("max_tokens".into(), n.into());
     }
@@ -79,6 +85,46 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
         workload,
         body,
     })
+}
+
+/// OpenAI's `tools` array from gRPC tool definitions; errors name the field.
+fn tools(defs: &[pb::ToolDefinition]) -> Result<Value, ApiError> {
+    let mut out = Vec::with_capacity(defs.len());
+    for (i, def) in defs.iter().enumerate() {
+        let valid_name = !def.name.is_empty()
+            && def.name.len() <= 64
+            && def
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].name"),
+                "must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
+            ));
+        }
+        let parameters: Value = if def.parameters_json.is_empty() {
+            json!({ "type": "object", "properties": {} })
+        } else {
+            serde_json::from_str(&def.parameters_json).map_err(|e| {
+                ApiError::invalid(
+                    format!("tools[{i}].parameters_json"),
+                    format!("not JSON: {e}"),
+                )
+            })?
+        };
+        if !parameters.is_object() {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].parameters_json"),
+                "must be a JSON object",
+            ));
+        }
+        out.push(json!({
+            "type": "function",
+            "function": { "name": def.name, "description": def.description, "parameters": parameters },
+        }));
+    }
+    Ok(Value::Array(out))
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -286,5 +332,43 @@ mod tests {
             .as_deref(),
             Some("workspace")
         );
+    }
+
+    #[test]
+    fn tools_and_json_output_become_capability_needs() {
+        let request = pb::CompleteRequest {
+            model: "auto".into(),
+            messages: vec![message("user")],
+            tools: vec![pb::ToolDefinition {
+                name: "lookup".into(),
+                description: "Looks things up".into(),
+                parameters_json: r#"{"type":"object","properties":{"q":{"type":"string"}}}"#.into(),
+            }],
+            json_output: true,
+            ..Default::default()
+        };
+        let chat = to_chat_request(request.clone(), false).unwrap();
+        assert!(chat.workload.capabilities.tools);
+        assert!(chat.workload.capabilities.json_output);
+        assert_eq!(
+            chat.body["tools"][0]["function"]["parameters"]["properties"]["q"]["type"],
+            "string"
+        );
+
+        let mut bad = request;
+        bad.tools[0].parameters_json = "[1,2]".into();
+        match to_chat_request(bad.clone(), false).unwrap_err() {
+            ApiError::InvalidRequest { param, .. } => {
+                assert_eq!(param.as_deref(), Some("tools[0].parameters_json"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        bad.tools[0].name = "no spaces allowed".into();
+        match to_chat_request(bad, false).unwrap_err() {
+            ApiError::InvalidRequest { param, .. } => {
+                assert_eq!(param.as_deref(), Some("tools[0].name"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
