@@ -101,6 +101,7 @@ pub async fn start(
         .add_service(RegistryServiceServer::new(RegistryApi::new(
             store.clone(),
             publisher.clone(),
+            config.default_strategy.clone(),
         )))
         .add_service(SnapshotServiceServer::new(SnapshotApi::new(
             config.node_id.clone(),

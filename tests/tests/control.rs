@@ -269,3 +269,106 @@ async fn list_traces_rejects_bad_arguments() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn writes_that_would_leave_the_registry_unpublishable_are_refused() {
+    let mock = MockProvider::start().await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
+    let mut registry = cp.registry().await;
+
+    let status = registry
+        .delete_strategy(pb::DeleteStrategyRequest {
+            name: "balanced".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+
+    let ghost_default = pb::Workspace {
+        name: "team".into(),
+        default_strategy: "ghost".into(),
+        ..Default::default()
+    };
+    let status = registry
+        .create_workspace(pb::CreateWorkspaceRequest {
+            workspace: Some(ghost_default),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().starts_with("workspace.default_strategy:"),
+        "{}",
+        status.message()
+    );
+
+    let team = pb::Workspace {
+        name: "team".into(),
+        default_strategy: "cost".into(),
+        ..Default::default()
+    };
+    registry
+        .create_workspace(pb::CreateWorkspaceRequest {
+            workspace: Some(team),
+        })
+        .await
+        .unwrap();
+    let before = cp
+        .cluster()
+        .await
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot_version;
+
+    let status = registry
+        .delete_strategy(pb::DeleteStrategyRequest {
+            name: "cost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("workspace \"team\""),
+        "{}",
+        status.message()
+    );
+
+    // Scoping "cost" to another workspace would take it from "team".
+    let mut cost = registry
+        .get_strategy(pb::GetStrategyRequest {
+            name: "cost".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    cost.workspace = "other".into();
+    let status = registry
+        .update_strategy(pb::UpdateStrategyRequest {
+            strategy: Some(cost),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+
+    let after = cp
+        .cluster()
+        .await
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot_version;
+    assert_eq!(before, after, "refused writes publish nothing");
+    assert!(
+        registry
+            .get_strategy(pb::GetStrategyRequest {
+                name: "cost".into()
+            })
+            .await
+            .is_ok()
+    );
+}

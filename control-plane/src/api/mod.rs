@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod health;
+mod references;
 pub mod registry;
 pub mod snapshot;
 pub mod traces;

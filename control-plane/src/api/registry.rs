@@ -10,18 +10,24 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::registry_service_server::RegistryService;
 use tonic::{Request, Response, Status};
 
-use super::{invalid, snapshot_status, store_status};
+use super::{invalid, references, snapshot_status, store_status};
 use crate::snapshots::SnapshotPublisher;
 use crate::store::{Store, Stored};
 
 pub struct RegistryApi {
     store: Store,
     publisher: Arc<SnapshotPublisher>,
+    /// The control plane's default strategy, which cannot be deleted.
+    default_strategy: String,
 }
 
 impl RegistryApi {
-    pub fn new(store: Store, publisher: Arc<SnapshotPublisher>) -> Self {
-        Self { store, publisher }
+    pub fn new(store: Store, publisher: Arc<SnapshotPublisher>, default_strategy: String) -> Self {
+        Self {
+            store,
+            publisher,
+            default_strategy,
+        }
     }
 
     async fn publish(&self) -> Result<(), Status> {
@@ -231,6 +237,7 @@ impl RegistryService for RegistryApi {
         req: Request<pb::CreateStrategyRequest>,
     ) -> Result<Response<pb::Strategy>, Status> {
         let spec = strategy_in(req.into_inner().strategy)?;
+        references::strategy_scope_allowed(&self.store, &spec).await?;
         let (stored, _) = self.store.create(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(strategy_out(stored)))
@@ -254,6 +261,7 @@ impl RegistryService for RegistryApi {
         req: Request<pb::UpdateStrategyRequest>,
     ) -> Result<Response<pb::Strategy>, Status> {
         let spec = strategy_in(req.into_inner().strategy)?;
+        references::strategy_scope_allowed(&self.store, &spec).await?;
         let (stored, _) = self.store.update(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(strategy_out(stored)))
@@ -264,13 +272,12 @@ impl RegistryService for RegistryApi {
         req: Request<pb::DeleteStrategyRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = key_part(req.into_inner().name, "name")?;
+        references::strategy_deletable(&self.store, &self.default_strategy, &name).await?;
         let revision = self
             .store
             .delete::<StrategySpec>(vec![name])
             .await
             .map_err(store_status)?;
-        // Deleting the default strategy makes the registry unpublishable; report
-        // it instead of leaving data planes silently on an old snapshot.
         self.publish().await?;
         Ok(Response::new(pb::DeleteResponse { revision }))
     }
@@ -294,6 +301,7 @@ impl RegistryService for RegistryApi {
         req: Request<pb::CreateWorkspaceRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
         let spec = workspace_in(req.into_inner().workspace)?;
+        references::workspace_default_usable(&self.store, &spec).await?;
         let (stored, _) = self.store.create(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(workspace_out(stored)))
@@ -317,6 +325,7 @@ impl RegistryService for RegistryApi {
         req: Request<pb::UpdateWorkspaceRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
         let spec = workspace_in(req.into_inner().workspace)?;
+        references::workspace_default_usable(&self.store, &spec).await?;
         let (stored, _) = self.store.update(spec).await.map_err(store_status)?;
         self.publish().await?;
         Ok(Response::new(workspace_out(stored)))
