@@ -98,6 +98,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             region: "local".into(),
             max_attempts: 3,
             fallback_chain: 3,
+            retries_per_target: 1,
             max_body_bytes: 4 << 20,
             trace_spool: 100_000,
         },

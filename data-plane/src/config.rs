@@ -35,6 +35,10 @@ pub struct DataPlaneArgs {
     /// Most provider attempts per request, across the fallback chain.
     #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: usize,
+    /// Retries of one target within a request after a transient failure (429, 5xx,
+    /// timeout), with back-off and jitter, before moving down the chain.
+    #[arg(long, env = "SWITCHYARD_RETRIES_PER_TARGET", default_value_t = 1)]
+    pub retries_per_target: usize,
     /// Targets in each request's fallback chain (the primary and its backups).
     #[arg(long, env = "SWITCHYARD_FALLBACK_CHAIN", default_value_t = 3)]
     pub fallback_chain: usize,
@@ -54,6 +58,7 @@ pub struct DataPlaneConfig {
     pub node_id: String,
     pub region: String,
     pub max_attempts: usize,
+    pub retries_per_target: usize,
     pub fallback_chain: usize,
     pub max_body_bytes: usize,
     pub trace_spool: usize,
@@ -67,6 +72,8 @@ pub enum ConfigError {
     MaxAttempts,
     #[error("--fallback-chain: must be between 1 and 10")]
     FallbackChain,
+    #[error("--retries-per-target: must be at most 5")]
+    RetriesPerTarget,
     #[error("--max-body-bytes: must be between 1 KiB and 64 MiB")]
     MaxBodyBytes,
     #[error("--trace-spool: must be at least 1000")]
@@ -88,6 +95,9 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         if !(1..=10).contains(&args.fallback_chain) {
             return Err(ConfigError::FallbackChain);
         }
+        if args.retries_per_target > 5 {
+            return Err(ConfigError::RetriesPerTarget);
+        }
         if !(1024..=64 << 20).contains(&args.max_body_bytes) {
             return Err(ConfigError::MaxBodyBytes);
         }
@@ -105,6 +115,7 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             region: args.region,
             max_attempts: args.max_attempts,
             fallback_chain: args.fallback_chain,
+            retries_per_target: args.retries_per_target,
             max_body_bytes: args.max_body_bytes,
             trace_spool: args.trace_spool,
         })

@@ -14,6 +14,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub target: String,
     /// "ok" or an error class.
@@ -24,6 +29,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<OutcomeLabels, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
+    pub retries: Family<TargetLabels, Counter>,
+    pub retries_denied: Family<TargetLabels, Counter>,
     pub request_duration: Histogram,
     pub time_to_first_token: Histogram,
     pub snapshot_version: Gauge,
@@ -42,6 +49,18 @@ impl Metrics {
             "attempts",
             "Provider attempts by target and result",
             attempts.clone(),
+        );
+        let retries = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Retries of the same target after a transient failure",
+            retries.clone(),
+        );
+        let retries_denied = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "retries_denied",
+            "Retries skipped because the target's retry budget was spent",
+            retries_denied.clone(),
         );
         let request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         registry.register_with_unit(
@@ -85,6 +104,8 @@ impl Metrics {
             registry,
             requests,
             attempts,
+            retries,
+            retries_denied,
             request_duration,
             time_to_first_token,
             snapshot_version,

@@ -83,6 +83,7 @@ pub async fn start(
         metrics.clone(),
         EngineConfig {
             max_attempts: config.max_attempts,
+            retries_per_target: config.retries_per_target,
             node_id: config.node_id.clone(),
         },
     ));

@@ -202,7 +202,8 @@ async fn a_503_from_the_primary_falls_back_and_the_trace_shows_both_attempts() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-switchyard-attempts"], "2");
+    // The primary, its one retry after a back-off, then the backup.
+    assert_eq!(response.headers()["x-switchyard-attempts"], "3");
     let trace_id = response.headers()["x-switchyard-trace-id"]
         .to_str()
         .unwrap()
@@ -212,19 +213,21 @@ async fn a_503_from_the_primary_falls_back_and_the_trace_shows_both_attempts() {
         body["choices"][0]["message"]["content"],
         "served by the backup"
     );
-    assert_eq!(primary.request_count(), 1);
+    assert_eq!(primary.request_count(), 2);
 
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.strategy, "cost");
-    assert_eq!(trace.attempts.len(), 2);
-    let (first, second) = (&trace.attempts[0], &trace.attempts[1]);
-    assert_eq!(first.target_id, "primary/mock-model");
-    assert!(!first.success);
-    assert_eq!(first.http_status, 503);
-    assert_eq!(first.error_class, i32::from(pb::ErrorClass::Transient));
-    assert_eq!(first.error_message, "overloaded");
-    assert_eq!(second.target_id, "backup/mock-model");
-    assert!(second.success);
+    assert_eq!(trace.attempts.len(), 3);
+    for failed in &trace.attempts[..2] {
+        assert_eq!(failed.target_id, "primary/mock-model");
+        assert!(!failed.success);
+        assert_eq!(failed.http_status, 503);
+        assert_eq!(failed.error_class, i32::from(pb::ErrorClass::Transient));
+        assert_eq!(failed.error_message, "overloaded");
+    }
+    let served = &trace.attempts[2];
+    assert_eq!(served.target_id, "backup/mock-model");
+    assert!(served.success);
     assert_eq!(trace.final_target, "backup/mock-model");
     assert_eq!(trace.outcome, i32::from(pb::Outcome::Success));
 }

@@ -5,15 +5,18 @@
 //! Each request runs in its own task that talks to the edge over a channel; a
 //! closed channel means the client left, and the task cancels the upstream call.
 
+mod retry;
 mod trace;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use switchyard_proto::v1 as pb;
 use tokio::sync::mpsc;
 
-use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels};
+use crate::backoff::Backoff;
+use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels};
 use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
 use crate::reporter::TraceReporter;
 use crate::request::ChatRequest;
@@ -26,6 +29,8 @@ use trace::TraceBuilder;
 pub struct EngineConfig {
     /// Most attempts one request may make, across all targets.
     pub max_attempts: usize,
+    /// Most retries of one target within one request, before moving on.
+    pub retries_per_target: usize,
     pub node_id: String,
 }
 
@@ -78,6 +83,7 @@ pub struct Engine {
     reporter: TraceReporter,
     metrics: Arc<Metrics>,
     config: EngineConfig,
+    retries: retry::RetryBudget,
 }
 
 enum AttemptResult {
@@ -105,6 +111,7 @@ impl Engine {
             reporter,
             metrics,
             config,
+            retries: retry::RetryBudget::default(),
         }
     }
 
@@ -150,89 +157,151 @@ impl Engine {
             return;
         }
 
+        // The workload's timeout profile bounds the whole request, retries included.
+        let deadline = request.received.at + request.workload.timeout.duration();
+        let mut attempts_left = self.config.max_attempts;
         let mut last_error = None;
-        for candidate in plan.chain().take(self.config.max_attempts) {
+        'chain: for candidate in plan.chain() {
             let target = &snapshot.routing.targets[candidate.target];
             let Some(endpoint) = snapshot.endpoints.get(&target.spec.provider) else {
                 continue;
             };
-            trace.start_attempt(target);
-            let result = if request.stream {
-                self.stream_attempt(endpoint, &request, &target.spec.name, &mut trace, &tx)
-                    .await
-            } else {
-                self.complete_attempt(endpoint, &request, &target.spec.name, &tx)
-                    .await
-            };
-            meta.attempts = trace.attempts();
-            match result {
-                AttemptResult::Done {
-                    content,
-                    finish_reason,
-                    usage,
-                } => {
-                    self.count_attempt(&target.id, "ok");
-                    let usage = fill_usage(usage, &request, &content);
-                    meta.cost_usd = trace.attempt_succeeded(target, usage);
-                    meta.usage = usage;
-                    meta.target_id.clone_from(&target.id);
-                    meta.model.clone_from(&target.spec.name);
-                    if !request.stream {
-                        trace.first_token();
+            self.retries.earn(&target.id);
+            let mut backoff = Backoff::new(retry::BACKOFF_BASE, retry::BACKOFF_MAX);
+            let mut retries_left = self.config.retries_per_target;
+            loop {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if attempts_left == 0 || remaining.is_zero() {
+                    if remaining.is_zero() {
+                        last_error = Some(ProviderError::new(
+                            ErrorClass::Timeout,
+                            format!(
+                                "request deadline of {}s reached",
+                                request.workload.timeout.duration().as_secs()
+                            ),
+                        ));
                     }
-                    let record = trace.finish(pb::Outcome::Success, None);
-                    self.finish(record, &mut meta);
-                    let _ = tx
-                        .send(EngineEvent::Done {
-                            content,
-                            finish_reason,
-                            meta,
-                        })
-                        .await;
-                    return;
+                    break 'chain;
                 }
-                AttemptResult::Failed(error) => {
-                    self.count_attempt(&target.id, error.class.as_str());
-                    tracing::info!(request_id = %request.request_id, target = %target.id, class = error.class.as_str(), error = %error.message, "attempt failed");
-                    trace.attempt_failed(&error);
-                    let next = error.class.try_next_target();
-                    last_error = Some(error);
-                    if !next {
-                        break;
+                attempts_left -= 1;
+                trace.start_attempt(target);
+                let result = if request.stream {
+                    self.stream_attempt(
+                        endpoint,
+                        &request,
+                        &target.spec.name,
+                        remaining,
+                        &mut trace,
+                        &tx,
+                    )
+                    .await
+                } else {
+                    self.complete_attempt(endpoint, &request, &target.spec.name, remaining, &tx)
+                        .await
+                };
+                meta.attempts = trace.attempts();
+                match result {
+                    AttemptResult::Done {
+                        content,
+                        finish_reason,
+                        usage,
+                    } => {
+                        self.count_attempt(&target.id, "ok");
+                        let usage = fill_usage(usage, &request, &content);
+                        meta.cost_usd = trace.attempt_succeeded(target, usage);
+                        meta.usage = usage;
+                        meta.target_id.clone_from(&target.id);
+                        meta.model.clone_from(&target.spec.name);
+                        if !request.stream {
+                            trace.first_token();
+                        }
+                        let record = trace.finish(pb::Outcome::Success, None);
+                        self.finish(record, &mut meta);
+                        let _ = tx
+                            .send(EngineEvent::Done {
+                                content,
+                                finish_reason,
+                                meta,
+                            })
+                            .await;
+                        return;
                     }
-                }
-                AttemptResult::Partial(error) => {
-                    self.count_attempt(&target.id, error.class.as_str());
-                    trace.attempt_failed(&error);
-                    trace.partial_from(target);
-                    meta.target_id.clone_from(&target.id);
-                    let message = format!(
-                        "stream from {} failed mid-response: {}",
-                        target.id, error.message
-                    );
-                    let record =
-                        trace.finish(pb::Outcome::Partial, Some((Some(error.class), &message)));
-                    self.finish(record, &mut meta);
-                    let failure = Failure {
-                        kind: FailureKind::Upstream(error.class),
-                        message,
-                        partial: true,
-                    };
-                    let _ = tx.send(EngineEvent::Failed(failure)).await;
-                    return;
-                }
-                AttemptResult::Cancelled => {
-                    self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
-                    trace.attempt_failed(&ProviderError::new(
-                        ErrorClass::Cancelled,
-                        "client went away",
-                    ));
-                    let record = trace.finish(
-                        pb::Outcome::Cancelled,
-                        Some((Some(ErrorClass::Cancelled), "client went away")),
-                    );
-                    self.finish(record, &mut meta);
-                    return;
+                    AttemptResult::Failed(error) => {
+                        self.count_attempt(&target.id, error.class.as_str());
+                        tracing::info!(request_id = %request.request_id, target = %target.id, class = error.class.as_str(), error = %error.message, "attempt failed");
+                        trace.attempt_failed(&error);
+                        let class = error.class;
+                        // Retry-After wins over our own back-off; either must fit the deadline.
+                        let wait = error.retry_after.unwrap_or_else(|| backoff.next_delay());
+                        let fits = Instant::now() + wait < deadline;
+                        last_error = Some(error);
+                        if class.retry_same_target()
+                            && attempts_left > 0
+                            && retries_left > 0
+                            && fits
+                        {
+                            retries_left -= 1;
+                            if self.retries.try_spend(&target.id) {
+                                self.metrics
+                                    .retries
+                                    .get_or_create(&TargetLabels {
+                                        target: target.id.clone(),
+                                    })
+                                    .inc();
+                                tokio::select! {
+                                    () = tx.closed() => {
+                                        let record = trace.finish(pb::Outcome::Cancelled, Some((Some(ErrorClass::Cancelled), "client went away")));
+                                        self.finish(record, &mut meta);
+                                        return;
+                                    }
+                                    () = tokio::time::sleep(wait) => continue,
+                                }
+                            }
+                            self.metrics
+                                .retries_denied
+                                .get_or_create(&TargetLabels {
+                                    target: target.id.clone(),
+                                })
+                                .inc();
+                        }
+                        if !class.try_next_target() {
+                            break 'chain;
+                        }
+                        continue 'chain;
+                    }
+                    AttemptResult::Partial(error) => {
+                        self.count_attempt(&target.id, error.class.as_str());
+                        trace.attempt_failed(&error);
+                        trace.partial_from(target);
+                        meta.target_id.clone_from(&target.id);
+                        let message = format!(
+                            "stream from {} failed mid-response: {}",
+                            target.id, error.message
+                        );
+                        let record =
+                            trace.finish(pb::Outcome::Partial, Some((Some(error.class), &message)));
+                        self.finish(record, &mut meta);
+                        let failure = Failure {
+                            kind: FailureKind::Upstream(error.class),
+                            message,
+                            partial: true,
+                        };
+                        let _ = tx.send(EngineEvent::Failed(failure)).await;
+                        return;
+                    }
+                    AttemptResult::Cancelled => {
+                        self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
+                        trace.attempt_failed(&ProviderError::new(
+                            ErrorClass::Cancelled,
+                            "client went away",
+                        ));
+                        let record = trace.finish(
+                            pb::Outcome::Cancelled,
+                            Some((Some(ErrorClass::Cancelled), "client went away")),
+                        );
+                        self.finish(record, &mut meta);
+                        return;
+                    }
                 }
             }
         }
@@ -260,11 +329,12 @@ impl Engine {
         endpoint: &crate::providers::Endpoint,
         request: &ChatRequest,
         model: &str,
+        timeout: Duration,
         tx: &mpsc::Sender<EngineEvent>,
     ) -> AttemptResult {
         tokio::select! {
             () = tx.closed() => AttemptResult::Cancelled,
-            result = endpoint.complete(&self.client, request, model, request.workload.timeout.duration()) => match result {
+            result = endpoint.complete(&self.client, request, model, timeout) => match result {
                 Ok(c) => AttemptResult::Done {
                     content: c.content,
                     finish_reason: c.finish_reason,
@@ -280,12 +350,13 @@ impl Engine {
         endpoint: &crate::providers::Endpoint,
         request: &ChatRequest,
         model: &str,
+        timeout: Duration,
         trace: &mut TraceBuilder,
         tx: &mpsc::Sender<EngineEvent>,
     ) -> AttemptResult {
         let opened = tokio::select! {
             () = tx.closed() => return AttemptResult::Cancelled,
-            opened = endpoint.stream(&self.client, request, model, request.workload.timeout.duration()) => opened,
+            opened = endpoint.stream(&self.client, request, model, timeout) => opened,
         };
         let mut events = match opened {
             Ok(events) => events,

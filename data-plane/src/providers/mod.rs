@@ -42,6 +42,11 @@ impl ErrorClass {
         }
     }
 
+    /// Whether the same target is worth another try after a back-off.
+    pub fn retry_same_target(self) -> bool {
+        matches!(self, Self::Transient | Self::RateLimited | Self::Timeout)
+    }
+
     /// Whether another target may succeed where this one failed.
     pub fn try_next_target(self) -> bool {
         !matches!(self, Self::Content | Self::Cancelled)
@@ -87,13 +92,37 @@ pub struct ProviderError {
     /// HTTP status from the provider; 0 when there was none.
     pub http_status: u16,
     pub message: String,
+    /// How long the provider asked us to wait before trying again (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+/// Longest `Retry-After` honoured; a provider asking for more is moved past.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A `Retry-After` header in delta-seconds (the form providers send), bounded.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
 }
 
 impl ProviderError {
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
             class,
             http_status: 0,
+            retry_after: None,
             message: message.into(),
         }
     }

@@ -91,9 +91,10 @@ impl OpenAiEndpoint {
                 .await
                 .map_err(transport_error)?;
             let status = response.status();
+            let retry_after = super::retry_after(response.headers());
             let body = read_limited(response).await?;
             if !status.is_success() {
-                return Err(status_error(status.as_u16(), &body));
+                return Err(status_error(status.as_u16(), &body).with_retry_after(retry_after));
             }
             parse_completion(&body)
         };
@@ -124,8 +125,9 @@ impl OpenAiEndpoint {
             .map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = super::retry_after(response.headers());
             let body = read_limited(response).await?;
-            return Err(status_error(status.as_u16(), &body));
+            return Err(status_error(status.as_u16(), &body).with_retry_after(retry_after));
         }
         Ok(Box::pin(sse_events(
             Box::pin(response.bytes_stream()),
@@ -183,6 +185,7 @@ fn status_error(status: u16, body: &[u8]) -> ProviderError {
     ProviderError {
         class: ErrorClass::from_status(status),
         http_status: status,
+        retry_after: None,
         message: truncate(message),
     }
 }

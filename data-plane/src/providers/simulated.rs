@@ -94,6 +94,7 @@ impl SimulatedEndpoint {
         ProviderError {
             class: ErrorClass::Transient,
             http_status: 503,
+            retry_after: None,
             message: "simulated provider failure".into(),
         }
     }

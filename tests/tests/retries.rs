@@ -1,0 +1,171 @@
+//! Transient failures are retried on the same target with back-off, honouring
+//! Retry-After, before the chain moves on; other error classes take their own
+//! documented paths.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{ControlPlane, DataPlane, http_client, registry_yaml};
+use switchyard_proto::v1 as pb;
+use switchyard_testkit::{Behavior, MockProvider};
+
+fn chat() -> Value {
+    json!({"model": "mock-model", "messages": [{"role": "user", "content": "hello"}]})
+}
+
+fn millis(ts: &Option<prost_types::Timestamp>) -> i64 {
+    let ts = ts.as_ref().unwrap();
+    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+}
+
+async fn send(dp: &DataPlane) -> (u16, String, Value) {
+    let response = http_client()
+        .post(dp.chat_url())
+        .json(&chat())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (status, trace_id, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_on_the_same_target() {
+    let mock = MockProvider::start().await.unwrap();
+    mock.push(Behavior::Status {
+        status: 503,
+        message: "busy".into(),
+        retry_after_secs: None,
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+
+    let (status, trace_id, _) = send(&dp).await;
+    assert_eq!(status, 200);
+    assert_eq!(mock.request_count(), 2);
+    let trace = cp.wait_for_trace(&trace_id).await;
+    let targets: Vec<(&str, bool)> = trace
+        .attempts
+        .iter()
+        .map(|a| (a.target_id.as_str(), a.success))
+        .collect();
+    assert_eq!(
+        targets,
+        [("alpha/mock-model", false), ("alpha/mock-model", true)]
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_before_the_retry() {
+    let mock = MockProvider::start().await.unwrap();
+    mock.push(Behavior::Status {
+        status: 429,
+        message: "slow down".into(),
+        retry_after_secs: Some(1),
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+
+    let (status, trace_id, _) = send(&dp).await;
+    assert_eq!(status, 200);
+    let trace = cp.wait_for_trace(&trace_id).await;
+    assert_eq!(trace.attempts.len(), 2);
+    assert_eq!(
+        trace.attempts[0].error_class,
+        i32::from(pb::ErrorClass::RateLimited)
+    );
+    let gap = millis(&trace.attempts[1].started_at) - millis(&trace.attempts[0].started_at);
+    assert!(
+        gap >= 1000,
+        "the retry came {gap} ms after the 429 that asked for 1 s"
+    );
+}
+
+#[tokio::test]
+async fn auth_and_content_errors_are_not_retried() {
+    let primary = MockProvider::start().await.unwrap();
+    let backup = MockProvider::start().await.unwrap();
+    let cp = ControlPlane::start(&registry_yaml(&[
+        ("primary", &primary.base_url()),
+        ("backup", &backup.base_url()),
+    ]))
+    .await
+    .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+
+    // 401: not retried on that provider; the backup serves.
+    primary.push(Behavior::Status {
+        status: 401,
+        message: "bad key".into(),
+        retry_after_secs: None,
+    });
+    let (status, trace_id, _) = send(&dp).await;
+    assert_eq!(status, 200);
+    let trace = cp.wait_for_trace(&trace_id).await;
+    assert_eq!(trace.attempts.len(), 2);
+    assert_eq!(
+        trace.attempts[0].error_class,
+        i32::from(pb::ErrorClass::Auth)
+    );
+    assert_eq!(trace.attempts[1].target_id, "backup/mock-model");
+
+    // 400: the request itself is at fault; nobody else is asked.
+    primary.push(Behavior::Status {
+        status: 400,
+        message: "messages[0] is weird".into(),
+        retry_after_secs: None,
+    });
+    let backup_before = backup.request_count();
+    let (status, trace_id, body) = send(&dp).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0] is weird"),
+        "{body}"
+    );
+    assert_eq!(backup.request_count(), backup_before);
+    let trace = cp.wait_for_trace(&trace_id).await;
+    assert_eq!(trace.attempts.len(), 1);
+    assert_eq!(trace.error_class, i32::from(pb::ErrorClass::Content));
+}
+
+#[tokio::test]
+async fn a_refused_connection_moves_to_the_next_target_at_once() {
+    let backup = MockProvider::start().await.unwrap();
+    // Nothing listens on port 9 of loopback: connection refused.
+    let cp = ControlPlane::start(&registry_yaml(&[
+        ("down", "http://127.0.0.1:9/v1"),
+        ("backup", &backup.base_url()),
+    ]))
+    .await
+    .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let (status, trace_id, _) = send(&dp).await;
+    assert_eq!(status, 200);
+    let trace = cp.wait_for_trace(&trace_id).await;
+    let classes: Vec<i32> = trace.attempts.iter().map(|a| a.error_class).collect();
+    assert_eq!(
+        classes,
+        [
+            i32::from(pb::ErrorClass::ProviderDown),
+            i32::from(pb::ErrorClass::Unspecified)
+        ]
+    );
+}
