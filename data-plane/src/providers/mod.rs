@@ -1,6 +1,9 @@
 //! Provider adapters: each turns a [`ChatRequest`] into a call to one provider and
 //! normalises the answer, so the engine never sees a provider's dialect.
 
+mod anthropic;
+pub mod ndjson;
+mod ollama;
 mod openai;
 mod simulated;
 pub mod sse;
@@ -160,6 +163,8 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderErr
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     OpenAi(openai::OpenAiEndpoint),
+    Anthropic(anthropic::AnthropicEndpoint),
+    Ollama(ollama::OllamaEndpoint),
     Simulated(simulated::SimulatedEndpoint),
     /// Known to the registry but not callable here; the reason is shown in routing explanations.
     Unavailable(String),
@@ -171,11 +176,22 @@ impl Endpoint {
             Ok(key) => key,
             Err(reason) => return Self::Unavailable(reason),
         };
+        let headers = || spec.headers.clone().into_iter().collect::<BTreeMap<_, _>>();
         match spec.kind {
             ProviderKind::Openai => Self::OpenAi(openai::OpenAiEndpoint::new(
                 &spec.base_url,
                 api_key,
-                spec.headers.clone().into_iter().collect::<BTreeMap<_, _>>(),
+                headers(),
+            )),
+            ProviderKind::Anthropic => Self::Anthropic(anthropic::AnthropicEndpoint::new(
+                &spec.base_url,
+                api_key,
+                headers(),
+            )),
+            ProviderKind::Ollama => Self::Ollama(ollama::OllamaEndpoint::new(
+                &spec.base_url,
+                api_key,
+                headers(),
             )),
             ProviderKind::Simulated => {
                 let params: SimulatedParams = spec.simulated.clone().unwrap_or(SimulatedParams {
@@ -187,10 +203,6 @@ impl Endpoint {
                 });
                 Self::Simulated(simulated::SimulatedEndpoint::new(params))
             }
-            ProviderKind::Anthropic | ProviderKind::Ollama => Self::Unavailable(format!(
-                "no {} adapter on this data plane",
-                spec.kind.as_str()
-            )),
         }
     }
 
@@ -218,6 +230,8 @@ impl Endpoint {
     ) -> Result<Completion, ProviderError> {
         match self {
             Self::OpenAi(e) => e.complete(client, request, model, timeout).await,
+            Self::Anthropic(e) => e.complete(client, request, model, timeout).await,
+            Self::Ollama(e) => e.complete(client, request, model, timeout).await,
             Self::Simulated(e) => e.complete(request).await,
             Self::Unavailable(reason) => Err(ProviderError::new(
                 ErrorClass::Configuration,
@@ -237,6 +251,8 @@ impl Endpoint {
     ) -> Result<EventStream, ProviderError> {
         match self {
             Self::OpenAi(e) => e.stream(client, request, model, timeout).await,
+            Self::Anthropic(e) => e.stream(client, request, model, timeout).await,
+            Self::Ollama(e) => e.stream(client, request, model, timeout).await,
             Self::Simulated(e) => e.stream(request).await,
             Self::Unavailable(reason) => Err(ProviderError::new(
                 ErrorClass::Configuration,

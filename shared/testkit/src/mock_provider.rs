@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
+use axum::Router;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::serve::ListenerExt as _;
@@ -21,9 +22,7 @@ use crate::routes;
 /// task until dropped.
 #[derive(Debug)]
 pub struct MockProvider {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
+    server: Server,
 }
 
 /// One chat completion request as the mock provider received it.
@@ -61,6 +60,62 @@ impl ReceivedRequest {
 impl MockProvider {
     /// Binds 127.0.0.1:0 and serves in a background tokio task until dropped.
     pub async fn start() -> anyhow::Result<MockProvider> {
+        Ok(MockProvider {
+            server: Server::start(routes::router).await?,
+        })
+    }
+
+    /// The base URL an OpenAI client uses, e.g. `http://127.0.0.1:41234/v1`.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// The socket address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// Queues a behaviour: each chat request pops the next one; when the queue
+    /// is empty the default (initially [`Behavior::Ok`]) is used.
+    pub fn push(&self, b: Behavior) {
+        self.server.push(b);
+    }
+
+    /// Replaces the behaviour used when the queue is empty.
+    pub fn set_default(&self, b: Behavior) {
+        self.server.set_default(b);
+    }
+
+    /// Every chat request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.server.requests()
+    }
+
+    /// Number of chat requests received so far.
+    pub fn request_count(&self) -> usize {
+        self.server.request_count()
+    }
+
+    /// Number of streaming responses whose client went away before the
+    /// stream finished.
+    pub fn cancelled_streams(&self) -> usize {
+        self.server.cancelled_streams()
+    }
+}
+
+/// The server behind every mock: a listener on `127.0.0.1`, the state its
+/// handlers share with the test, and the shutdown signal sent on drop.
+#[derive(Debug)]
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Binds 127.0.0.1:0 and serves the routes `router` builds in a
+    /// background tokio task until dropped.
+    pub(crate) async fn start(router: fn(Arc<Shared>) -> Router) -> anyhow::Result<Server> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("binding the mock provider")?;
@@ -68,7 +123,7 @@ impl MockProvider {
             .local_addr()
             .context("reading the mock provider address")?;
         let shared = Arc::new(Shared::new());
-        let app = routes::router(Arc::clone(&shared));
+        let app = router(Arc::clone(&shared));
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             // Like a real provider: small stream writes go out at once.
@@ -83,52 +138,40 @@ impl MockProvider {
             // failed requests instead.
             let _ = serve.await;
         });
-        Ok(MockProvider {
+        Ok(Server {
             addr,
             shared,
             shutdown: Some(shutdown),
         })
     }
 
-    /// The base URL an OpenAI client uses, e.g. `http://127.0.0.1:41234/v1`.
-    pub fn base_url(&self) -> String {
+    /// `http://{addr}/v1`.
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
-    /// The socket address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Queues a behaviour: each chat request pops the next one; when the queue
-    /// is empty the default (initially [`Behavior::Ok`]) is used.
-    pub fn push(&self, b: Behavior) {
+    pub(crate) fn push(&self, b: Behavior) {
         self.shared.state.send_modify(|s| s.queue.push_back(b));
     }
 
-    /// Replaces the behaviour used when the queue is empty.
-    pub fn set_default(&self, b: Behavior) {
+    pub(crate) fn set_default(&self, b: Behavior) {
         self.shared.state.send_modify(|s| s.default = b);
     }
 
-    /// Every chat request received so far, in arrival order.
-    pub fn requests(&self) -> Vec<ReceivedRequest> {
+    pub(crate) fn requests(&self) -> Vec<ReceivedRequest> {
         self.shared.state.borrow().requests.clone()
     }
 
-    /// Number of chat requests received so far.
-    pub fn request_count(&self) -> usize {
+    pub(crate) fn request_count(&self) -> usize {
         self.shared.state.borrow().requests.len()
     }
 
-    /// Number of streaming responses whose client went away before the
-    /// stream finished.
-    pub fn cancelled_streams(&self) -> usize {
+    pub(crate) fn cancelled_streams(&self) -> usize {
         self.shared.cancelled.load(Ordering::SeqCst)
     }
 }
 
-impl Drop for MockProvider {
+impl Drop for Server {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             // The server task may already be gone; nothing to do then.

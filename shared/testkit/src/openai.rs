@@ -169,17 +169,23 @@ fn prompt_tokens(request: &Value) -> u64 {
         .into_iter()
         .flatten()
         .filter_map(|m| m.get("content"))
-        .map(|content| match content {
-            Value::String(s) => word_count(s),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .map(word_count)
-                .sum(),
-            _ => 0,
-        })
+        .map(content_words)
         .sum();
     words.max(1)
+}
+
+/// Words of a message content: a string, or an array of parts whose `text`
+/// counts.
+pub(crate) fn content_words(content: &Value) -> u64 {
+    match content {
+        Value::String(s) => word_count(s),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .map(word_count)
+            .sum(),
+        _ => 0,
+    }
 }
 
 fn unix_now() -> u64 {

@@ -35,13 +35,8 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = match serde_json::from_slice::<Value>(&body) {
-        Ok(request) if request.is_object() => request,
-        _ => {
-            let raw = Value::String(String::from_utf8_lossy(&body).into_owned());
-            shared.record(ReceivedRequest::new(raw, &headers));
-            return error_response(400, "request body is not a JSON object", None);
-        }
+    let Some(request) = json_object(&shared, &headers, &body) else {
+        return error_response(400, "request body is not a JSON object", None);
     };
     let (seq, behavior) = shared.accept(ReceivedRequest::new(request.clone(), &headers));
     let reply = Reply::for_request(&request, seq);
@@ -65,25 +60,19 @@ struct Responder {
 }
 
 impl Responder {
-    async fn respond(&self, mut behavior: Behavior) -> Response {
-        // Delays can nest; sleep through each before answering with the rest.
-        loop {
-            return match behavior {
-                Behavior::Delay { delay, then } => {
-                    tokio::time::sleep(delay).await;
-                    behavior = *then;
-                    continue;
-                }
-                Behavior::Reply { text } => self.text(&text),
-                Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
-                Behavior::Status {
-                    status,
-                    message,
-                    retry_after_secs,
-                } => error_response(status, &message, retry_after_secs),
-                Behavior::Garbage => self.garbage(),
-                Behavior::DropStreamAfter { chunks } => self.drop_after(chunks),
-            };
+    async fn respond(&self, behavior: Behavior) -> Response {
+        match settle(behavior).await {
+            Behavior::Reply { text } => self.text(&text),
+            Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
+            Behavior::Status {
+                status,
+                message,
+                retry_after_secs,
+            } => error_response(status, &message, retry_after_secs),
+            Behavior::Garbage => self.garbage(),
+            Behavior::DropStreamAfter { chunks } => self.drop_after(chunks),
+            // `settle` never returns a delay.
+            Behavior::Delay { .. } => error_response(500, "unexpected delay", None),
         }
     }
 
@@ -132,20 +121,60 @@ impl Responder {
     }
 
     fn sse(&self, frames: Vec<Frame>) -> Response {
-        let mut response = with_content_type(
-            sse::body(frames, Arc::clone(&self.cancelled)),
-            "text/event-stream",
-        );
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
+        sse_response(frames, &self.cancelled)
     }
 }
 
+/// Parses a request body that must be a JSON object. Anything else is
+/// recorded as a string, consumes no behaviour, and gives None.
+pub(crate) fn json_object(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Option<Value> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(request) if request.is_object() => Some(request),
+        _ => {
+            let raw = Value::String(String::from_utf8_lossy(body).into_owned());
+            shared.record(ReceivedRequest::new(raw, headers));
+            None
+        }
+    }
+}
+
+/// Sleeps through [`Behavior::Delay`]s, which can nest, and returns the
+/// behaviour to answer with; never a delay.
+pub(crate) async fn settle(mut behavior: Behavior) -> Behavior {
+    while let Behavior::Delay { delay, then } = behavior {
+        tokio::time::sleep(delay).await;
+        behavior = *then;
+    }
+    behavior
+}
+
+/// A `text/event-stream` response streaming `frames`.
+pub(crate) fn sse_response(frames: Vec<Frame>, cancelled: &Arc<AtomicUsize>) -> Response {
+    let mut response = with_content_type(
+        sse::body(frames, Arc::clone(cancelled)),
+        "text/event-stream",
+    );
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 fn error_response(status: u16, message: &str, retry_after_secs: Option<u64>) -> Response {
+    status_response(status, retry_after_secs, |code| {
+        openai::error_body(code, message)
+    })
+}
+
+/// `status` (500 when it is not a valid HTTP code) with the JSON error body
+/// `body` builds for the final code, plus `Retry-After` when set.
+pub(crate) fn status_response(
+    status: u16,
+    retry_after_secs: Option<u64>,
+    body: impl FnOnce(u16) -> Value,
+) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = json_response(code, openai::error_body(code.as_u16(), message).to_string());
+    let mut response = json_response(code, body(code.as_u16()).to_string());
     if let Some(secs) = retry_after_secs {
         response
             .headers_mut()
@@ -154,13 +183,13 @@ fn error_response(status: u16, message: &str, retry_after_secs: Option<u64>) -> 
     response
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut response = with_content_type(Body::from(body), "application/json");
     *response.status_mut() = status;
     response
 }
 
-fn with_content_type(body: Body, content_type: &'static str) -> Response {
+pub(crate) fn with_content_type(body: Body, content_type: &'static str) -> Response {
     (
         [(CONTENT_TYPE, HeaderValue::from_static(content_type))],
         body,

@@ -19,6 +19,10 @@ pub(crate) const EVENT_GAP: Duration = Duration::from_millis(5);
 pub(crate) enum Frame {
     /// Sent as `data: {payload}\n\n`.
     Event(String),
+    /// Sent as `event: {event}\ndata: {data}\n\n`.
+    Named { event: &'static str, data: String },
+    /// Sent as `{line}\n`: one line of a newline-delimited JSON stream.
+    Line(String),
     /// Fail the body, which makes the server drop the connection instead of
     /// ending the response cleanly.
     Abort,
@@ -42,6 +46,10 @@ pub(crate) fn body(frames: Vec<Frame>, cancelled: Arc<AtomicUsize>) -> Body {
         guard.finished = frames.is_empty() || matches!(frame, Frame::Abort);
         let item = match frame {
             Frame::Event(payload) => Ok(Bytes::from(format!("data: {payload}\n\n"))),
+            Frame::Named { event, data } => {
+                Ok(Bytes::from(format!("event: {event}\ndata: {data}\n\n")))
+            }
+            Frame::Line(line) => Ok(Bytes::from(format!("{line}\n"))),
             Frame::Abort => Err(dropped()),
         };
         Some((item, (frames, guard, false)))
