@@ -13,14 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::http::{self, truncate};
 use super::ndjson::NdjsonDecoder;
 use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
 use crate::request::ChatRequest;
-
-/// Largest non-streamed response body read from a provider.
-const MAX_RESPONSE_BYTES: usize = 16 << 20;
-/// Longest provider error message passed on to clients and traces.
-const MAX_ERROR_MESSAGE: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct OllamaEndpoint {
@@ -79,20 +75,13 @@ impl OllamaEndpoint {
         model: &str,
         timeout: Duration,
     ) -> Result<Completion, ProviderError> {
-        let builder = self.request(client, request, model, false)?;
-        let call = async {
-            let response = builder.send().await.map_err(transport_error)?;
-            let status = response.status();
-            let retry_after = super::retry_after(response.headers());
-            let body = read_limited(response).await?;
-            if !status.is_success() {
-                return Err(status_error(status.as_u16(), &body).with_retry_after(retry_after));
-            }
-            parse_completion(&body)
-        };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| timed_out(timeout))?
+        let body = http::call(
+            self.request(client, request, model, false)?,
+            timeout,
+            status_error,
+        )
+        .await?;
+        parse_completion(&body)
     }
 
     pub async fn stream(
@@ -102,29 +91,17 @@ impl OllamaEndpoint {
         model: &str,
         timeout: Duration,
     ) -> Result<EventStream, ProviderError> {
-        let send = self.request(client, request, model, true)?.send();
-        let response = tokio::time::timeout(timeout, send)
-            .await
-            .map_err(|_| timed_out(timeout))?
-            .map_err(transport_error)?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = super::retry_after(response.headers());
-            let body = read_limited(response).await?;
-            return Err(status_error(status.as_u16(), &body).with_retry_after(retry_after));
-        }
+        let response = http::open(
+            self.request(client, request, model, true)?,
+            timeout,
+            status_error,
+        )
+        .await?;
         Ok(Box::pin(ndjson_events(
             Box::pin(response.bytes_stream()),
             timeout,
         )))
     }
-}
-
-fn timed_out(timeout: Duration) -> ProviderError {
-    ProviderError::new(
-        ErrorClass::Timeout,
-        format!("no response within {}s", timeout.as_secs()),
-    )
 }
 
 /// A request this provider cannot express; another target may still serve it.
@@ -303,37 +280,6 @@ fn tool_call(call: &Value) -> Result<Value, ProviderError> {
     Ok(json!({ "function": { "name": name, "arguments": arguments } }))
 }
 
-fn transport_error(e: reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::new(ErrorClass::Timeout, "provider timed out")
-    } else if e.is_connect() {
-        ProviderError::new(ErrorClass::ProviderDown, "cannot connect to provider")
-    } else if e.is_decode() || e.is_body() {
-        ProviderError::new(
-            ErrorClass::Protocol,
-            "provider response was cut off or unreadable",
-        )
-    } else {
-        ProviderError::new(ErrorClass::ProviderDown, "request to provider failed")
-    }
-}
-
-async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(transport_error)?;
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ProviderError::new(
-                ErrorClass::Protocol,
-                "provider response too large",
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// The message of an error body: Ollama's `{"error":"..."}`, or the OpenAI
 /// shape `{"error":{"message":"..."}}` that proxies in front of it send.
 fn error_message(value: &Value) -> Option<String> {
@@ -354,18 +300,6 @@ fn status_error(status: u16, body: &[u8]) -> ProviderError {
     let mut error = ProviderError::new(ErrorClass::from_status(status), truncate(message));
     error.http_status = status;
     error
-}
-
-fn truncate(mut message: String) -> String {
-    if message.len() > MAX_ERROR_MESSAGE {
-        let mut cut = MAX_ERROR_MESSAGE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
 }
 
 /// One `/api/chat` answer: the whole reply, or one line of a stream.
@@ -738,7 +672,7 @@ mod tests {
         assert_eq!(e.message, "provider answered HTTP 502");
         let long = format!("{{\"error\":\"{}\"}}", "é".repeat(400));
         let e = status_error(500, long.as_bytes());
-        assert!(e.message.len() <= MAX_ERROR_MESSAGE + '…'.len_utf8());
+        assert!(e.message.len() <= http::MAX_ERROR_MESSAGE + '…'.len_utf8());
         assert!(e.message.ends_with('…'));
     }
 
