@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use switchyard_data_plane::breaker::Breakers;
 use switchyard_data_plane::request::{ChatRequest, Received};
 use switchyard_data_plane::scoring;
 use switchyard_data_plane::snapshot::LiveSnapshot;
@@ -133,7 +134,8 @@ fn scoring(c: &mut Criterion) {
     let mut group = c.benchmark_group("score_one_request");
     for n in [10, 100, 1_000] {
         let snapshot = snapshot(n);
-        let plan = scoring::plan(&snapshot, &request, 3).unwrap();
+        let breakers = Breakers::default();
+        let plan = scoring::plan(&snapshot, &request, 3, &breakers).unwrap();
         assert_eq!(plan.chain.len(), 3, "every size must yield a full chain");
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &snapshot, |b, snapshot| {
@@ -142,6 +144,7 @@ fn scoring(c: &mut Criterion) {
                     std::hint::black_box(snapshot),
                     std::hint::black_box(&request),
                     3,
+                    &breakers,
                 )
                 .unwrap()
             });

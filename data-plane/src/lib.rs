@@ -8,6 +8,7 @@
 //! planes meet only on the wire.
 
 mod backoff;
+pub mod breaker;
 pub mod config;
 mod edge;
 mod engine;

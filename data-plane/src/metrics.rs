@@ -31,6 +31,8 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub retries: Family<TargetLabels, Counter>,
     pub retries_denied: Family<TargetLabels, Counter>,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<TargetLabels, Gauge>,
     pub request_duration: Histogram,
     pub time_to_first_token: Histogram,
     pub snapshot_version: Gauge,
@@ -61,6 +63,12 @@ impl Metrics {
             "retries_denied",
             "Retries skipped because the target's retry budget was spent",
             retries_denied.clone(),
+        );
+        let breaker_state = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker per target on this node: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
         );
         let request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         registry.register_with_unit(
@@ -106,6 +114,7 @@ impl Metrics {
             attempts,
             retries,
             retries_denied,
+            breaker_state,
             request_duration,
             time_to_first_token,
             snapshot_version,

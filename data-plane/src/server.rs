@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Endpoint;
 
+use crate::breaker::Breakers;
 use crate::config::DataPlaneConfig;
 use crate::edge::{AppState, grpc::InferenceApi, http};
 use crate::engine::{Engine, EngineConfig};
@@ -77,10 +78,12 @@ pub async fn start(
     let snapshot = Arc::new(ArcSwapOption::empty());
     let (trace_reporter, report_loop) =
         reporter::reporter(control_plane.clone(), metrics.clone(), config.trace_spool);
+    let breakers = Arc::new(Breakers::default());
     let engine = Arc::new(Engine::new(
         client,
         trace_reporter,
         metrics.clone(),
+        breakers.clone(),
         EngineConfig {
             max_attempts: config.max_attempts,
             retries_per_target: config.retries_per_target,
@@ -93,6 +96,7 @@ pub async fn start(
         metrics: metrics.clone(),
         max_body_bytes: config.max_body_bytes,
         fallback_chain: config.fallback_chain,
+        breakers,
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;

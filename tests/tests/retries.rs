@@ -169,3 +169,65 @@ async fn a_refused_connection_moves_to_the_next_target_at_once() {
         ]
     );
 }
+
+#[tokio::test]
+async fn consecutive_failures_open_the_circuit_and_traffic_skips_the_target() {
+    let primary = MockProvider::start().await.unwrap();
+    let backup = MockProvider::start().await.unwrap();
+    primary.set_default(Behavior::Status {
+        status: 500,
+        message: "broken".into(),
+        retry_after_secs: None,
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[
+        ("primary", &primary.base_url()),
+        ("backup", &backup.base_url()),
+    ]))
+    .await
+    .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let cost_first = || {
+        http_client()
+            .post(dp.chat_url())
+            .header("x-switchyard-strategy", "cost")
+            .json(&chat())
+    };
+
+    // Each request tries the primary twice (one retry) before the backup serves.
+    for _ in 0..3 {
+        assert_eq!(cost_first().send().await.unwrap().status(), 200);
+    }
+    let tried = primary.request_count();
+    assert_eq!(tried, 5, "the fifth consecutive failure opens the circuit");
+
+    // Open: the primary is not called; the backup serves at the first attempt.
+    let response = cost_first()
+        .header("x-switchyard-explain", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let route = response.headers()["x-switchyard-route"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        route.contains("primary/mock-model: circuit open until"),
+        "{route}"
+    );
+    assert_eq!(primary.request_count(), tried);
+    let metrics = http_client()
+        .get(format!("{}/metrics", dp.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_dp_breaker_state{target=\"primary/mock-model\"} 2")),
+        "{metrics}"
+    );
+}

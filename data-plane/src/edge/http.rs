@@ -353,6 +353,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Breakers move from open to half-open with time alone: read them now.
+    let now = crate::request::Received::now().unix_ms;
+    for (target, circuit) in state.breakers.all(now) {
+        state
+            .metrics
+            .breaker_state
+            .get_or_create(&crate::metrics::TargetLabels { target })
+            .set(circuit.gauge());
+    }
     match switchyard_telemetry::encode_metrics(&state.metrics.registry) {
         Ok(text) => (
             [(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub use error::ApiError;
 
+use crate::breaker::Breakers;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
@@ -25,13 +26,15 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Targets in each request's fallback chain.
     pub fallback_chain: usize,
+    /// This node's circuit breakers, shared with the engine.
+    pub breakers: Arc<Breakers>,
 }
 
 impl AppState {
     /// Loads the snapshot once, so the whole request sees one version, and plans the route.
     pub fn route(&self, request: &ChatRequest) -> Result<(Arc<LiveSnapshot>, RoutePlan), ApiError> {
         let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;
-        let plan = scoring::plan(&snapshot, request, self.fallback_chain)?;
+        let plan = scoring::plan(&snapshot, request, self.fallback_chain, &self.breakers)?;
         Ok((snapshot, plan))
     }
 }

@@ -16,6 +16,7 @@ use switchyard_proto::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
+use crate::breaker::Breakers;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels};
 use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
 use crate::reporter::TraceReporter;
@@ -84,6 +85,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     config: EngineConfig,
     retries: retry::RetryBudget,
+    breakers: Arc<Breakers>,
 }
 
 enum AttemptResult {
@@ -104,6 +106,7 @@ impl Engine {
         client: reqwest::Client,
         reporter: TraceReporter,
         metrics: Arc<Metrics>,
+        breakers: Arc<Breakers>,
         config: EngineConfig,
     ) -> Self {
         Self {
@@ -112,6 +115,7 @@ impl Engine {
             metrics,
             config,
             retries: retry::RetryBudget::default(),
+            breakers,
         }
     }
 
@@ -184,6 +188,13 @@ impl Engine {
                     break 'chain;
                 }
                 attempts_left -= 1;
+                // A half-open breaker lets one probe through; an open one none.
+                if !self
+                    .breakers
+                    .admit(&target.id, request.received.unix_ms_at(Instant::now()))
+                {
+                    continue 'chain;
+                }
                 trace.start_attempt(target);
                 let result = if request.stream {
                     self.stream_attempt(
@@ -207,6 +218,7 @@ impl Engine {
                         usage,
                     } => {
                         self.count_attempt(&target.id, "ok");
+                        self.breakers.success(&target.id);
                         let usage = fill_usage(usage, &request, &content);
                         meta.cost_usd = trace.attempt_succeeded(target, usage);
                         meta.usage = usage;
@@ -228,6 +240,10 @@ impl Engine {
                     }
                     AttemptResult::Failed(error) => {
                         self.count_attempt(&target.id, error.class.as_str());
+                        if error.class.trips_breaker() {
+                            self.breakers
+                                .failure(&target.id, request.received.unix_ms_at(Instant::now()));
+                        }
                         tracing::info!(request_id = %request.request_id, target = %target.id, class = error.class.as_str(), error = %error.message, "attempt failed");
                         trace.attempt_failed(&error);
                         let class = error.class;
@@ -271,6 +287,8 @@ impl Engine {
                     }
                     AttemptResult::Partial(error) => {
                         self.count_attempt(&target.id, error.class.as_str());
+                        self.breakers
+                            .failure(&target.id, request.received.unix_ms_at(Instant::now()));
                         trace.attempt_failed(&error);
                         trace.partial_from(target);
                         meta.target_id.clone_from(&target.id);

@@ -46,6 +46,15 @@ impl ErrorClass {
         }
     }
 
+    /// Whether the failure says the target is unwell (and counts towards opening
+    /// its circuit breaker). Saturation, bad requests and clients leaving do not.
+    pub fn trips_breaker(self) -> bool {
+        matches!(
+            self,
+            Self::Transient | Self::Timeout | Self::ProviderDown | Self::Protocol | Self::Auth
+        )
+    }
+
     /// Whether the same target is worth another try after a back-off.
     pub fn retry_same_target(self) -> bool {
         matches!(self, Self::Transient | Self::RateLimited | Self::Timeout)

@@ -130,6 +130,8 @@ pub struct Context<'a> {
     pub workspace: &'a WorkspaceSpec,
     /// Fresh fleet telemetry of the target, if any.
     pub telemetry: Option<&'a TargetTelemetry>,
+    /// This node's breaker for the target lets one probe through: health is halved.
+    pub half_open: bool,
 }
 
 /// Blends a prior with an observation by the observation's confidence.
@@ -187,7 +189,7 @@ pub fn breakdown(target: &Target, cx: &Context<'_>) -> Breakdown {
 
     // Without telemetry a target is presumed healthy; with it, its recent error
     // rate counts as far as the evidence behind it goes.
-    let health = match cx.telemetry {
+    let mut health = match cx.telemetry {
         Some(t) => Dimension::new(
             t.error_rate,
             1.0 - t.error_rate * t.confidence,
@@ -195,6 +197,9 @@ pub fn breakdown(target: &Target, cx: &Context<'_>) -> Breakdown {
         ),
         None => Dimension::new(0.0, 1.0, Source::Prior),
     };
+    if cx.half_open {
+        health.score *= 0.5;
+    }
 
     let provider = &target.spec.provider;
     let fit = if workspace.preferred_providers.contains(provider) {

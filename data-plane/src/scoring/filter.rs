@@ -4,6 +4,7 @@ use std::fmt;
 
 use switchyard_domain::{Target, WorkspaceSpec};
 
+use crate::breaker;
 use crate::snapshot::LiveSnapshot;
 use crate::workload::WorkloadProfile;
 
@@ -20,6 +21,10 @@ pub enum Ineligibility {
     RegionNotAllowed {
         region: String,
         workspace: String,
+    },
+    /// This node's circuit breaker for the target is open until then (Unix ms).
+    CircuitOpen {
+        until_ms: i64,
     },
     /// The provider cannot be called from this node (no adapter, no credentials).
     Unavailable(String),
@@ -61,6 +66,7 @@ impl fmt::Display for Ineligibility {
                     "region {region} is not allowed for workspace {workspace}"
                 )
             }
+            Self::CircuitOpen { until_ms } => write!(f, "circuit open until {until_ms} (Unix ms)"),
             Self::Unavailable(reason) => f.write_str(reason),
         }
     }
@@ -72,7 +78,11 @@ pub fn check(
     target: &Target,
     workload: &WorkloadProfile,
     workspace: &WorkspaceSpec,
+    circuit: breaker::State,
 ) -> Option<Ineligibility> {
+    if let breaker::State::Open { until_ms } = circuit {
+        return Some(Ineligibility::CircuitOpen { until_ms });
+    }
     let spec = &target.spec;
     match snapshot.routing.providers.get(&spec.provider) {
         Some(provider) if !provider.enabled => {

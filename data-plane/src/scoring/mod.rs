@@ -14,6 +14,7 @@ pub use filter::Ineligibility;
 
 use switchyard_domain::WorkspaceSpec;
 
+use crate::breaker::{self, Breakers};
 use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
 use crate::snapshot::LiveSnapshot;
 
@@ -67,6 +68,7 @@ pub fn plan(
     snapshot: &LiveSnapshot,
     request: &ChatRequest,
     chain_length: usize,
+    breakers: &Breakers,
 ) -> Result<RoutePlan, RouteError> {
     let routing = &snapshot.routing;
     // The default workspace needs no registry entry; any other must exist.
@@ -98,7 +100,8 @@ pub fn plan(
             continue;
         }
         serving += 1;
-        if let Some(reason) = filter::check(snapshot, target, workload, workspace) {
+        let circuit = breakers.state(&target.id, now_ms);
+        if let Some(reason) = filter::check(snapshot, target, workload, workspace, circuit) {
             ineligible.push((target.id.clone(), reason));
             continue;
         }
@@ -107,6 +110,7 @@ pub fn plan(
             workload,
             workspace,
             telemetry: routing.telemetry.fresh(&target.id, now_ms),
+            half_open: circuit == breaker::State::HalfOpen,
         };
         let mut breakdown = dimensions::breakdown(target, &context);
         let score = breakdown.weigh(&strategy.weights);

@@ -12,6 +12,7 @@ use switchyard_domain::{
 
 use super::dimensions::Source;
 use super::*;
+use crate::breaker::Breakers;
 use crate::request::{test_request, test_workload};
 use crate::snapshot::LiveSnapshot;
 use crate::workload::WorkloadProfile;
@@ -127,7 +128,7 @@ fn every_filter_reason_is_kept_in_words() {
     workload.capabilities.vision = true;
     workload.capabilities.json_output = true;
     workload.capabilities.streaming = true;
-    let plan = plan(&snap, &chat(workload, None), 3).unwrap();
+    let plan = plan(&snap, &chat(workload, None), 3, &Breakers::default()).unwrap();
     assert!(plan.candidates.is_empty());
     let reasons: BTreeMap<String, String> = plan
         .ineligible
@@ -172,7 +173,13 @@ fn each_dimension_moves_its_own_way() {
             model("b", "smart", Tier::Frontier, 10.0, 100_000),
         ],
     );
-    let plan = plan(&snap, &chat(test_workload(1_000, 500), None), 2).unwrap();
+    let plan = plan(
+        &snap,
+        &chat(test_workload(1_000, 500), None),
+        2,
+        &Breakers::default(),
+    )
+    .unwrap();
     let by_id: BTreeMap<String, &ScoredCandidate> = plan
         .candidates
         .iter()
@@ -219,7 +226,13 @@ fn strategies_change_the_order_and_say_so() {
             model("b", "smart", Tier::Frontier, 10.0, 100_000),
         ],
     );
-    let by_cost = plan(&snap, &chat(test_workload(1_000, 500), Some("cost")), 2).unwrap();
+    let by_cost = plan(
+        &snap,
+        &chat(test_workload(1_000, 500), Some("cost")),
+        2,
+        &Breakers::default(),
+    )
+    .unwrap();
     assert_eq!(ids(&snap, &by_cost), ["a/cheap", "b/smart"]);
     assert!(
         by_cost.explanation.starts_with("chose a/cheap (cost, ")
@@ -241,7 +254,13 @@ fn strategies_change_the_order_and_say_so() {
         "{}",
         by_cost.explanation
     );
-    let by_quality = plan(&snap, &chat(test_workload(1_000, 500), Some("quality")), 2).unwrap();
+    let by_quality = plan(
+        &snap,
+        &chat(test_workload(1_000, 500), Some("quality")),
+        2,
+        &Breakers::default(),
+    )
+    .unwrap();
     assert_eq!(ids(&snap, &by_quality), ["b/smart", "a/cheap"]);
 }
 
@@ -260,7 +279,13 @@ fn simulated_providers_are_scored_on_their_configuration() {
         vec![sim],
         vec![model("sim", "m", Tier::Frontier, 1.0, 100_000)],
     );
-    let plan = plan(&snap, &chat(test_workload(100, 400), None), 1).unwrap();
+    let plan = plan(
+        &snap,
+        &chat(test_workload(100, 400), None),
+        1,
+        &Breakers::default(),
+    )
+    .unwrap();
     let speed = plan.candidates[0].breakdown.speed;
     assert_eq!(speed.source, Source::Simulated);
     assert!((speed.raw - 1_040.0).abs() < 1e-9);
@@ -274,12 +299,12 @@ fn unknown_model_and_strategy_are_errors() {
     );
     let request = test_request("nope", None, test_workload(10, 10));
     assert_eq!(
-        plan(&snap, &request, 3).unwrap_err(),
+        plan(&snap, &request, 3, &Breakers::default()).unwrap_err(),
         RouteError::UnknownModel("nope".into())
     );
     let request = test_request("m", Some("nope"), test_workload(10, 10));
     assert_eq!(
-        plan(&snap, &request, 3).unwrap_err(),
+        plan(&snap, &request, 3, &Breakers::default()).unwrap_err(),
         RouteError::UnknownStrategy("nope".into())
     );
 }
@@ -302,7 +327,13 @@ fn tools_and_a_100k_context_on_a_mixed_registry() {
     );
     let mut workload = test_workload(100_000, 1_000);
     workload.capabilities.tools = true;
-    let plan = plan(&snap, &chat(workload, Some("balanced")), 3).unwrap();
+    let plan = plan(
+        &snap,
+        &chat(workload, Some("balanced")),
+        3,
+        &Breakers::default(),
+    )
+    .unwrap();
     let chain = chain_ids(&snap, &plan);
     // Cheapest adequate first, then the best on another provider, then a new tier.
     assert_eq!(
@@ -365,7 +396,7 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
 
     let mut request = chat(test_workload(1_000, 100), None);
     request.workspace = "team".into();
-    let team = plan(&snap, &request, 3).unwrap();
+    let team = plan(&snap, &request, 3, &Breakers::default()).unwrap();
     assert_eq!(
         team.strategy, "team-cheap",
         "the workspace's default strategy applies"
@@ -395,20 +426,23 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
     // With fit weighed in, the preferred provider wins an otherwise equal race.
     request.strategy = Some("balanced".into());
     assert_eq!(
-        chain_ids(&snap, &plan(&snap, &request, 1).unwrap()),
+        chain_ids(
+            &snap,
+            &plan(&snap, &request, 1, &Breakers::default()).unwrap()
+        ),
         ["c/eu-other"]
     );
 
     // Another workspace cannot use the scoped strategy, and unknown workspaces are refused.
     let mut other = chat(test_workload(1_000, 100), Some("team-cheap"));
     assert_eq!(
-        plan(&snap, &other, 3).unwrap_err(),
+        plan(&snap, &other, 3, &Breakers::default()).unwrap_err(),
         RouteError::UnknownStrategy("team-cheap".into())
     );
     other.workspace = "nobody".into();
     other.strategy = None;
     assert_eq!(
-        plan(&snap, &other, 3).unwrap_err(),
+        plan(&snap, &other, 3, &Breakers::default()).unwrap_err(),
         RouteError::UnknownWorkspace("nobody".into())
     );
 }
@@ -457,7 +491,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
     };
 
     let fresh = with(telemetry(now - 1_000));
-    let p = plan(&fresh, &request, 2).unwrap();
+    let p = plan(&fresh, &request, 2, &Breakers::default()).unwrap();
     assert_eq!(ids(&fresh, &p), ["b/steady", "a/flaky"]);
     let b = &p.candidates[1].breakdown;
     assert_eq!(
@@ -474,9 +508,49 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
 
     // Past its staleness bound the data plane trusts only priors: a tie, broken by id.
     let stale = with(telemetry(now - 61_000));
-    let p = plan(&stale, &request, 2).unwrap();
+    let p = plan(&stale, &request, 2, &Breakers::default()).unwrap();
     assert_eq!(ids(&stale, &p), ["a/flaky", "b/steady"]);
     assert_eq!(p.candidates[0].breakdown.health.source, Source::Prior);
+}
+
+#[test]
+fn an_open_circuit_filters_and_a_half_open_one_halves_health() {
+    let snap = snapshot(
+        vec![provider("a"), provider("b")],
+        vec![
+            model("a", "m", Tier::Standard, 1.0, 100_000),
+            model("b", "m", Tier::Standard, 1.0, 100_000),
+        ],
+    );
+    let request = chat(test_workload(100, 100), None);
+    let now = request.received.unix_ms;
+    let breakers = Breakers::default();
+    for _ in 0..5 {
+        breakers.failure("a/m", now);
+    }
+    let p = plan(&snap, &request, 2, &breakers).unwrap();
+    assert_eq!(ids(&snap, &p), ["b/m"]);
+    assert!(matches!(
+        p.ineligible[0].1,
+        Ineligibility::CircuitOpen { .. }
+    ));
+    assert!(
+        p.explanation.contains("a/m: circuit open until"),
+        "{}",
+        p.explanation
+    );
+
+    // After the cool-down the breaker half-opens: eligible again, at half health.
+    let mut later = chat(test_workload(100, 100), None);
+    later.received.unix_ms = now + 5_000;
+    let p = plan(&snap, &later, 2, &breakers).unwrap();
+    let a = p
+        .candidates
+        .iter()
+        .find(|c| snap.routing.targets[c.target].id == "a/m")
+        .unwrap();
+    assert_eq!(a.breakdown.health.score, 0.5);
+    assert_eq!(ids(&snap, &p), ["b/m", "a/m"]);
 }
 
 // ---- properties ----------------------------------------------------------
@@ -547,8 +621,8 @@ proptest! {
     fn ranking_is_deterministic(targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000) {
         let snap = build(&targets);
         let request = tool_request(input, "balanced");
-        let a = plan(&snap, &request, 3).unwrap();
-        let b = plan(&snap, &request, 3).unwrap();
+        let a = plan(&snap, &request, 3, &Breakers::default()).unwrap();
+        let b = plan(&snap, &request, 3, &Breakers::default()).unwrap();
         prop_assert_eq!(ids(&snap, &a), ids(&snap, &b));
         prop_assert_eq!(chain_ids(&snap, &a), chain_ids(&snap, &b));
         prop_assert_eq!(a.explanation, b.explanation);
@@ -559,7 +633,7 @@ proptest! {
         targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000,
     ) {
         let snap = build(&targets);
-        let plan = plan(&snap, &tool_request(input, "balanced"), 3).unwrap();
+        let plan = plan(&snap, &tool_request(input, "balanced"), 3, &Breakers::default()).unwrap();
         let providers: Vec<&str> = plan.candidates.iter().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
         let chain: Vec<&str> = plan.chain().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
         if let Some(primary) = chain.first()
@@ -576,11 +650,11 @@ proptest! {
     ) {
         let before_snap = build(&targets);
         let request = tool_request(input, "balanced");
-        let before = plan(&before_snap, &request, 3).unwrap();
+        let before = plan(&before_snap, &request, 3, &Breakers::default()).unwrap();
         let mut more = targets.clone();
         more.push(Arb { provider: 0, family: 0, region: 0, tier: 2, price: 0.0, context: 1_000_000, tools: false });
         let after_snap = build(&more);
-        let after = plan(&after_snap, &request, 3).unwrap();
+        let after = plan(&after_snap, &request, 3, &Breakers::default()).unwrap();
         prop_assert_eq!(ids(&before_snap, &before), ids(&after_snap, &after));
         prop_assert_eq!(chain_ids(&before_snap, &before), chain_ids(&after_snap, &after));
         let scores = |p: &RoutePlan| p.candidates.iter().map(|c| c.score).collect::<Vec<_>>();
@@ -593,7 +667,7 @@ proptest! {
     ) {
         let snap = build(&targets);
         let request = tool_request(1_000, "balanced");
-        let base = plan(&snap, &request, 3).unwrap();
+        let base = plan(&snap, &request, 3, &Breakers::default()).unwrap();
         let Some(cheapest) = base.candidates.iter().min_by(|a, b| a.breakdown.cost.raw.total_cmp(&b.breakdown.cost.raw)) else {
             return Ok(());
         };
@@ -605,7 +679,7 @@ proptest! {
             s.weights.cost += boost;
         }
         let boosted = LiveSnapshot::prepare(boosted);
-        let after = rank_of(&plan(&boosted, &request, 3).unwrap(), cheapest.target);
+        let after = rank_of(&plan(&boosted, &request, 3, &Breakers::default()).unwrap(), cheapest.target);
         prop_assert!(after <= before, "rank went from {:?} to {:?}", before, after);
     }
 }
