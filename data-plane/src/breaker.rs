@@ -5,8 +5,10 @@
 //! and scoring only reads it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
 
 /// Consecutive failures that open a breaker.
 const OPEN_AFTER: u32 = 5;
@@ -65,28 +67,37 @@ impl Breaker {
     }
 }
 
+/// The map is replaced whole (copy on write) when a target gets its first
+/// breaker, which is rare; reads on the request path take no lock.
 #[derive(Default)]
 pub struct Breakers {
-    targets: RwLock<HashMap<String, Arc<Breaker>>>,
+    targets: ArcSwap<HashMap<String, Arc<Breaker>>>,
 }
 
 impl Breakers {
     fn get(&self, target: &str) -> Option<Arc<Breaker>> {
-        self.targets.read().ok()?.get(target).cloned()
+        self.targets.load().get(target).cloned()
     }
 
     fn get_or_create(&self, target: &str) -> Arc<Breaker> {
-        if let Some(b) = self.get(target) {
-            return b;
-        }
-        match self.targets.write() {
-            Ok(mut targets) => targets.entry(target.to_owned()).or_default().clone(),
-            Err(_) => Arc::new(Breaker::default()),
-        }
+        self.targets.rcu(|targets| {
+            if targets.contains_key(target) {
+                return Arc::clone(targets);
+            }
+            let mut next = HashMap::clone(targets);
+            next.insert(target.to_owned(), Arc::new(Breaker::default()));
+            Arc::new(next)
+        });
+        self.get(target).unwrap_or_default()
     }
 
     pub fn state(&self, target: &str, now_ms: i64) -> State {
         self.get(target).map_or(State::Closed, |b| b.state(now_ms))
+    }
+
+    /// A read-only view for scoring many targets with one load.
+    pub fn view(&self) -> View {
+        View(self.targets.load_full())
     }
 
     /// Whether a request may go to `target` now. In half-open, only the first
@@ -131,13 +142,22 @@ impl Breakers {
 
     /// Every breaker's state, for metrics.
     pub fn all(&self, now_ms: i64) -> Vec<(String, State)> {
-        let Ok(targets) = self.targets.read() else {
-            return vec![];
-        };
-        targets
+        self.targets
+            .load()
             .iter()
             .map(|(id, b)| (id.clone(), b.state(now_ms)))
             .collect()
+    }
+}
+
+/// Every breaker as of one moment; states are still read live from atomics.
+pub struct View(Arc<HashMap<String, Arc<Breaker>>>);
+
+impl View {
+    pub fn state(&self, target: &str, now_ms: i64) -> State {
+        self.0
+            .get(target)
+            .map_or(State::Closed, |b| b.state(now_ms))
     }
 }
 

@@ -91,6 +91,7 @@ pub fn plan(
         .ok_or_else(|| RouteError::UnknownStrategy(strategy_name.to_owned()))?;
     let workload = &request.workload;
     let now_ms = request.received.unix_ms;
+    let circuits = breakers.view();
 
     let mut candidates = Vec::new();
     let mut ineligible = Vec::new();
@@ -100,7 +101,7 @@ pub fn plan(
             continue;
         }
         serving += 1;
-        let circuit = breakers.state(&target.id, now_ms);
+        let circuit = circuits.state(&target.id, now_ms);
         if let Some(reason) = filter::check(snapshot, target, workload, workspace, circuit) {
             ineligible.push((target.id.clone(), reason));
             continue;
