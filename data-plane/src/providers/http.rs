@@ -13,6 +13,23 @@ const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// Longest provider error message passed on to clients and traces.
 pub const MAX_ERROR_MESSAGE: usize = 500;
 
+/// The registry's extra headers for a provider. They were validated there;
+/// anything else is skipped rather than sent mangled.
+pub fn extra_headers(
+    extra: std::collections::BTreeMap<String, String>,
+) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
 /// Turns a provider's non-2xx status and body into an error.
 pub type StatusError = fn(u16, &[u8]) -> ProviderError;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -33,16 +33,7 @@ impl OllamaEndpoint {
         api_key: Option<SecretString>,
         extra_headers: BTreeMap<String, String>,
     ) -> Self {
-        let mut headers = HeaderMap::new();
-        for (name, value) in extra_headers {
-            // Validated by the registry; anything else is skipped rather than sent mangled.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
+        let headers = http::extra_headers(extra_headers);
         Self {
             url: format!("{}/api/chat", base_url.trim_end_matches('/')),
             api_key,

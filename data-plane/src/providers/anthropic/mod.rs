@@ -39,15 +39,8 @@ impl AnthropicEndpoint {
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in extra_headers {
-            // Validated by the registry; anything else is skipped rather than sent mangled.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
+        // Extra headers go last so they may override the version (or add a beta flag).
+        headers.extend(http::extra_headers(extra_headers));
         Self {
             url: format!("{}/messages", base_url.trim_end_matches('/')),
             api_key,
