@@ -187,7 +187,6 @@ impl Engine {
                     }
                     break 'chain;
                 }
-                attempts_left -= 1;
                 // A half-open breaker lets one probe through; an open one none.
                 if !self
                     .breakers
@@ -195,6 +194,7 @@ impl Engine {
                 {
                     continue 'chain;
                 }
+                attempts_left -= 1;
                 trace.start_attempt(target);
                 let result = if request.stream {
                     self.stream_attempt(
