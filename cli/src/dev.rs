@@ -99,6 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             max_attempts: 3,
             fallback_chain: 3,
             retries_per_target: 1,
+            first_token_timeout: Duration::from_secs(15),
             max_body_bytes: 4 << 20,
             trace_spool: 100_000,
         },

@@ -2,6 +2,7 @@
 //! validated into [`DataPlaneConfig`].
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataPlaneArgs {
@@ -39,6 +40,10 @@ pub struct DataPlaneArgs {
     /// timeout), with back-off and jitter, before moving down the chain.
     #[arg(long, env = "SWITCHYARD_RETRIES_PER_TARGET", default_value_t = 1)]
     pub retries_per_target: usize,
+    /// Time a streamed attempt may take to produce its first token before the
+    /// next target is tried (still within the request's timeout profile).
+    #[arg(long, env = "SWITCHYARD_FIRST_TOKEN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub first_token_timeout: Duration,
     /// Targets in each request's fallback chain (the primary and its backups).
     #[arg(long, env = "SWITCHYARD_FALLBACK_CHAIN", default_value_t = 3)]
     pub fallback_chain: usize,
@@ -59,6 +64,7 @@ pub struct DataPlaneConfig {
     pub region: String,
     pub max_attempts: usize,
     pub retries_per_target: usize,
+    pub first_token_timeout: Duration,
     pub fallback_chain: usize,
     pub max_body_bytes: usize,
     pub trace_spool: usize,
@@ -74,6 +80,8 @@ pub enum ConfigError {
     FallbackChain,
     #[error("--retries-per-target: must be at most 5")]
     RetriesPerTarget,
+    #[error("--first-token-timeout: must be between 100ms and 10m")]
+    FirstTokenTimeout,
     #[error("--max-body-bytes: must be between 1 KiB and 64 MiB")]
     MaxBodyBytes,
     #[error("--trace-spool: must be at least 1000")]
@@ -98,6 +106,11 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         if args.retries_per_target > 5 {
             return Err(ConfigError::RetriesPerTarget);
         }
+        if !(Duration::from_millis(100)..=Duration::from_secs(600))
+            .contains(&args.first_token_timeout)
+        {
+            return Err(ConfigError::FirstTokenTimeout);
+        }
         if !(1024..=64 << 20).contains(&args.max_body_bytes) {
             return Err(ConfigError::MaxBodyBytes);
         }
@@ -116,6 +129,7 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             max_attempts: args.max_attempts,
             fallback_chain: args.fallback_chain,
             retries_per_target: args.retries_per_target,
+            first_token_timeout: args.first_token_timeout,
             max_body_bytes: args.max_body_bytes,
             trace_spool: args.trace_spool,
         })

@@ -87,6 +87,7 @@ pub async fn start(
         EngineConfig {
             max_attempts: config.max_attempts,
             retries_per_target: config.retries_per_target,
+            first_token_timeout: config.first_token_timeout,
             node_id: config.node_id.clone(),
         },
     ));

@@ -231,3 +231,111 @@ async fn consecutive_failures_open_the_circuit_and_traffic_skips_the_target() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_without_a_first_token_in_time_moves_to_the_backup() {
+    let primary = MockProvider::start().await.unwrap();
+    let backup = MockProvider::start().await.unwrap();
+    // The harness gives the data plane a 1 s first-token limit.
+    primary.set_default(Behavior::Delay {
+        delay: std::time::Duration::from_secs(5),
+        then: Box::new(Behavior::Ok),
+    });
+    backup.push(Behavior::Reply {
+        text: "backup was quick".into(),
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[
+        ("primary", &primary.base_url()),
+        ("backup", &backup.base_url()),
+    ]))
+    .await
+    .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let mut body = chat();
+    body["stream"] = json!(true);
+    let response = http_client()
+        .post(dp.chat_url())
+        .header("x-switchyard-strategy", "cost")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("backup") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    let trace = cp.wait_for_trace(&trace_id).await;
+    let attempts: Vec<(&str, i32)> = trace
+        .attempts
+        .iter()
+        .map(|a| (a.target_id.as_str(), a.error_class))
+        .collect();
+    let timeout = i32::from(pb::ErrorClass::Timeout);
+    assert_eq!(
+        attempts,
+        [
+            ("primary/mock-model", timeout),
+            ("primary/mock-model", timeout),
+            ("backup/mock-model", i32::from(pb::ErrorClass::Unspecified))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_grpc_client_deadline_becomes_the_requests_deadline() {
+    let mock = MockProvider::start().await.unwrap();
+    mock.set_default(Behavior::Delay {
+        delay: std::time::Duration::from_secs(5),
+        then: Box::new(Behavior::Ok),
+    });
+    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let mut request = tonic::Request::new(pb::CompleteRequest {
+        model: "mock-model".into(),
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: "hello".into(),
+            name: String::new(),
+        }],
+        ..Default::default()
+    });
+    request.set_timeout(std::time::Duration::from_millis(400));
+    let status = dp.inference().await.complete(request).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+
+    // The data plane took the client's deadline as the request's own.
+    let mut traces = cp.traces().await;
+    for _ in 0..200 {
+        let page = traces
+            .list_traces(pb::ListTracesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(summary) = page.traces.first() {
+            let trace = cp.wait_for_trace(&summary.trace_id).await;
+            let workload = trace.workload.unwrap();
+            assert_eq!(
+                (workload.timeout_profile.as_str(), workload.timeout_ms),
+                ("custom", 400)
+            );
+            assert_ne!(trace.outcome, i32::from(pb::Outcome::Success));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the timed-out request left no trace");
+}

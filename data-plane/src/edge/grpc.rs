@@ -2,6 +2,7 @@
 //! the same validation, routing and traces as the HTTP edge.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
@@ -13,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::{ApiError, AppState};
 use crate::engine::{EngineEvent, ResponseMeta};
 use crate::request::{ChatRequest, Received};
+use crate::workload::{MIN_CUSTOM_TIMEOUT, Source as WorkloadSource, TimeoutProfile};
 
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 
@@ -24,6 +26,36 @@ impl InferenceApi {
     pub fn new(state: AppState) -> Self {
         Self { state }
     }
+}
+
+/// The client's gRPC deadline (`grpc-timeout`: digits and a unit of H, M, S, m, u or n).
+fn client_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Validates a gRPC request; a client deadline shorter than the workload's
+/// timeout profile becomes the request's deadline.
+fn from_grpc(req: Request<pb::CompleteRequest>, stream: bool) -> Result<ChatRequest, Status> {
+    let deadline = client_deadline(req.metadata());
+    let mut chat = to_chat_request(req.into_inner(), stream).map_err(|e| e.to_status())?;
+    if let Some(deadline) = deadline
+        && deadline < chat.workload.timeout.duration()
+    {
+        chat.workload.timeout = TimeoutProfile::Custom(deadline.max(MIN_CUSTOM_TIMEOUT));
+        chat.workload.timeout_source = WorkloadSource::Requested;
+    }
+    Ok(chat)
 }
 
 fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest, ApiError> {
@@ -189,7 +221,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
+        let request = from_grpc(req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, plan);
         loop {
@@ -221,7 +253,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let request = to_chat_request(req.into_inner(), true).map_err(|e| e.to_status())?;
+        let request = from_grpc(req, true)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, plan);
         // A failure before the first token is the call's status, not a stream item.
@@ -251,7 +283,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        let request = to_chat_request(req.into_inner(), false).map_err(|e| e.to_status())?;
+        let request = from_grpc(req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let (candidates, ineligible) = crate::plan_wire::candidates(&plan, &snapshot);
         Ok(Response::new(pb::RouteResponse {
@@ -370,5 +402,24 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_garbage_is_ignored() {
+        let parse = |v: &'static str| {
+            let mut m = tonic::metadata::MetadataMap::new();
+            m.insert(
+                "grpc-timeout",
+                tonic::metadata::MetadataValue::from_static(v),
+            );
+            client_deadline(&m)
+        };
+        assert_eq!(parse("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("1M"), Some(Duration::from_secs(60)));
+        assert_eq!(parse("5000u"), Some(Duration::from_millis(5)));
+        assert_eq!(parse("12x"), None);
+        assert_eq!(parse("m"), None);
+        assert_eq!(client_deadline(&tonic::metadata::MetadataMap::new()), None);
     }
 }

@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub max_attempts: usize,
     /// Most retries of one target within one request, before moving on.
     pub retries_per_target: usize,
+    /// How long a streamed attempt may take to produce its first token.
+    pub first_token_timeout: Duration,
     pub node_id: String,
 }
 
@@ -363,18 +365,24 @@ impl Engine {
         }
     }
 
+    /// `remaining` bounds the whole attempt; the first token must also come
+    /// within the first-token limit, so a stalled target is left while a
+    /// backup still has time to answer.
     async fn stream_attempt(
         &self,
         endpoint: &crate::providers::Endpoint,
         request: &ChatRequest,
         model: &str,
-        timeout: Duration,
+        remaining: Duration,
         trace: &mut TraceBuilder,
         tx: &mpsc::Sender<EngineEvent>,
     ) -> AttemptResult {
+        let started = tokio::time::Instant::now();
+        let deadline = started + remaining;
+        let first_token_limit = remaining.min(self.config.first_token_timeout);
         let opened = tokio::select! {
             () = tx.closed() => return AttemptResult::Cancelled,
-            opened = endpoint.stream(&self.client, request, model, timeout) => opened,
+            opened = endpoint.stream(&self.client, request, model, first_token_limit) => opened,
         };
         let mut events = match opened {
             Ok(events) => events,
@@ -383,9 +391,17 @@ impl Engine {
         let mut sent_any = false;
         let mut text = String::new();
         loop {
+            let (wait_until, late) = if sent_any {
+                (deadline, "request deadline reached mid-stream")
+            } else {
+                (started + first_token_limit, "no first token in time")
+            };
             let next = tokio::select! {
                 () = tx.closed() => return AttemptResult::Cancelled,
-                next = events.next() => next,
+                next = tokio::time::timeout_at(wait_until, events.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => Some(Err(ProviderError::new(ErrorClass::Timeout, late))),
+                },
             };
             let error = match next {
                 Some(Ok(StreamEvent::Delta(delta))) => {

@@ -252,7 +252,11 @@ impl DataPlane {
         let mut process = Process::spawn(
             "switchyard-data-plane",
             &args,
-            &[("MOCK_API_KEY", MOCK_KEY.to_owned())],
+            &[
+                ("MOCK_API_KEY", MOCK_KEY.to_owned()),
+                // Short, so tests of a stalled provider run quickly.
+                ("SWITCHYARD_FIRST_TOKEN_TIMEOUT", "1s".to_owned()),
+            ],
         )?;
         let http = format!("http://127.0.0.1:{http_port}");
         let client = http_client();
