@@ -5,6 +5,7 @@
 #   ./bench/run.sh                 # print the results table
 #   ./bench/run.sh --write         # ... and put it into bench/README.md
 #   ./bench/run.sh --requests 20000 --concurrency 64
+#   ./bench/run.sh --sweep 1,16,64 --streams 500
 #
 # Arguments go to switchyard-bench (see --help). The benchmark starts and stops
 # the gateway itself; this script stops the benchmark if it is interrupted.
@@ -16,6 +17,22 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 
 cargo build --release -p switchyard-cli
 cargo build --release -p switchyard-bench
+
+# The memory test opens 1,000 streams at once (--streams): about two file
+# descriptors per stream in the benchmark (client and mock) and two in the
+# gateway, which inherits this limit. Raise the soft limit towards the hard
+# one if it is lower than that needs; the report shows the limits in force.
+want_files=8192
+soft="$(ulimit -Sn)"
+if [[ "$soft" != unlimited ]] && (( soft < want_files )); then
+    hard="$(ulimit -Hn)"
+    if [[ "$hard" == unlimited ]] || (( hard >= want_files )); then
+        ulimit -Sn "$want_files"
+    else
+        ulimit -Sn "$hard"
+        echo "run.sh: open-file limit is $hard (hard); 1,000 streams need about 4,000" >&2
+    fi
+fi
 
 bench_pid=""
 stop_bench() {

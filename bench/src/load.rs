@@ -20,7 +20,7 @@ const MAX_ERROR_KINDS: usize = 20;
 /// One kind of request, sent over and over.
 #[derive(Debug)]
 pub struct Scenario {
-    pub name: &'static str,
+    pub name: String,
     pub url: String,
     pub body: Vec<u8>,
     pub stream: bool,
@@ -160,7 +160,7 @@ async fn one(client: &reqwest::Client, scenario: &Scenario) -> Result<Sample, St
     })
 }
 
-fn transport_error(e: &reqwest::Error) -> String {
+pub fn transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

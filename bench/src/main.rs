@@ -8,6 +8,11 @@
 //! two is the gateway's overhead: parsing, routing, the upstream call, the
 //! response and the trace.
 //!
+//! Then it repeats the JSON pair at further concurrencies (1 and 64 by
+//! default), and opens 1,000 streams at once through the gateway against a
+//! long reply to sample the gateway's resident memory while they are all
+//! open, and sets the results against the gateway's latency and memory goals.
+//!
 //! It prints a markdown report (latency percentiles, throughput, errors, the
 //! gateway's CPU and peak memory) and, with `--write`, puts it into the
 //! results section of the bench README. Everything runs on loopback. The
@@ -30,6 +35,7 @@ mod registry;
 mod reply;
 mod report;
 mod stats;
+mod streams;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +49,7 @@ use crate::gateway::Gateway;
 use crate::load::Load;
 use crate::measure::{Measured, Plan};
 use crate::procfs::Memory;
-use crate::report::Report;
+use crate::report::{OpenFiles, Report};
 /// Longest a single request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the gateway gets to become ready.
@@ -68,6 +74,16 @@ struct Args {
     /// Requests of a scenario not started within this many seconds are skipped.
     #[arg(long, default_value_t = 120)]
     deadline_secs: u64,
+    /// Further concurrencies to run JSON requests at, direct and through the
+    /// gateway, after the main scenarios (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    sweep: Vec<usize>,
+    /// Streams opened at once through the gateway to measure its memory (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Words in the mock's reply to those streams (one event each, about 5 ms apart).
+    #[arg(long, default_value_t = 300)]
+    stream_words: usize,
     /// Also replace the results section of the README with the report.
     #[arg(long)]
     write: bool,
@@ -90,6 +106,10 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     ensure!(args.requests > 0, "--requests must be at least 1");
     ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    ensure!(
+        args.sweep.iter().all(|&c| c > 0),
+        "--sweep concurrencies must be at least 1"
+    );
     ensure!(
         args.gateway.is_file(),
         "no gateway binary at {} (build it with `cargo build --release -p switchyard-cli`)",
@@ -116,7 +136,12 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         .context("creating a temporary directory")?;
     let config = registry::write(dir.path(), &mock.base_url())?;
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(
+            args.sweep
+                .iter()
+                .copied()
+                .fold(args.concurrency, usize::max),
+        )
         .timeout(REQUEST_TIMEOUT)
         .build()
         .context("building the HTTP client")?;
@@ -124,12 +149,13 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     // From here until `stop`, returning early drops the handle, which kills it.
     let mut gateway = Gateway::start(&args.gateway, &config, dir.path())?;
     let measured = tokio::select! {
-        result = measure_gateway(&mut gateway, &client, &mock, load, warmup) => result,
+        result = measure_gateway(&mut gateway, &client, &mock, &args, load, warmup) => result,
         () = interrupts.recv() => Err(anyhow!("interrupted")),
     };
     let log_path = gateway.log_path().to_owned();
     let stopped = gateway.stop().await;
-    let (rss_ready, measured) = measured.context("benchmark aborted; the gateway was stopped")?;
+    let (rss_ready, open_files, measured) =
+        measured.context("benchmark aborted; the gateway was stopped")?;
     let stopped = stopped?;
 
     let report = Report {
@@ -138,8 +164,13 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         load_average,
         load,
         warmup: args.warmup,
-        sent: measured.scenarios.len() * (args.warmup + args.requests),
+        sent: (measured.scenarios.len() + 2 * measured.sweep.len()) * (args.warmup + args.requests)
+            + measured.streams.as_ref().map_or(0, |s| s.started),
         scenarios: measured.scenarios,
+        sweep: measured.sweep,
+        streams: measured.streams,
+        streams_trace_drain: measured.streams_trace_drain,
+        open_files,
         rss_ready,
         memory_end: measured.memory_end,
         mock_received: mock.request_count(),
@@ -157,18 +188,24 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
 }
 
 /// Waits for the gateway to be ready and runs every scenario against it.
-/// Returns its memory when it became ready, and the measurements.
+/// Returns its memory when it became ready, the open-file limits of the
+/// benchmark and the gateway, and the measurements.
 async fn measure_gateway(
     gateway: &mut Gateway,
     client: &reqwest::Client,
     mock: &MockProvider,
+    args: &Args,
     load: Load,
     warmup: Load,
-) -> anyhow::Result<(Memory, Measured)> {
+) -> anyhow::Result<(Memory, OpenFiles, Measured)> {
     gateway.wait_ready(client, READY_WITHIN).await?;
     let gateway_pid = gateway.pid();
     let gateway_url = gateway.http_url();
     let rss_ready = procfs::memory(gateway_pid)?;
+    let open_files = OpenFiles {
+        bench: procfs::open_files_limit(std::process::id()),
+        gateway: procfs::open_files_limit(gateway_pid),
+    };
     eprintln!(
         "gateway ready (pid {gateway_pid}, {gateway_url}); mock provider at {}",
         mock.base_url()
@@ -181,8 +218,12 @@ async fn measure_gateway(
         gateway_pid,
         load,
         warmup,
+        sweep: args.sweep.clone(),
+        streams: args.streams,
+        stream_words: args.stream_words,
+        mock,
     };
-    Ok((rss_ready, measure::run(&plan).await?))
+    Ok((rss_ready, open_files, measure::run(&plan).await?))
 }
 
 /// Ctrl-C and SIGTERM, listened for from the start of the run.

@@ -54,6 +54,19 @@ pub fn cpu_by_thread(pid: u32) -> anyhow::Result<BTreeMap<String, Duration>> {
     Ok(by_name)
 }
 
+/// The soft and hard "Max open files" limits of a process, as /proc shows
+/// them (a number or `unlimited`); `None` if they cannot be read.
+pub fn open_files_limit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    parse_open_files(&limits)
+}
+
+fn parse_open_files(limits: &str) -> Option<(String, String)> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
 fn parse_memory(status: &str) -> Option<Memory> {
     let field = |name: &str| {
         status.lines().find_map(|line| {
@@ -98,6 +111,18 @@ mod tests {
     fn reads_cpu_ticks_after_a_name_with_spaces() {
         let stat = "4242 (tokio runtime) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 7 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
+    }
+
+    #[test]
+    fn reads_open_file_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+            Max processes             63432                63432                processes \n\
+            Max open files            1024                 524288               files     \n";
+        assert_eq!(
+            parse_open_files(limits),
+            Some(("1024".to_owned(), "524288".to_owned()))
+        );
+        assert!(open_files_limit(std::process::id()).is_some());
     }
 
     #[test]

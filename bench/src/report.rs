@@ -13,15 +13,41 @@ use crate::load::{Load, Outcome};
 use crate::logs::LogSummary;
 use crate::procfs::Memory;
 use crate::stats::Percentiles;
+use crate::streams::StreamsResult;
 
 /// The README lines that enclose the generated section.
 pub const START_MARKER: &str = "<!-- bench-results:start -->";
 pub const END_MARKER: &str = "<!-- bench-results:end -->";
 
+/// The concurrency the latency goals are set at.
+const GOAL_CONCURRENCY: usize = 64;
+/// Added p50 and p99 latency the gateway should stay under there, ms.
+const GOAL_ADDED_P50_MS: f64 = 0.2;
+const GOAL_ADDED_P99_MS: f64 = 1.0;
+/// The gateway's resident memory should stay under this with
+/// [`GOAL_STREAMS`] streams open, in MB (10^6 bytes).
+const GOAL_STREAMS_MB: f64 = 150.0;
+const GOAL_STREAMS: usize = 1000;
+
+/// JSON straight to the mock and through the gateway at one concurrency.
+#[derive(Debug)]
+pub struct SweepResult {
+    pub concurrency: usize,
+    pub direct: ScenarioResult,
+    pub gateway: ScenarioResult,
+}
+
+/// Soft and hard open-file limits, as /proc shows them.
+#[derive(Debug)]
+pub struct OpenFiles {
+    pub bench: Option<(String, String)>,
+    pub gateway: Option<(String, String)>,
+}
+
 /// One measured scenario.
 #[derive(Debug)]
 pub struct ScenarioResult {
-    pub name: &'static str,
+    pub name: String,
     pub stream: bool,
     pub outcome: Outcome,
     /// CPU the gateway process used while the scenario's requests ran.
@@ -80,6 +106,13 @@ pub struct Report {
     pub load: Load,
     pub warmup: usize,
     pub scenarios: Vec<ScenarioResult>,
+    /// JSON at further concurrencies.
+    pub sweep: Vec<SweepResult>,
+    /// The many-streams memory test, if it ran.
+    pub streams: Option<StreamsResult>,
+    /// How long its traces took to be acked (`Some(None)`: not within 10 s).
+    pub streams_trace_drain: Option<Option<Duration>>,
+    pub open_files: OpenFiles,
     pub rss_ready: Memory,
     pub memory_end: Memory,
     /// Requests the mock provider received over the whole run, warm-ups included.
@@ -115,8 +148,240 @@ impl Report {
         )?;
         self.scenario_table(out)?;
         self.overhead_table(out)?;
+        self.concurrency_table(out)?;
+        self.goals_table(out)?;
+        self.streams_facts(out)?;
         self.gateway_facts(out)?;
         Ok(())
+    }
+
+    /// JSON direct and through the gateway at every concurrency measured,
+    /// the main scenarios' included.
+    fn json_pairs(&self) -> Vec<(usize, &ScenarioResult, &ScenarioResult)> {
+        let find = |gateway: bool| {
+            self.scenarios
+                .iter()
+                .find(|s| !s.stream && s.name.starts_with("gateway") == gateway)
+        };
+        let mut pairs: Vec<_> = self
+            .sweep
+            .iter()
+            .map(|p| (p.concurrency, &p.direct, &p.gateway))
+            .collect();
+        if let (Some(direct), Some(gateway)) = (find(false), find(true)) {
+            pairs.push((self.load.concurrency, direct, gateway));
+        }
+        pairs.sort_by_key(|(concurrency, _, _)| *concurrency);
+        pairs
+    }
+
+    fn concurrency_table(&self, out: &mut String) -> std::fmt::Result {
+        if self.sweep.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "Overhead by concurrency (JSON, {} measured requests each way after {} warm-up requests; \
+             concurrency {} is the JSON rows above):\n",
+            self.load.requests, self.warmup, self.load.concurrency
+        )?;
+        writeln!(
+            out,
+            "| Concurrency | Direct p50 (ms) | Direct p99 (ms) | Gateway p50 (ms) | Gateway p99 (ms) | Added p50 (ms) | Added p99 (ms) | Direct (req/s) | Gateway (req/s) | Gateway CPU while serving (cores) | Errors direct / gateway |"
+        )?;
+        writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")?;
+        for (concurrency, direct, gateway) in self.json_pairs() {
+            let (d, g) = (direct.total(), gateway.total());
+            let added = |f: fn(&Percentiles) -> f64| match (d, g) {
+                (Some(d), Some(g)) => format!("{:+.2}", f(&g) - f(&d)),
+                _ => "–".to_owned(),
+            };
+            writeln!(
+                out,
+                "| {concurrency} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} / {} |",
+                fmt_ms(d.map(|p| p.p50)),
+                fmt_ms(d.map(|p| p.p99)),
+                fmt_ms(g.map(|p| p.p50)),
+                fmt_ms(g.map(|p| p.p99)),
+                added(|p| p.p50),
+                added(|p| p.p99),
+                direct.throughput(),
+                gateway.throughput(),
+                cores(gateway.gateway_cpu_serving, gateway.outcome.elapsed),
+                direct.outcome.error_count(),
+                gateway.outcome.error_count(),
+            )?;
+        }
+        writeln!(out)?;
+        for s in self.sweep.iter().flat_map(|p| [&p.direct, &p.gateway]) {
+            for (kind, n) in &s.outcome.errors {
+                writeln!(out, "- {} error ×{n}: `{kind}`", s.name)?;
+            }
+            if s.outcome.not_sent > 0 {
+                writeln!(
+                    out,
+                    "- {}: {} requests not sent, the {}s deadline passed",
+                    s.name,
+                    s.outcome.not_sent,
+                    self.load.deadline.as_secs()
+                )?;
+            }
+        }
+        // The busiest the gateway got: its highest JSON throughput.
+        if let Some((concurrency, _, gateway)) = self
+            .json_pairs()
+            .into_iter()
+            .max_by(|a, b| a.2.throughput().total_cmp(&b.2.throughput()))
+        {
+            writeln!(
+                out,
+                "- Requests per second at saturation through the gateway: **{:.0} req/s**, the highest \
+                 JSON throughput through the gateway in this run (at concurrency {concurrency}: \
+                 successful requests over the wall time of {} requests), with the gateway process \
+                 using {:.2} cores while client and mock ran on the same {} cores.\n",
+                gateway.throughput(),
+                gateway.outcome.samples.len() + gateway.outcome.error_count(),
+                cores(gateway.gateway_cpu_serving, gateway.outcome.elapsed),
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn goals_table(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "| Goal | Target | Measured | Met |")?;
+        writeln!(out, "|---|--:|--:|---|")?;
+        let at_goal = self
+            .json_pairs()
+            .into_iter()
+            .find(|(c, _, _)| *c == GOAL_CONCURRENCY)
+            .and_then(|(_, d, g)| Some((d.total()?, g.total()?)));
+        for (what, goal, pick) in [
+            (
+                "p50",
+                GOAL_ADDED_P50_MS,
+                (|p: &Percentiles| p.p50) as fn(&Percentiles) -> f64,
+            ),
+            ("p99", GOAL_ADDED_P99_MS, |p: &Percentiles| p.p99),
+        ] {
+            let label = format!("Added latency {what}, JSON, concurrency {GOAL_CONCURRENCY}");
+            match at_goal {
+                Some((d, g)) => {
+                    let added = pick(&g) - pick(&d);
+                    writeln!(
+                        out,
+                        "| {label} | < {goal} ms | {added:+.2} ms | {} |",
+                        verdict(added, goal, "ms", 2)
+                    )?;
+                }
+                None => writeln!(out, "| {label} | < {goal} ms | not measured | – |")?,
+            }
+        }
+        let label = format!(
+            "Gateway RSS with {} concurrent streams",
+            thousands(GOAL_STREAMS)
+        );
+        match &self.streams {
+            Some(s) => {
+                let (kib, how) = match s.peak_rss_all_open_kib {
+                    Some(kib) => (kib, "peak VmRSS sampled while all were open"),
+                    None => (
+                        s.peak_rss_kib,
+                        "peak VmRSS sampled; they were never all open at once",
+                    ),
+                };
+                let mb = kib as f64 * 1024.0 / 1e6;
+                let ran = if s.started == GOAL_STREAMS {
+                    String::new()
+                } else {
+                    format!(", {} streams run instead", thousands(s.started))
+                };
+                writeln!(
+                    out,
+                    "| {label} | < {GOAL_STREAMS_MB:.0} MB | {mb:.1} MB ({how}{ran}) | {} |",
+                    verdict(mb, GOAL_STREAMS_MB, "MB", 1)
+                )?;
+            }
+            None => writeln!(
+                out,
+                "| {label} | < {GOAL_STREAMS_MB:.0} MB | not measured | – |"
+            )?,
+        }
+        writeln!(out)
+    }
+
+    fn streams_facts(&self, out: &mut String) -> std::fmt::Result {
+        let Some(s) = &self.streams else {
+            return Ok(());
+        };
+        let fmt_mb = |kib: u64| format!("{:.1} MB", kib as f64 * 1024.0 / 1e6);
+        writeln!(
+            out,
+            "- {} streams started at once through the gateway, each a {}-word reply (one event per \
+             word, about 5 ms apart at the mock): **{} completed** with every word and `[DONE]`, \
+             {} failed; all took {:.1}s.",
+            thousands(s.started),
+            s.words,
+            thousands(s.completed),
+            s.started - s.completed,
+            s.elapsed.as_secs_f64()
+        )?;
+        for (kind, n) in &s.errors {
+            writeln!(out, "  - stream error ×{n}: `{kind}`")?;
+        }
+        let together = match s.all_open_after {
+            Some(after) => format!(
+                "all {} were open together {:.2}s after the first was sent, for {:.2}s",
+                thousands(s.started),
+                after.as_secs_f64(),
+                s.all_open_for.as_secs_f64()
+            ),
+            None => "they were never all open at once".to_owned(),
+        };
+        writeln!(
+            out,
+            "- Streams open at once (first bytes received, not yet ended): at most {}; {together}.",
+            thousands(s.peak_open)
+        )?;
+        let all_open = s
+            .peak_rss_all_open_kib
+            .map_or_else(|| "–".to_owned(), fmt_mb);
+        writeln!(
+            out,
+            "- Gateway VmRSS around the streams ({} samples, every 10 ms): {} before, **{} peak while \
+             all were open**, {} peak over the whole test, {} once all had ended.",
+            s.samples,
+            fmt_mb(s.rss_before_kib),
+            all_open,
+            fmt_mb(s.peak_rss_kib),
+            fmt_mb(s.rss_after_kib),
+        )?;
+        if let Some(drain) = self.streams_trace_drain {
+            match drain {
+                Some(d) => writeln!(
+                    out,
+                    "- Their traces were all acked by the control plane {:.1}s after the last stream ended.",
+                    d.as_secs_f64()
+                )?,
+                None => writeln!(
+                    out,
+                    "- Their traces were still not all acked by the control plane 10s after the last stream ended."
+                )?,
+            }
+        }
+        let limit = |l: &Option<(String, String)>| {
+            l.as_ref().map_or_else(
+                || "unknown".to_owned(),
+                |(soft, hard)| format!("{soft} (hard {hard})"),
+            )
+        };
+        writeln!(
+            out,
+            "- Open-file limit: {} for the benchmark (client and mock, about two descriptors per \
+             stream), {} for the gateway (about two per stream too).\n",
+            limit(&self.open_files.bench),
+            limit(&self.open_files.gateway),
+        )
     }
 
     fn scenario_table(&self, out: &mut String) -> std::fmt::Result {
@@ -331,6 +596,41 @@ fn overhead_row(
     )
 }
 
+/// "met", or "no: X over" and how many times the goal that is.
+fn verdict(measured: f64, goal: f64, unit: &str, decimals: usize) -> String {
+    if measured < goal {
+        "yes".to_owned()
+    } else {
+        format!(
+            "**no**: {:.decimals$} {unit} over ({:.1}× the goal)",
+            measured - goal,
+            measured / goal
+        )
+    }
+}
+
+/// `1000` as `1,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Average cores busy: CPU time over wall time.
+fn cores(cpu: Duration, wall: Duration) -> f64 {
+    if wall.is_zero() {
+        0.0
+    } else {
+        cpu.as_secs_f64() / wall.as_secs_f64()
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -388,6 +688,18 @@ mod tests {
     fn missing_markers_are_an_error() {
         assert!(replace_section("no markers", "x").is_err());
         assert!(replace_section(START_MARKER, "x").is_err());
+    }
+
+    #[test]
+    fn verdicts_and_thousands() {
+        assert_eq!(verdict(0.15, 0.2, "ms", 2), "yes");
+        assert_eq!(
+            verdict(0.5, 0.2, "ms", 2),
+            "**no**: 0.30 ms over (2.5× the goal)"
+        );
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
