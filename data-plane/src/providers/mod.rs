@@ -2,6 +2,7 @@
 //! normalises the answer, so the engine never sees a provider's dialect.
 
 mod anthropic;
+mod framed;
 mod http;
 pub mod ndjson;
 mod ollama;

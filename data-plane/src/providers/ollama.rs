@@ -2,17 +2,16 @@
 //! is translated: messages (text and base64 images), tools, sampling options,
 //! JSON output; answers come back as one JSON object or as NDJSON lines.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::framed::{self, ByteStream, Dialect, Ready};
 use super::http::{self, truncate};
 use super::ndjson::NdjsonDecoder;
 use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
@@ -365,19 +364,13 @@ fn parse_completion(body: &[u8]) -> Result<Completion, ProviderError> {
     })
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// Ollama's NDJSON lines: each complete in itself.
+struct Lines;
 
-struct NdjsonState {
-    body: ByteStream,
-    decoder: NdjsonDecoder,
-    ready: VecDeque<Result<StreamEvent, ProviderError>>,
-    ended: bool,
-    idle_timeout: Duration,
-}
+impl Dialect for Lines {
+    const UNFINISHED: &'static str = "provider stream ended before done";
 
-impl NdjsonState {
-    /// Turns one NDJSON line into events; returns false when the stream is over.
-    fn take(&mut self, line: &str) -> bool {
+    fn take(&mut self, line: &str, ready: &mut Ready) -> bool {
         let chunk: WireChat = match serde_json::from_str(line) {
             Ok(chunk) => chunk,
             Err(e) => {
@@ -385,12 +378,12 @@ impl NdjsonState {
                     ErrorClass::Protocol,
                     format!("provider sent an invalid stream line: {e}"),
                 );
-                self.ready.push_back(Err(error));
+                ready.push_back(Err(error));
                 return false;
             }
         };
         if let Some(error) = chunk.error() {
-            self.ready.push_back(Err(error));
+            ready.push_back(Err(error));
             return false;
         }
         if let Some(text) = chunk
@@ -399,11 +392,10 @@ impl NdjsonState {
             .map(|m| m.content.as_str())
             .filter(|t| !t.is_empty())
         {
-            self.ready
-                .push_back(Ok(StreamEvent::Delta(text.to_owned())));
+            ready.push_back(Ok(StreamEvent::Delta(text.to_owned())));
         }
         if chunk.done {
-            self.ready.push_back(Ok(StreamEvent::Finish {
+            ready.push_back(Ok(StreamEvent::Finish {
                 finish_reason: chunk.finish_reason(),
                 usage: chunk.usage(),
             }));
@@ -411,93 +403,21 @@ impl NdjsonState {
         }
         true
     }
-
-    /// The body ended: a last line without its newline still counts.
-    fn end_of_body(&mut self) {
-        self.ended = true;
-        match self.decoder.finish() {
-            Ok(Some(line)) => {
-                if !self.take(&line) {
-                    return;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.ready
-                    .push_back(Err(ProviderError::new(ErrorClass::Protocol, e.to_string())));
-                return;
-            }
-        }
-        self.ready.push_back(Err(ProviderError::new(
-            ErrorClass::Protocol,
-            "provider stream ended before done",
-        )));
-    }
 }
 
-/// Pull-based, so dropping the stream drops the connection to the provider at once.
 fn ndjson_events(
     body: ByteStream,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
-    let state = NdjsonState {
-        body,
-        decoder: NdjsonDecoder::default(),
-        ready: VecDeque::new(),
-        ended: false,
-        idle_timeout,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.ready.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
-                Err(_) => {
-                    st.ended = true;
-                    let message =
-                        format!("provider sent nothing for {}s", st.idle_timeout.as_secs());
-                    return Some((Err(ProviderError::new(ErrorClass::Timeout, message)), st));
-                }
-                Ok(None) => st.end_of_body(),
-                Ok(Some(Err(_))) => {
-                    st.ended = true;
-                    return Some((
-                        Err(ProviderError::new(
-                            ErrorClass::Transient,
-                            "provider stream was interrupted",
-                        )),
-                        st,
-                    ));
-                }
-                Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
-                    Err(e) => {
-                        st.ended = true;
-                        return Some((
-                            Err(ProviderError::new(ErrorClass::Protocol, e.to_string())),
-                            st,
-                        ));
-                    }
-                    Ok(lines) => {
-                        for line in lines {
-                            if !st.take(&line) {
-                                st.ended = true;
-                                break;
-                            }
-                        }
-                    }
-                },
-            }
-        }
-    })
+    framed::events(body, idle_timeout, NdjsonDecoder::default(), Lines)
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
+
+    use bytes::Bytes;
+    use futures::StreamExt;
 
     use switchyard_testkit::{Behavior, MockOllama};
 

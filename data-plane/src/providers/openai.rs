@@ -2,17 +2,16 @@
 //! custom endpoints with extra headers). The client's body is forwarded as is,
 //! with only the model swapped, so fields we do not model still reach the provider.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::framed::{self, ByteStream, Dialect, Ready};
 use super::http::{self, truncate};
 use super::sse::SseDecoder;
 use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
@@ -195,24 +194,20 @@ struct WireDelta {
     content: Option<String>,
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
-struct SseState {
-    body: ByteStream,
-    decoder: SseDecoder,
-    ready: VecDeque<Result<StreamEvent, ProviderError>>,
+/// OpenAI's chunk stream: what has been seen so far of the finish.
+#[derive(Default)]
+struct Chunks {
     finish_reason: Option<String>,
     usage: Option<Usage>,
-    ended: bool,
-    idle_timeout: Duration,
 }
 
-impl SseState {
-    /// Turns one SSE data payload into events; returns false when the stream is over.
-    fn take(&mut self, data: &str) -> bool {
+impl Dialect for Chunks {
+    const UNFINISHED: &'static str = "provider stream ended before [DONE]";
+
+    fn take(&mut self, data: &str, ready: &mut Ready) -> bool {
         if data == "[DONE]" {
             let finish_reason = self.finish_reason.take().unwrap_or_else(|| "stop".into());
-            self.ready.push_back(Ok(StreamEvent::Finish {
+            ready.push_back(Ok(StreamEvent::Finish {
                 finish_reason,
                 usage: self.usage.take(),
             }));
@@ -225,7 +220,7 @@ impl SseState {
                     ErrorClass::Protocol,
                     format!("provider sent an invalid stream event: {e}"),
                 );
-                self.ready.push_back(Err(error));
+                ready.push_back(Err(error));
                 return false;
             }
         };
@@ -235,8 +230,7 @@ impl SseState {
                     .message
                     .unwrap_or_else(|| "provider reported an error mid-stream".into()),
             );
-            self.ready
-                .push_back(Err(ProviderError::new(ErrorClass::Transient, message)));
+            ready.push_back(Err(ProviderError::new(ErrorClass::Transient, message)));
             return false;
         }
         if let Some(usage) = chunk.usage {
@@ -248,7 +242,7 @@ impl SseState {
                 .and_then(|d| d.content)
                 .filter(|t| !t.is_empty())
             {
-                self.ready.push_back(Ok(StreamEvent::Delta(text)));
+                ready.push_back(Ok(StreamEvent::Delta(text)));
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish_reason = Some(reason);
@@ -258,79 +252,18 @@ impl SseState {
     }
 }
 
-/// Pull-based, so dropping the stream drops the connection to the provider at once.
 fn sse_events(
     body: ByteStream,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
-    let state = SseState {
-        body,
-        decoder: SseDecoder::default(),
-        ready: VecDeque::new(),
-        finish_reason: None,
-        usage: None,
-        ended: false,
-        idle_timeout,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.ready.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
-                Err(_) => {
-                    st.ended = true;
-                    let message =
-                        format!("provider sent nothing for {}s", st.idle_timeout.as_secs());
-                    return Some((Err(ProviderError::new(ErrorClass::Timeout, message)), st));
-                }
-                Ok(None) => {
-                    st.ended = true;
-                    return Some((
-                        Err(ProviderError::new(
-                            ErrorClass::Protocol,
-                            "provider stream ended before [DONE]",
-                        )),
-                        st,
-                    ));
-                }
-                Ok(Some(Err(_))) => {
-                    st.ended = true;
-                    return Some((
-                        Err(ProviderError::new(
-                            ErrorClass::Transient,
-                            "provider stream was interrupted",
-                        )),
-                        st,
-                    ));
-                }
-                Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
-                    Err(e) => {
-                        st.ended = true;
-                        return Some((
-                            Err(ProviderError::new(ErrorClass::Protocol, e.to_string())),
-                            st,
-                        ));
-                    }
-                    Ok(events) => {
-                        for event in events {
-                            if !st.take(&event.data) {
-                                st.ended = true;
-                                break;
-                            }
-                        }
-                    }
-                },
-            }
-        }
-    })
+    framed::events(body, idle_timeout, SseDecoder::default(), Chunks::default())
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use futures::StreamExt;
+
     use super::*;
 
     async fn events_of(raw: &'static [u8]) -> Vec<Result<StreamEvent, ProviderError>> {

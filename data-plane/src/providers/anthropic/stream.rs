@@ -1,13 +1,12 @@
 //! Anthropic Messages SSE events -> stream events.
 
+pub(super) use crate::providers::framed::ByteStream;
+use crate::providers::framed::{self, Dialect, Ready};
 use crate::providers::http::truncate;
 use crate::providers::sse::SseDecoder;
 use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Deserialize;
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::time::Duration;
 
 use super::*;
@@ -58,26 +57,22 @@ pub(super) struct WireMessageDelta {
     pub(super) stop_reason: Option<String>,
 }
 
-pub(super) type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
-pub(super) struct SseState {
-    pub(super) body: ByteStream,
-    pub(super) decoder: SseDecoder,
-    pub(super) ready: VecDeque<Result<StreamEvent, ProviderError>>,
-    pub(super) stop_reason: Option<String>,
-    pub(super) input_tokens: Option<u64>,
-    pub(super) output_tokens: Option<u64>,
-    pub(super) ended: bool,
-    pub(super) idle_timeout: Duration,
+/// Anthropic's event stream: the stop reason and running usage seen so far.
+#[derive(Default)]
+pub(super) struct Events {
+    stop_reason: Option<String>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
 }
 
-impl SseState {
-    /// Takes one SSE data payload; returns false when the stream is over.
-    fn take(&mut self, data: &str) -> bool {
+impl Dialect for Events {
+    const UNFINISHED: &'static str = "provider stream ended before message_stop";
+
+    fn take(&mut self, data: &str, ready: &mut Ready) -> bool {
         let event: WireEvent = match serde_json::from_str(data) {
             Ok(event) => event,
             Err(e) => {
-                self.ready.push_back(Err(ProviderError::new(
+                ready.push_back(Err(ProviderError::new(
                     ErrorClass::Protocol,
                     format!("provider sent an invalid stream event: {e}"),
                 )));
@@ -92,7 +87,7 @@ impl SseState {
             }
             WireEvent::ContentBlockDelta {
                 delta: WireDelta::TextDelta { text },
-            } if !text.is_empty() => self.ready.push_back(Ok(StreamEvent::Delta(text))),
+            } if !text.is_empty() => ready.push_back(Ok(StreamEvent::Delta(text))),
             WireEvent::MessageDelta { delta, usage } => {
                 if delta.stop_reason.is_some() {
                     self.stop_reason = delta.stop_reason;
@@ -107,7 +102,7 @@ impl SseState {
                         input_tokens: self.input_tokens.unwrap_or(0),
                         output_tokens: self.output_tokens.unwrap_or(0),
                     });
-                self.ready.push_back(Ok(StreamEvent::Finish {
+                ready.push_back(Ok(StreamEvent::Finish {
                     finish_reason: finish_reason(self.stop_reason.as_deref()),
                     usage,
                 }));
@@ -120,15 +115,16 @@ impl SseState {
                         .message
                         .unwrap_or_else(|| "provider reported an error mid-stream".into()),
                 );
-                self.ready
-                    .push_back(Err(ProviderError::new(class, message)));
+                ready.push_back(Err(ProviderError::new(class, message)));
                 return false;
             }
             WireEvent::ContentBlockDelta { .. } | WireEvent::Other => {}
         }
         true
     }
+}
 
+impl Events {
     /// Usage figures are running totals: later ones replace earlier ones.
     fn count(&mut self, usage: &WireUsage) {
         if let Some(input) = usage.input() {
@@ -140,56 +136,9 @@ impl SseState {
     }
 }
 
-/// Pull-based, so dropping the stream drops the connection to the provider at once.
 pub(super) fn sse_events(
     body: ByteStream,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
-    let state = SseState {
-        body,
-        decoder: SseDecoder::default(),
-        ready: VecDeque::new(),
-        stop_reason: None,
-        input_tokens: None,
-        output_tokens: None,
-        ended: false,
-        idle_timeout,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.ready.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            let error = match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
-                Err(_) => ProviderError::new(
-                    ErrorClass::Timeout,
-                    format!("provider sent nothing for {}s", st.idle_timeout.as_secs()),
-                ),
-                Ok(None) => ProviderError::new(
-                    ErrorClass::Protocol,
-                    "provider stream ended before message_stop",
-                ),
-                Ok(Some(Err(_))) => {
-                    ProviderError::new(ErrorClass::Transient, "provider stream was interrupted")
-                }
-                Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
-                    Err(e) => ProviderError::new(ErrorClass::Protocol, e.to_string()),
-                    Ok(events) => {
-                        for event in events {
-                            if !st.take(&event.data) {
-                                st.ended = true;
-                                break;
-                            }
-                        }
-                        continue;
-                    }
-                },
-            };
-            st.ended = true;
-            return Some((Err(error), st));
-        }
-    })
+    framed::events(body, idle_timeout, SseDecoder::default(), Events::default())
 }
