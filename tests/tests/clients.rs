@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use support::{ControlPlane, DataPlane, http_client, registry_yaml};
-use switchyard_testkit::MockProvider;
+use switchyard_testkit::{Behavior, MockAnthropic, MockProvider};
 use tokio::process::Command;
 
 fn tool(var: &str) -> String {
@@ -61,6 +61,75 @@ async fn the_official_openai_python_sdk_works_unchanged_streaming_included() {
     assert_eq!(seen["streamed"], "Hello from the mock provider.");
     // Both SDK completions reached the provider.
     assert_eq!(mock.request_count(), 2);
+}
+
+/// Claude behind the gateway, driven by the OpenAI SDK with tools: `tool_use`
+/// comes back as `tool_calls` (whole and as streamed deltas the SDK assembles),
+/// and the SDK's follow-up carrying the call and its result reaches Claude as
+/// `tool_use` and `tool_result` blocks with the same id.
+#[tokio::test]
+async fn the_openai_sdk_calls_tools_through_anthropic() {
+    let claude = MockAnthropic::start().await.unwrap();
+    let arguments = r#"{"city":"Zürich"}"#;
+    claude.push(Behavior::tool_call("get_weather", arguments));
+    claude.push(Behavior::tool_call("get_weather", arguments));
+    claude.push(Behavior::Reply {
+        text: "It is sunny".into(),
+    });
+    let yaml = format!(
+        r#"
+providers:
+  - {{ name: claude, kind: anthropic, base_url: "{}", api_key_ref: "env:MOCK_API_KEY" }}
+models:
+  - {{ provider: claude, name: claude-test, family: claude, capabilities: {{ streaming: true, tools: true }},
+      context_window: 200000, input_price_per_mtok: 3.0, output_price_per_mtok: 15.0, tier: frontier }}
+"#,
+        claude.base_url()
+    );
+    let cp = ControlPlane::start(&yaml).await.unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let script = repo_file("sdk/openai_sdk_tools.py");
+    let out = run(
+        &tool("SWITCHYARD_TEST_PYTHON"),
+        &[
+            script.to_str().unwrap(),
+            &format!("{}/v1", dp.http),
+            "claude-test",
+        ],
+    )
+    .await;
+    let seen: Value = serde_json::from_str(out.trim()).unwrap();
+    for way in ["whole", "streamed"] {
+        assert_eq!(seen[way]["name"], "get_weather", "{seen}");
+        assert_eq!(
+            seen[way]["arguments"],
+            json!({ "city": "Zürich" }),
+            "{seen}"
+        );
+        assert!(
+            seen[way]["id"].as_str().unwrap().starts_with("toolu_"),
+            "{seen}"
+        );
+    }
+    assert_eq!(seen["answer"], "It is sunny");
+
+    let requests = claude.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].body["tools"][0]["name"], "get_weather");
+    assert_eq!(
+        requests[0].body["tools"][0]["input_schema"]["required"],
+        json!(["city"])
+    );
+    let follow_up = &requests[2].body["messages"];
+    assert_eq!(
+        follow_up[1]["content"],
+        json!([{ "type": "tool_use", "id": seen["whole"]["id"], "name": "get_weather", "input": { "city": "Zürich" } }])
+    );
+    assert_eq!(follow_up[2]["role"], "user");
+    assert_eq!(
+        follow_up[2]["content"][0],
+        json!({ "type": "tool_result", "tool_use_id": seen["whole"]["id"], "content": "18C and sunny" })
+    );
 }
 
 #[tokio::test]

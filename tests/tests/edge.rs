@@ -119,7 +119,7 @@ async fn grpc_complete_stream_and_route_work_and_validate() {
         messages: vec![pb::ChatMessage {
             role: "user".into(),
             content: "hello there".into(),
-            name: String::new(),
+            ..Default::default()
         }],
         strategy: "cost".into(),
         ..Default::default()

@@ -198,3 +198,111 @@ async fn a_failing_anthropic_target_falls_back_to_ollama() {
     );
     assert_eq!(classes.last().unwrap().0, "local/llama-test");
 }
+
+/// Claude's `tool_use` reaches gRPC clients as tool calls: whole from
+/// `Complete`, in pieces from `StreamComplete`, and the trace counts the
+/// streamed call's tokens.
+#[tokio::test]
+async fn anthropic_tool_calls_reach_grpc_clients_whole_and_streamed() {
+    let (anthropic, _ollama, cp, dp) = started().await;
+    let arguments = r#"{"city":"Paris","unit":"celsius"}"#;
+    anthropic.set_default(Behavior::tool_call("get_weather", arguments));
+    let request = pb::CompleteRequest {
+        model: "auto".into(),
+        messages: vec![pb::ChatMessage {
+            role: "user".into(),
+            content: "Weather in Paris?".into(),
+            ..Default::default()
+        }],
+        tools: vec![pb::ToolDefinition {
+            name: "get_weather".into(),
+            description: "Current weather".into(),
+            parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
+        }],
+        ..Default::default()
+    };
+    let mut client = dp.inference().await;
+    let whole = client.complete(request.clone()).await.unwrap().into_inner();
+    assert_eq!(whole.finish_reason, "tool_calls");
+    assert_eq!(whole.tool_calls.len(), 1);
+    assert_eq!(whole.tool_calls[0].name, "get_weather");
+    assert_eq!(whole.tool_calls[0].arguments_json, arguments);
+    assert!(whole.tool_calls[0].id.starts_with("toolu_"));
+
+    let mut stream = client.stream_complete(request).await.unwrap().into_inner();
+    let mut pieces = Vec::new();
+    let mut end = None;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        match chunk.kind.unwrap() {
+            pb::complete_chunk::Kind::ToolCall(piece) => pieces.push(piece),
+            pb::complete_chunk::Kind::End(e) => end = Some(e),
+            pb::complete_chunk::Kind::Delta(_) => {}
+        }
+    }
+    let end = end.expect("the stream ends cleanly");
+    assert_eq!(end.finish_reason, "tool_calls");
+    assert!(pieces.len() > 2, "arguments arrive in pieces: {pieces:?}");
+    assert!(pieces.iter().all(|p| p.index == 0));
+    assert_eq!(pieces[0].name, "get_weather");
+    assert!(
+        pieces[1..]
+            .iter()
+            .all(|p| p.id.is_empty() && p.name.is_empty())
+    );
+    let assembled: String = pieces.iter().map(|p| p.arguments_json.as_str()).collect();
+    assert_eq!(assembled, arguments);
+
+    let trace = cp.wait_for_trace(&end.meta.unwrap().trace_id).await;
+    assert_eq!(trace.final_target, "claude/claude-test");
+    assert!(trace.tokens_out > 0 && trace.cost_usd > 0.0, "{trace:?}");
+}
+
+/// The raw SSE a client reads: OpenAI's tool-call delta shape, id, type and
+/// name on the first piece only.
+#[tokio::test]
+async fn streamed_tool_calls_have_openai_chunk_shape() {
+    let (anthropic, _ollama, _cp, dp) = started().await;
+    anthropic.set_default(Behavior::tool_call("lookup", r#"{"q":"cats"}"#));
+    let mut body = chat("claude-test", true);
+    body["tools"] = json!([{ "type": "function", "function": { "name": "lookup" } }]);
+    let response = http_client()
+        .post(dp.chat_url())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = sse_data(response).await;
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"].get("tool_calls"))
+        .map(|calls| &calls[0])
+        .collect();
+    assert_eq!(calls[0]["index"], 0);
+    assert_eq!(calls[0]["type"], "function");
+    assert_eq!(calls[0]["function"]["name"], "lookup");
+    assert!(calls[0]["id"].as_str().unwrap().starts_with("toolu_"));
+    assert!(
+        calls[1..]
+            .iter()
+            .all(|c| c.get("id").is_none() && c["function"].get("name").is_none())
+    );
+    let arguments: String = calls
+        .iter()
+        .map(|c| c["function"]["arguments"].as_str().unwrap())
+        .collect();
+    assert_eq!(arguments, r#"{"q":"cats"}"#);
+    assert_eq!(streamed_text(&events), switchyard_testkit::TOOL_PREAMBLE);
+    let finish = chunks.iter().find_map(|c| {
+        c["choices"].get(0)?["finish_reason"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}

@@ -303,7 +303,7 @@ async fn a_grpc_client_deadline_becomes_the_requests_deadline() {
         messages: vec![pb::ChatMessage {
             role: "user".into(),
             content: "hello".into(),
-            name: String::new(),
+            ..Default::default()
         }],
         ..Default::default()
     });

@@ -113,7 +113,7 @@ async fn route_the_header_and_the_trace_share_one_explanation() {
             messages: vec![pb::ChatMessage {
                 role: "user".into(),
                 content: "Look up the weather in Paris".into(),
-                name: String::new(),
+                ..Default::default()
             }],
             strategy: "cost".into(),
             intent: "chat".into(),
@@ -128,7 +128,7 @@ async fn route_the_header_and_the_trace_share_one_explanation() {
         messages: vec![pb::ChatMessage {
             role: "user".into(),
             content: "Look up the weather in Paris".into(),
-            name: String::new(),
+            ..Default::default()
         }],
         strategy: "cost".into(),
         intent: "chat".into(),
@@ -189,7 +189,7 @@ async fn bad_routing_hints_are_rejected_naming_the_field() {
             messages: vec![pb::ChatMessage {
                 role: "user".into(),
                 content: "hi".into(),
-                name: String::new(),
+                ..Default::default()
             }],
             timeout_profile: "0s".into(),
             ..Default::default()
@@ -300,7 +300,7 @@ async fn the_fleets_experience_reaches_routing_through_the_snapshot() {
         messages: vec![pb::ChatMessage {
             role: "user".into(),
             content: "hi".into(),
-            name: String::new(),
+            ..Default::default()
         }],
         strategy: "balanced".into(),
         ..Default::default()

@@ -77,11 +77,7 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
                 format!("must be one of {}", ROLES.join(", ")),
             ));
         }
-        let mut message = json!({ "role": m.role, "content": m.content });
-        if !m.name.is_empty() {
-            message["name"] = Value::String(m.name.clone());
-        }
-        messages.push(message);
+        messages.push(message(i, m)?);
     }
     let max_tokens = (req.max_tokens > 0).then_some(req.max_tokens);
     super::check_sampling(max_tokens, req.temperature, req.top_p)?;
@@ -117,6 +113,57 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
         workload,
         body,
     })
+}
+
+/// One OpenAI chat message from its gRPC twin, tool calls and results included.
+fn message(i: usize, m: &pb::ChatMessage) -> Result<Value, ApiError> {
+    let mut message = json!({ "role": m.role, "content": m.content });
+    if !m.name.is_empty() {
+        message["name"] = Value::String(m.name.clone());
+    }
+    if !m.tool_calls.is_empty() {
+        if m.role != "assistant" {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].tool_calls"),
+                "only assistant messages carry tool calls",
+            ));
+        }
+        let mut calls = Vec::with_capacity(m.tool_calls.len());
+        for (j, call) in m.tool_calls.iter().enumerate() {
+            let field = |name: &str| format!("messages[{i}].tool_calls[{j}].{name}");
+            if call.id.is_empty() {
+                return Err(ApiError::invalid(field("id"), "required"));
+            }
+            if call.name.is_empty() {
+                return Err(ApiError::invalid(field("name"), "required"));
+            }
+            if !serde_json::from_str::<Value>(&call.arguments_json).is_ok_and(|v| v.is_object()) {
+                return Err(ApiError::invalid(
+                    field("arguments_json"),
+                    "must be a JSON object",
+                ));
+            }
+            calls.push(json!({
+                "id": call.id,
+                "type": "function",
+                "function": { "name": call.name, "arguments": call.arguments_json },
+            }));
+        }
+        if m.content.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = Value::Array(calls);
+    }
+    if m.role == "tool" {
+        if m.tool_call_id.is_empty() {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].tool_call_id"),
+                "required on tool messages",
+            ));
+        }
+        message["tool_call_id"] = Value::String(m.tool_call_id.clone());
+    }
+    Ok(message)
 }
 
 /// OpenAI's `tools` array from gRPC tool definitions; errors name the field.
@@ -194,6 +241,17 @@ fn chunk_for(event: EngineEvent) -> (Result<pb::CompleteChunk, Status>, bool) {
             }),
             false,
         ),
+        EngineEvent::ToolCall(piece) => (
+            Ok(pb::CompleteChunk {
+                kind: Some(Kind::ToolCall(pb::ToolCallDelta {
+                    index: piece.index,
+                    id: piece.id.unwrap_or_default(),
+                    name: piece.name.unwrap_or_default(),
+                    arguments_json: piece.arguments,
+                })),
+            }),
+            false,
+        ),
         EngineEvent::Done {
             finish_reason,
             meta,
@@ -226,14 +284,23 @@ impl InferenceService for InferenceApi {
         let mut events = self.state.engine.execute(snapshot, request, plan);
         loop {
             match events.recv().await {
-                Some(EngineEvent::Delta(_)) => continue,
+                Some(EngineEvent::Delta(_) | EngineEvent::ToolCall(_)) => continue,
                 Some(EngineEvent::Done {
                     content,
+                    tool_calls,
                     finish_reason,
                     meta,
                 }) => {
                     return Ok(Response::new(pb::CompleteResponse {
                         content,
+                        tool_calls: tool_calls
+                            .into_iter()
+                            .map(|c| pb::ToolCall {
+                                id: c.id,
+                                name: c.name,
+                                arguments_json: c.arguments,
+                            })
+                            .collect(),
                         finish_reason,
                         usage: Some(wire_usage(&meta)),
                         meta: Some(wire_meta(&meta)),
@@ -308,7 +375,7 @@ mod tests {
         pb::ChatMessage {
             role: role.into(),
             content: "hi".into(),
-            name: String::new(),
+            ..Default::default()
         }
     }
 

@@ -189,12 +189,30 @@ async fn json_response(
 ) -> Result<Response, ApiError> {
     loop {
         match events.recv().await {
-            Some(EngineEvent::Delta(_)) => continue,
+            Some(EngineEvent::Delta(_) | EngineEvent::ToolCall(_)) => continue,
             Some(EngineEvent::Done {
                 content,
+                tool_calls,
                 finish_reason,
                 meta,
             }) => {
+                let mut message =
+                    json!({ "role": "assistant", "content": content, "refusal": null });
+                if !tool_calls.is_empty() {
+                    if content.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                    message["tool_calls"] = tool_calls
+                        .iter()
+                        .map(|c| {
+                            json!({
+                                "id": c.id,
+                                "type": "function",
+                                "function": { "name": c.name, "arguments": c.arguments },
+                            })
+                        })
+                        .collect();
+                }
                 let body = json!({
                     "id": chunk.id,
                     "object": "chat.completion",
@@ -202,7 +220,7 @@ async fn json_response(
                     "model": meta.model,
                     "choices": [{
                         "index": 0,
-                        "message": { "role": "assistant", "content": content, "refusal": null },
+                        "message": message,
                         "logprobs": null,
                         "finish_reason": finish_reason,
                     }],
@@ -250,6 +268,23 @@ impl ChunkShape {
     fn events_for(&self, event: EngineEvent) -> (Vec<Event>, bool) {
         match event {
             EngineEvent::Delta(text) => (vec![self.chunk(json!({ "content": text }), None)], false),
+            EngineEvent::ToolCall(piece) => {
+                // OpenAI's shape: id, type and name on a call's first piece only.
+                let mut function = json!({ "arguments": piece.arguments });
+                let mut call = json!({ "index": piece.index });
+                if let Some(name) = piece.name {
+                    function["name"] = Value::String(name);
+                }
+                if let Some(id) = piece.id {
+                    call["id"] = Value::String(id);
+                    call["type"] = Value::String("function".into());
+                }
+                call["function"] = function;
+                (
+                    vec![self.chunk(json!({ "tool_calls": [call] }), None)],
+                    false,
+                )
+            }
             EngineEvent::Done {
                 finish_reason,
                 meta,

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels};
-use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
+use crate::providers::{ErrorClass, ProviderError, StreamEvent, ToolCall, ToolCallDelta, Usage};
 use crate::reporter::TraceReporter;
 use crate::request::ChatRequest;
 use crate::scoring::RoutePlan;
@@ -72,9 +72,13 @@ pub struct Failure {
 pub enum EngineEvent {
     /// A piece of output (streaming requests only).
     Delta(String),
-    /// Success. `content` is the whole answer for non-streaming requests, empty for streams.
+    /// A piece of a tool call (streaming requests only).
+    ToolCall(ToolCallDelta),
+    /// Success. `content` and `tool_calls` are the whole answer for
+    /// non-streaming requests, empty for streams.
     Done {
         content: String,
+        tool_calls: Vec<ToolCall>,
         finish_reason: String,
         meta: ResponseMeta,
     },
@@ -93,14 +97,19 @@ pub struct Engine {
 enum AttemptResult {
     Done {
         content: String,
+        tool_calls: Vec<ToolCall>,
         finish_reason: String,
         usage: Usage,
     },
     /// Failed before anything reached the client: the next candidate may try.
     Failed(ProviderError),
-    /// Failed after tokens reached the client.
-    Partial(ProviderError),
-    Cancelled,
+    /// Failed after output reached the client; `output_tokens` were streamed.
+    Partial {
+        error: ProviderError,
+        output_tokens: u64,
+    },
+    /// The client left; `output_tokens` had been streamed (and are billed).
+    Cancelled { output_tokens: u64 },
 }
 
 impl Engine {
@@ -216,12 +225,14 @@ impl Engine {
                 match result {
                     AttemptResult::Done {
                         content,
+                        tool_calls,
                         finish_reason,
                         usage,
                     } => {
                         self.count_attempt(&target.id, "ok");
                         self.breakers.success(&target.id);
-                        let usage = fill_usage(usage, &request, &content);
+                        let usage =
+                            fill_usage(usage, &request, || output_tokens(&content, &tool_calls));
                         meta.cost_usd = trace.attempt_succeeded(target, usage);
                         meta.usage = usage;
                         meta.target_id.clone_from(&target.id);
@@ -234,6 +245,7 @@ impl Engine {
                         let _ = tx
                             .send(EngineEvent::Done {
                                 content,
+                                tool_calls,
                                 finish_reason,
                                 meta,
                             })
@@ -287,12 +299,17 @@ impl Engine {
                         }
                         continue 'chain;
                     }
-                    AttemptResult::Partial(error) => {
+                    AttemptResult::Partial {
+                        error,
+                        output_tokens,
+                    } => {
                         self.count_attempt(&target.id, error.class.as_str());
                         self.breakers
                             .failure(&target.id, request.received.unix_ms_at(Instant::now()));
                         trace.attempt_failed(&error);
-                        trace.partial_from(target);
+                        let usage = fill_usage(Usage::default(), &request, || output_tokens);
+                        meta.cost_usd = trace.partial_from(target, usage);
+                        meta.usage = usage;
                         meta.target_id.clone_from(&target.id);
                         let message = format!(
                             "stream from {} failed mid-response: {}",
@@ -309,12 +326,16 @@ impl Engine {
                         let _ = tx.send(EngineEvent::Failed(failure)).await;
                         return;
                     }
-                    AttemptResult::Cancelled => {
+                    AttemptResult::Cancelled { output_tokens } => {
                         self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
                         trace.attempt_failed(&ProviderError::new(
                             ErrorClass::Cancelled,
                             "client went away",
                         ));
+                        if output_tokens > 0 {
+                            let usage = fill_usage(Usage::default(), &request, || output_tokens);
+                            trace.partial_from(target, usage);
+                        }
                         let record = trace.finish(
                             pb::Outcome::Cancelled,
                             Some((Some(ErrorClass::Cancelled), "client went away")),
@@ -353,10 +374,11 @@ impl Engine {
         tx: &mpsc::Sender<EngineEvent>,
     ) -> AttemptResult {
         tokio::select! {
-            () = tx.closed() => AttemptResult::Cancelled,
+            () = tx.closed() => AttemptResult::Cancelled { output_tokens: 0 },
             result = endpoint.complete(&self.client, request, model, timeout) => match result {
                 Ok(c) => AttemptResult::Done {
                     content: c.content,
+                    tool_calls: c.tool_calls,
                     finish_reason: c.finish_reason,
                     usage: c.usage.unwrap_or_default(),
                 },
@@ -381,7 +403,7 @@ impl Engine {
         let deadline = started + remaining;
         let first_token_limit = remaining.min(self.config.first_token_timeout);
         let opened = tokio::select! {
-            () = tx.closed() => return AttemptResult::Cancelled,
+            () = tx.closed() => return AttemptResult::Cancelled { output_tokens: 0 },
             opened = endpoint.stream(&self.client, request, model, first_token_limit) => opened,
         };
         let mut events = match opened {
@@ -389,7 +411,8 @@ impl Engine {
             Err(e) => return AttemptResult::Failed(e),
         };
         let mut sent_any = false;
-        let mut text = String::new();
+        // Counted as the output streams, so a stream cut short is still billed.
+        let mut output_tokens = 0;
         loop {
             let (wait_until, late) = if sent_any {
                 (deadline, "request deadline reached mid-stream")
@@ -397,47 +420,54 @@ impl Engine {
                 (started + first_token_limit, "no first token in time")
             };
             let next = tokio::select! {
-                () = tx.closed() => return AttemptResult::Cancelled,
+                () = tx.closed() => return AttemptResult::Cancelled { output_tokens },
                 next = tokio::time::timeout_at(wait_until, events.next()) => match next {
                     Ok(next) => next,
                     Err(_) => Some(Err(ProviderError::new(ErrorClass::Timeout, late))),
                 },
             };
-            let error = match next {
+            let (event, tokens) = match next {
                 Some(Ok(StreamEvent::Delta(delta))) => {
-                    if !sent_any {
-                        trace.first_token();
-                        sent_any = true;
-                    }
-                    text.push_str(&delta);
-                    if tx.send(EngineEvent::Delta(delta)).await.is_err() {
-                        return AttemptResult::Cancelled;
-                    }
-                    continue;
+                    let tokens = count_tokens(&delta);
+                    (EngineEvent::Delta(delta), tokens)
+                }
+                Some(Ok(StreamEvent::ToolCall(piece))) => {
+                    let tokens = piece.name.as_deref().map_or(0, count_tokens)
+                        + count_tokens(&piece.arguments);
+                    (EngineEvent::ToolCall(piece), tokens)
                 }
                 Some(Ok(StreamEvent::Finish {
                     finish_reason,
                     usage,
                 })) => {
-                    let usage = usage.unwrap_or_default();
-                    let usage = fill_usage(usage, request, &text);
+                    let mut usage = usage.unwrap_or_default();
+                    if usage.output_tokens == 0 {
+                        usage.output_tokens = output_tokens;
+                    }
                     return AttemptResult::Done {
                         content: String::new(),
+                        tool_calls: Vec::new(),
                         finish_reason,
                         usage,
                     };
                 }
-                Some(Err(e)) => e,
-                None => ProviderError::new(
-                    ErrorClass::Protocol,
-                    "provider stream ended without finishing",
-                ),
+                Some(Err(error)) => return ended_early(error, sent_any, output_tokens),
+                None => {
+                    let error = ProviderError::new(
+                        ErrorClass::Protocol,
+                        "provider stream ended without finishing",
+                    );
+                    return ended_early(error, sent_any, output_tokens);
+                }
             };
-            return if sent_any {
-                AttemptResult::Partial(error)
-            } else {
-                AttemptResult::Failed(error)
-            };
+            if !sent_any {
+                trace.first_token();
+                sent_any = true;
+            }
+            output_tokens += tokens;
+            if tx.send(event).await.is_err() {
+                return AttemptResult::Cancelled { output_tokens };
+            }
         }
     }
 
@@ -477,18 +507,41 @@ impl Engine {
     }
 }
 
-/// Providers that report no usage are billed on estimates.
-fn fill_usage(usage: Usage, request: &ChatRequest, output: &str) -> Usage {
+/// A stream that failed: before its first token the next candidate may try;
+/// after it, the client has part of an answer.
+fn ended_early(error: ProviderError, sent_any: bool, output_tokens: u64) -> AttemptResult {
+    if sent_any {
+        AttemptResult::Partial {
+            error,
+            output_tokens,
+        }
+    } else {
+        AttemptResult::Failed(error)
+    }
+}
+
+/// Tokens of a whole answer, by our tokenizer: text, tool names and arguments.
+fn output_tokens(content: &str, tool_calls: &[ToolCall]) -> u64 {
+    count_tokens(content)
+        + tool_calls
+            .iter()
+            .map(|c| count_tokens(&c.name) + count_tokens(&c.arguments))
+            .sum::<u64>()
+}
+
+/// Providers that report no usage are billed on estimates: the request's
+/// counted input and the output counted as it was produced.
+fn fill_usage(usage: Usage, request: &ChatRequest, counted_output: impl FnOnce() -> u64) -> Usage {
     Usage {
         input_tokens: if usage.input_tokens > 0 {
             usage.input_tokens
         } else {
             request.workload.input_tokens
         },
-        output_tokens: if usage.output_tokens > 0 || output.is_empty() {
+        output_tokens: if usage.output_tokens > 0 {
             usage.output_tokens
         } else {
-            count_tokens(output)
+            counted_output()
         },
     }
 }

@@ -106,6 +106,16 @@ impl TraceBuilder {
         if let Some(attempt) = self.finish_attempt() {
             attempt.success = true;
         }
+        self.answered_by(target, usage)
+    }
+
+    /// A stream ended early after output reached the client: the target
+    /// answered partly, and what it produced is billed. Returns the cost in USD.
+    pub fn partial_from(&mut self, target: &Target, usage: Usage) -> f64 {
+        self.answered_by(target, usage)
+    }
+
+    fn answered_by(&mut self, target: &Target, usage: Usage) -> f64 {
         let cost = cost_usd(target, usage.input_tokens, usage.output_tokens);
         self.trace.final_target.clone_from(&target.id);
         self.trace.final_provider.clone_from(&target.spec.provider);
@@ -114,13 +124,6 @@ impl TraceBuilder {
         self.trace.tokens_out = usage.output_tokens;
         self.trace.cost_usd = cost;
         cost
-    }
-
-    /// A stream failed after its first token: the target answered, partly.
-    pub fn partial_from(&mut self, target: &Target) {
-        self.trace.final_target.clone_from(&target.id);
-        self.trace.final_provider.clone_from(&target.spec.provider);
-        self.trace.final_model.clone_from(&target.spec.name);
     }
 
     /// Closes the trace; returns it with its latency.

@@ -9,6 +9,8 @@ mod ollama;
 mod openai;
 mod simulated;
 pub mod sse;
+#[cfg(test)]
+mod tool_call_tests;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -148,10 +150,35 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+/// A function call the model asked for, in OpenAI's terms: arguments are JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// An id for a tool call whose provider gives none (Ollama): clients send it
+/// back with the call's result.
+pub fn new_tool_call_id() -> String {
+    format!("call_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A piece of a streamed tool call, as OpenAI streams them: the first piece of
+/// call `index` carries its id and name, later ones more argument text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
 /// A whole (non-streamed) answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Completion {
     pub content: String,
+    pub tool_calls: Vec<ToolCall>,
     pub finish_reason: String,
     pub usage: Option<Usage>,
 }
@@ -160,6 +187,7 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Delta(String),
+    ToolCall(ToolCallDelta),
     /// The provider finished cleanly.
     Finish {
         finish_reason: String,

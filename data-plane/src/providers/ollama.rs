@@ -14,7 +14,10 @@ use serde_json::{Map, Value, json};
 use super::framed::{self, ByteStream, Dialect, Ready};
 use super::http::{self, truncate};
 use super::ndjson::NdjsonDecoder;
-use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
+use super::{
+    Completion, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall, ToolCallDelta,
+    Usage, new_tool_call_id,
+};
 use crate::request::ChatRequest;
 
 #[derive(Debug, Clone)]
@@ -308,6 +311,41 @@ struct WireChat {
 struct WireMessage {
     #[serde(default)]
     content: String,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+}
+
+/// Ollama sends each call whole, arguments as a JSON object; ids only from
+/// newer servers.
+#[derive(Deserialize)]
+struct WireToolCall {
+    id: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+impl WireToolCall {
+    fn into_call(self) -> ToolCall {
+        let arguments = match self.function.arguments {
+            Value::Null => "{}".to_owned(),
+            Value::String(text) => text,
+            object => object.to_string(),
+        };
+        ToolCall {
+            id: self
+                .id
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(new_tool_call_id),
+            name: self.function.name,
+            arguments,
+        }
+    }
 }
 
 impl WireChat {
@@ -321,9 +359,11 @@ impl WireChat {
         })
     }
 
-    fn finish_reason(&self) -> String {
+    /// Ollama says "stop" after tool calls too; OpenAI clients expect "tool_calls".
+    fn finish_reason(&self, called_tools: bool) -> String {
         match self.done_reason.as_deref() {
             Some("length") => "length".into(),
+            _ if called_tools => "tool_calls".into(),
             // "stop", and "load"/"unload" or none from older servers.
             _ => "stop".into(),
         }
@@ -353,25 +393,38 @@ fn parse_completion(body: &[u8]) -> Result<Completion, ProviderError> {
         return Err(error);
     }
     let usage = wire.usage();
-    let finish_reason = wire.finish_reason();
+    let called_tools = wire
+        .message
+        .as_ref()
+        .is_some_and(|m| !m.tool_calls.is_empty());
+    let finish_reason = wire.finish_reason(called_tools);
     let message = wire
         .message
         .ok_or_else(|| ProviderError::new(ErrorClass::Protocol, "provider returned no message"))?;
     Ok(Completion {
         content: message.content,
+        tool_calls: message
+            .tool_calls
+            .into_iter()
+            .map(WireToolCall::into_call)
+            .collect(),
         finish_reason,
         usage,
     })
 }
 
-/// Ollama's NDJSON lines: each complete in itself.
-struct Lines;
+/// Ollama's NDJSON lines: each complete in itself; tool calls are numbered
+/// across lines as they come.
+#[derive(Default)]
+struct Lines {
+    tool_calls: u32,
+}
 
 impl Dialect for Lines {
     const UNFINISHED: &'static str = "provider stream ended before done";
 
     fn take(&mut self, line: &str, ready: &mut Ready) -> bool {
-        let chunk: WireChat = match serde_json::from_str(line) {
+        let mut chunk: WireChat = match serde_json::from_str(line) {
             Ok(chunk) => chunk,
             Err(e) => {
                 let error = ProviderError::new(
@@ -386,17 +439,24 @@ impl Dialect for Lines {
             ready.push_back(Err(error));
             return false;
         }
-        if let Some(text) = chunk
-            .message
-            .as_ref()
-            .map(|m| m.content.as_str())
-            .filter(|t| !t.is_empty())
-        {
-            ready.push_back(Ok(StreamEvent::Delta(text.to_owned())));
+        if let Some(message) = chunk.message.take() {
+            if !message.content.is_empty() {
+                ready.push_back(Ok(StreamEvent::Delta(message.content)));
+            }
+            for call in message.tool_calls {
+                let call = call.into_call();
+                ready.push_back(Ok(StreamEvent::ToolCall(ToolCallDelta {
+                    index: self.tool_calls,
+                    id: Some(call.id),
+                    name: Some(call.name),
+                    arguments: call.arguments,
+                })));
+                self.tool_calls += 1;
+            }
         }
         if chunk.done {
             ready.push_back(Ok(StreamEvent::Finish {
-                finish_reason: chunk.finish_reason(),
+                finish_reason: chunk.finish_reason(self.tool_calls > 0),
                 usage: chunk.usage(),
             }));
             return false;
@@ -405,11 +465,16 @@ impl Dialect for Lines {
     }
 }
 
-fn ndjson_events(
+pub(super) fn ndjson_events(
     body: ByteStream,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
-    framed::events(body, idle_timeout, NdjsonDecoder::default(), Lines)
+    framed::events(
+        body,
+        idle_timeout,
+        NdjsonDecoder::default(),
+        Lines::default(),
+    )
 }
 
 #[cfg(test)]
@@ -779,7 +844,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 StreamEvent::Delta(t) => Some(t.as_str()),
-                StreamEvent::Finish { .. } => None,
+                StreamEvent::ToolCall(_) | StreamEvent::Finish { .. } => None,
             })
             .collect();
         assert_eq!(text, Behavior::DEFAULT_TEXT);

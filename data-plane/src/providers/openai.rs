@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use super::framed::{self, ByteStream, Dialect, Ready};
 use super::http::{self, truncate};
 use super::sse::SseDecoder;
-use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
+use super::{
+    Completion, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall, ToolCallDelta, Usage,
+};
 use crate::request::ChatRequest;
 
 #[derive(Debug, Clone)]
@@ -154,6 +156,23 @@ struct WireChoice {
 #[derive(Deserialize)]
 struct WireMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
 }
 
 fn parse_completion(body: &[u8]) -> Result<Completion, ProviderError> {
@@ -167,8 +186,17 @@ fn parse_completion(body: &[u8]) -> Result<Completion, ProviderError> {
         wire.choices.into_iter().next().ok_or_else(|| {
             ProviderError::new(ErrorClass::Protocol, "provider returned no choices")
         })?;
+    let tool_calls = choice.message.tool_calls.unwrap_or_default();
     Ok(Completion {
         content: choice.message.content.unwrap_or_default(),
+        tool_calls: tool_calls
+            .into_iter()
+            .map(|call| ToolCall {
+                id: call.id,
+                name: call.function.name,
+                arguments: call.function.arguments,
+            })
+            .collect(),
         finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
         usage: wire.usage.map(Usage::from),
     })
@@ -192,6 +220,23 @@ struct WireChunkChoice {
 #[derive(Deserialize)]
 struct WireDelta {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCallDelta>>,
+}
+
+/// A streamed piece of a tool call: id and name come first, then argument text.
+#[derive(Deserialize)]
+struct WireToolCallDelta {
+    #[serde(default)]
+    index: u32,
+    id: Option<String>,
+    function: Option<WireFunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
 }
 
 /// OpenAI's chunk stream: what has been seen so far of the finish.
@@ -237,12 +282,25 @@ impl Dialect for Chunks {
             self.usage = Some(usage.into());
         }
         for choice in chunk.choices {
-            if let Some(text) = choice
-                .delta
-                .and_then(|d| d.content)
-                .filter(|t| !t.is_empty())
-            {
-                ready.push_back(Ok(StreamEvent::Delta(text)));
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    ready.push_back(Ok(StreamEvent::Delta(text)));
+                }
+                for call in delta.tool_calls.unwrap_or_default() {
+                    let (name, arguments) = call
+                        .function
+                        .map(|f| (f.name, f.arguments.unwrap_or_default()))
+                        .unwrap_or_default();
+                    let piece = ToolCallDelta {
+                        index: call.index,
+                        id: call.id.filter(|id| !id.is_empty()),
+                        name: name.filter(|n| !n.is_empty()),
+                        arguments,
+                    };
+                    if piece.id.is_some() || piece.name.is_some() || !piece.arguments.is_empty() {
+                        ready.push_back(Ok(StreamEvent::ToolCall(piece)));
+                    }
+                }
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish_reason = Some(reason);
@@ -252,7 +310,7 @@ impl Dialect for Chunks {
     }
 }
 
-fn sse_events(
+pub(super) fn sse_events(
     body: ByteStream,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {

@@ -10,7 +10,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use switchyard_domain::SimulatedParams;
 
-use super::{Completion, ErrorClass, EventStream, ProviderError, StreamEvent, Usage};
+use serde_json::{Map, Value};
+
+use super::{
+    Completion, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall, ToolCallDelta,
+    Usage, new_tool_call_id,
+};
 use crate::request::ChatRequest;
 
 const WORDS: &[&str] = &[
@@ -105,10 +110,22 @@ impl SimulatedEndpoint {
         if plan.fails {
             return Err(Self::failure());
         }
+        if let Some(call) = tool_call(request) {
+            return Ok(Completion {
+                usage: Some(Usage {
+                    input_tokens: request.workload.input_tokens,
+                    output_tokens: 8,
+                }),
+                tool_calls: vec![call],
+                finish_reason: "tool_calls".into(),
+                content: String::new(),
+            });
+        }
         let count = u32::try_from(plan.words.len()).unwrap_or(u32::MAX);
         tokio::time::sleep(plan.per_token * count.saturating_sub(1)).await;
         Ok(Completion {
             content: plan.words.join(" "),
+            tool_calls: Vec::new(),
             finish_reason: plan.finish_reason.into(),
             usage: Some(Usage {
                 input_tokens: request.workload.input_tokens,
@@ -122,6 +139,28 @@ impl SimulatedEndpoint {
         tokio::time::sleep(plan.first_token).await;
         if plan.fails {
             return Err(Self::failure());
+        }
+        if let Some(call) = tool_call(request) {
+            let events = [
+                StreamEvent::ToolCall(ToolCallDelta {
+                    index: 0,
+                    id: Some(call.id),
+                    name: Some(call.name),
+                    arguments: String::new(),
+                }),
+                StreamEvent::ToolCall(ToolCallDelta {
+                    arguments: call.arguments,
+                    ..ToolCallDelta::default()
+                }),
+                StreamEvent::Finish {
+                    finish_reason: "tool_calls".into(),
+                    usage: Some(Usage {
+                        input_tokens: request.workload.input_tokens,
+                        output_tokens: 8,
+                    }),
+                },
+            ];
+            return Ok(Box::pin(futures::stream::iter(events.map(Ok))));
         }
         let usage = Usage {
             input_tokens: request.workload.input_tokens,
@@ -152,6 +191,70 @@ impl SimulatedEndpoint {
         });
         Ok(Box::pin(paced))
     }
+}
+
+/// When a request offers tools and is not answering a tool call, the simulated
+/// model calls one: the one `tool_choice` names, else the first, with
+/// placeholder arguments for its schema's required properties.
+fn tool_call(request: &ChatRequest) -> Option<ToolCall> {
+    let body = &request.body;
+    let tools = body.get("tools")?.as_array()?;
+    let choice = body.get("tool_choice");
+    if choice.and_then(Value::as_str) == Some("none") {
+        return None;
+    }
+    let last_role = body
+        .get("messages")?
+        .as_array()?
+        .last()?
+        .get("role")?
+        .as_str()?;
+    if last_role == "tool" {
+        return None;
+    }
+    let named = choice
+        .and_then(|c| c.pointer("/function/name"))
+        .and_then(Value::as_str);
+    let function = tools
+        .iter()
+        .filter_map(|t| t.get("function"))
+        .find(|f| named.is_none_or(|n| f.get("name").and_then(Value::as_str) == Some(n)))?;
+    let name = function.get("name")?.as_str()?.to_owned();
+    let arguments = placeholder_arguments(function.get("parameters"));
+    Some(ToolCall {
+        id: new_tool_call_id(),
+        name,
+        arguments: Value::Object(arguments).to_string(),
+    })
+}
+
+fn placeholder_arguments(schema: Option<&Value>) -> Map<String, Value> {
+    let Some(schema) = schema else {
+        return Map::new();
+    };
+    let properties = schema.get("properties");
+    let required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    required
+        .map(|name| {
+            let kind = properties
+                .and_then(|p| p.get(name))
+                .and_then(|p| p.get("type"))
+                .and_then(Value::as_str);
+            let value = match kind {
+                Some("integer" | "number") => Value::from(0),
+                Some("boolean") => Value::Bool(false),
+                Some("array") => Value::Array(Vec::new()),
+                Some("object") => Value::Object(Map::new()),
+                _ => Value::String("example".into()),
+            };
+            (name.to_owned(), value)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -224,5 +327,41 @@ mod tests {
         assert!(
             matches!(events.last(), Some(Ok(StreamEvent::Finish { usage: Some(u), .. })) if u.output_tokens == 8)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offered_tools_get_called_with_their_required_arguments() {
+        let sim = SimulatedEndpoint::new(params(0.0));
+        let mut r = request(None);
+        r.body = serde_json::json!({
+            "messages": [{ "role": "user", "content": "weather?" }],
+            "tools": [
+                { "type": "function", "function": { "name": "other" } },
+                { "type": "function", "function": { "name": "weather", "parameters": {
+                    "type": "object",
+                    "properties": { "city": { "type": "string" }, "days": { "type": "integer" } },
+                    "required": ["city", "days"],
+                } } },
+            ],
+            "tool_choice": { "type": "function", "function": { "name": "weather" } },
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        let c = sim.complete(&r).await.unwrap();
+        assert_eq!(c.finish_reason, "tool_calls");
+        assert_eq!(c.tool_calls.len(), 1);
+        assert_eq!(c.tool_calls[0].name, "weather");
+        let args: Value = serde_json::from_str(&c.tool_calls[0].arguments).unwrap();
+        assert_eq!(args, serde_json::json!({ "city": "example", "days": 0 }));
+
+        // Answering a tool result, the model talks again.
+        r.body["messages"] = serde_json::json!([
+            { "role": "user", "content": "weather?" },
+            { "role": "tool", "tool_call_id": "call_1", "content": "sunny" },
+        ]);
+        let c = sim.complete(&r).await.unwrap();
+        assert!(c.tool_calls.is_empty());
+        assert!(!c.content.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::behavior::Behavior;
+use crate::behavior::{Behavior, argument_pieces};
 use crate::mock_provider::{ReceivedRequest, Server, Shared};
 use crate::openai::{content_words, stream_pieces, word_count};
 use crate::routes::{
@@ -140,6 +140,7 @@ impl Responder {
         match settle(behavior).await {
             Behavior::Reply { text } => self.text(&text),
             Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
+            Behavior::ToolCall { name, arguments } => self.tool_call(&name, &arguments),
             Behavior::Status {
                 status,
                 message,
@@ -165,6 +166,53 @@ impl Responder {
         frames.extend(stream_pieces(text).iter().map(|p| text_delta(p)));
         frames.push(content_block_stop());
         frames.push(message_delta(word_count(text)));
+        frames.push(named("message_stop", &json!({ "type": "message_stop" })));
+        sse_response(frames, &self.cancelled)
+    }
+
+    /// As Claude does it: a short text block first, then the `tool_use`
+    /// block (index 1), its input streamed as JSON pieces.
+    fn tool_call(&self, name: &str, arguments: &str) -> Response {
+        let input: Value = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
+        if !self.stream {
+            return json_response(StatusCode::OK, self.reply.tool_use(name, input).to_string());
+        }
+        let mut frames = vec![
+            self.reply.message_start(),
+            content_block_start(),
+            text_delta(TOOL_PREAMBLE),
+            content_block_stop(),
+            named(
+                "content_block_start",
+                &json!({
+                    "type": "content_block_start",
+                    "index": 1,
+                    "content_block": { "type": "tool_use", "id": self.reply.tool_use_id(), "name": name, "input": {} },
+                }),
+            ),
+        ];
+        frames.extend(argument_pieces(arguments).iter().map(|piece| {
+            named(
+                "content_block_delta",
+                &json!({
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": { "type": "input_json_delta", "partial_json": piece },
+                }),
+            )
+        }));
+        frames.push(named(
+            "content_block_stop",
+            &json!({ "type": "content_block_stop", "index": 1 }),
+        ));
+        frames.push(named(
+            "message_delta",
+            &json!({
+                "type": "message_delta",
+                "delta": { "stop_reason": "tool_use", "stop_sequence": null },
+                "usage": { "output_tokens": word_count(arguments) + 1 },
+            }),
+        ));
         frames.push(named("message_stop", &json!({ "type": "message_stop" })));
         sse_response(frames, &self.cancelled)
     }
@@ -199,6 +247,9 @@ impl Responder {
     }
 }
 
+/// The text Claude says before calling a tool.
+pub const TOOL_PREAMBLE: &str = "Let me check.";
+
 /// Per-request fields shared by every body of one reply.
 #[derive(Debug, Clone)]
 struct Reply {
@@ -232,6 +283,27 @@ impl Reply {
             "stop_reason": "end_turn",
             "stop_sequence": null,
             "usage": { "input_tokens": self.input_tokens, "output_tokens": word_count(text) },
+        })
+    }
+
+    fn tool_use_id(&self) -> String {
+        format!("toolu_{}", self.id.trim_start_matches("msg_"))
+    }
+
+    /// A non-streaming `message` in which the model calls `name`.
+    fn tool_use(&self, name: &str, input: Value) -> Value {
+        json!({
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [
+                { "type": "text", "text": TOOL_PREAMBLE },
+                { "type": "tool_use", "id": self.tool_use_id(), "name": name, "input": input },
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": null,
+            "usage": { "input_tokens": self.input_tokens, "output_tokens": 12 },
         })
     }
 

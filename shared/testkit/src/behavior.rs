@@ -10,6 +10,10 @@ pub enum Behavior {
     Reply { text: String },
     /// Same as [`Behavior::Reply`] with [`Behavior::DEFAULT_TEXT`].
     Ok,
+    /// 200 with the model calling function `name` with `arguments` (JSON text
+    /// of an object), in the provider's own shape; streamed, the arguments
+    /// arrive in several pieces.
+    ToolCall { name: String, arguments: String },
     /// `status` with an OpenAI-shaped error body
     /// `{"error":{"message","type","param","code"}}`, plus a `Retry-After`
     /// header when `retry_after_secs` is set. Statuses that are not valid
@@ -38,4 +42,19 @@ pub enum Behavior {
 impl Behavior {
     /// The completion text of [`Behavior::Ok`].
     pub const DEFAULT_TEXT: &str = "Hello from the mock provider.";
+
+    pub fn tool_call(name: &str, arguments: &str) -> Self {
+        Self::ToolCall {
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+        }
+    }
+}
+
+/// Splits a tool call's arguments into three streamed pieces, cut on
+/// character boundaries.
+pub(crate) fn argument_pieces(arguments: &str) -> Vec<String> {
+    let chars: Vec<char> = arguments.chars().collect();
+    let third = chars.len().div_ceil(3).max(1);
+    chars.chunks(third).map(|c| c.iter().collect()).collect()
 }

@@ -18,7 +18,7 @@ mod sse;
 #[cfg(test)]
 mod tests;
 
-pub use anthropic::MockAnthropic;
+pub use anthropic::{MockAnthropic, TOOL_PREAMBLE};
 pub use behavior::Behavior;
 pub use mock_provider::{MockProvider, ReceivedRequest};
 pub use ollama::MockOllama;

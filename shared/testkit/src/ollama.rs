@@ -143,6 +143,7 @@ impl Responder {
         match settle(behavior).await {
             Behavior::Reply { text } => self.text(&text),
             Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
+            Behavior::ToolCall { name, arguments } => self.tool_call(&name, &arguments),
             Behavior::Status {
                 status,
                 message,
@@ -165,6 +166,24 @@ impl Responder {
             .collect();
         frames.push(Frame::Line(self.reply.done(word_count(text)).to_string()));
         self.ndjson(frames)
+    }
+
+    /// Ollama sends a call whole, its arguments as an object and without an
+    /// id; streamed, on a line of its own before the done line.
+    fn tool_call(&self, name: &str, arguments: &str) -> Response {
+        let arguments: Value = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
+        let calls = json!([{ "function": { "name": name, "arguments": arguments } }]);
+        if !self.stream {
+            let mut body = self.reply.done(8);
+            body["message"]["tool_calls"] = calls;
+            return json_response(StatusCode::OK, body.to_string());
+        }
+        let mut line = self.reply.piece("");
+        line["message"]["tool_calls"] = calls;
+        self.ndjson(vec![
+            Frame::Line(line.to_string()),
+            Frame::Line(self.reply.done(8).to_string()),
+        ])
     }
 
     fn garbage(&self) -> Response {

@@ -55,6 +55,62 @@ impl Reply {
         })
     }
 
+    /// A non-streaming `chat.completion` in which the model calls `name`.
+    pub(crate) fn tool_completion(&self, name: &str, arguments: &str) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": null,
+                    "tool_calls": [{
+                        "id": self.call_id(),
+                        "type": "function",
+                        "function": { "name": name, "arguments": arguments },
+                    }],
+                },
+                "logprobs": null,
+                "finish_reason": "tool_calls",
+            }],
+            "usage": self.usage(word_count(arguments)),
+        })
+    }
+
+    /// The chunks of a streamed tool call after the role chunk: id and name
+    /// first, then the arguments in pieces, then the finish.
+    pub(crate) fn tool_chunks(&self, name: &str, arguments: &str) -> Vec<Value> {
+        let mut chunks = vec![self.chunk(
+            json!({ "tool_calls": [{
+                "index": 0,
+                "id": self.call_id(),
+                "type": "function",
+                "function": { "name": name, "arguments": "" },
+            }] }),
+            Value::Null,
+        )];
+        chunks.extend(
+            crate::behavior::argument_pieces(arguments)
+                .iter()
+                .map(|piece| {
+                    self.chunk(
+                json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] }),
+                Value::Null,
+            )
+                }),
+        );
+        chunks.push(self.chunk(json!({}), json!("tool_calls")));
+        chunks.extend(self.usage_chunk(word_count(arguments)));
+        chunks
+    }
+
+    fn call_id(&self) -> String {
+        format!("call_{}", self.id.trim_start_matches("chatcmpl-"))
+    }
+
     /// The first stream chunk, announcing the assistant role.
     pub(crate) fn role_chunk(&self) -> Value {
         self.chunk(json!({ "role": "assistant", "content": "" }), Value::Null)

@@ -64,6 +64,7 @@ impl Responder {
         match settle(behavior).await {
             Behavior::Reply { text } => self.text(&text),
             Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
+            Behavior::ToolCall { name, arguments } => self.tool_call(&name, &arguments),
             Behavior::Status {
                 status,
                 message,
@@ -88,6 +89,18 @@ impl Responder {
         );
         events.push(self.reply.stop_chunk());
         events.extend(self.reply.usage_chunk(openai::word_count(text)));
+        let mut frames: Vec<Frame> = events.iter().map(|e| Frame::Event(e.to_string())).collect();
+        frames.push(Frame::Event("[DONE]".to_owned()));
+        self.sse(frames)
+    }
+
+    fn tool_call(&self, name: &str, arguments: &str) -> Response {
+        if !self.stream {
+            let body = self.reply.tool_completion(name, arguments);
+            return json_response(StatusCode::OK, body.to_string());
+        }
+        let mut events = vec![self.reply.role_chunk()];
+        events.extend(self.reply.tool_chunks(name, arguments));
         let mut frames: Vec<Frame> = events.iter().map(|e| Frame::Event(e.to_string())).collect();
         frames.push(Frame::Event("[DONE]".to_owned()));
         self.sse(frames)

@@ -1,6 +1,6 @@
 //! Anthropic Messages response -> a completion.
 
-use crate::providers::{Completion, ErrorClass, ProviderError, Usage};
+use crate::providers::{Completion, ErrorClass, ProviderError, ToolCall, Usage};
 use serde::Deserialize;
 
 // ---------------------------------------------------------------------------
@@ -47,7 +47,13 @@ pub(super) enum WireBlock {
     Text {
         text: String,
     },
-    /// tool_use, thinking and anything newer: not carried by [`Completion`].
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    /// thinking and anything newer: not carried by [`Completion`].
     #[serde(other)]
     Other,
 }
@@ -64,6 +70,14 @@ pub(super) fn finish_reason(stop_reason: Option<&str>) -> String {
     .to_owned()
 }
 
+/// A `tool_use` input object as OpenAI's JSON-text arguments.
+pub(super) fn tool_arguments(input: serde_json::Value) -> String {
+    match input {
+        serde_json::Value::Null => "{}".to_owned(),
+        input => input.to_string(),
+    }
+}
+
 pub(super) fn parse_message(body: &[u8]) -> Result<Completion, ProviderError> {
     let wire: WireMessage = serde_json::from_slice(body).map_err(|e| {
         ProviderError::new(
@@ -71,16 +85,22 @@ pub(super) fn parse_message(body: &[u8]) -> Result<Completion, ProviderError> {
             format!("provider returned invalid JSON: {e}"),
         )
     })?;
-    let content = wire
-        .content
-        .into_iter()
-        .filter_map(|block| match block {
-            WireBlock::Text { text } => Some(text),
-            WireBlock::Other => None,
-        })
-        .collect();
+    let mut content = String::new();
+    let mut tool_calls = Vec::new();
+    for block in wire.content {
+        match block {
+            WireBlock::Text { text } => content.push_str(&text),
+            WireBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id,
+                name,
+                arguments: tool_arguments(input),
+            }),
+            WireBlock::Other => {}
+        }
+    }
     Ok(Completion {
         content,
+        tool_calls,
         finish_reason: finish_reason(wire.stop_reason.as_deref()),
         usage: wire.usage.map(|u| Usage {
             input_tokens: u.input().unwrap_or(0),

@@ -4,7 +4,7 @@ pub(super) use crate::providers::framed::ByteStream;
 use crate::providers::framed::{self, Dialect, Ready};
 use crate::providers::http::truncate;
 use crate::providers::sse::SseDecoder;
-use crate::providers::{ErrorClass, ProviderError, StreamEvent, Usage};
+use crate::providers::{ErrorClass, ProviderError, StreamEvent, ToolCallDelta, Usage};
 use futures::Stream;
 use serde::Deserialize;
 use std::time::Duration;
@@ -20,8 +20,19 @@ pub(super) enum WireEvent {
     MessageStart {
         message: WireStartMessage,
     },
+    ContentBlockStart {
+        #[serde(default)]
+        index: u32,
+        content_block: WireStartBlock,
+    },
     ContentBlockDelta {
+        #[serde(default)]
+        index: u32,
         delta: WireDelta,
+    },
+    ContentBlockStop {
+        #[serde(default)]
+        index: u32,
     },
     MessageDelta {
         delta: WireMessageDelta,
@@ -31,7 +42,7 @@ pub(super) enum WireEvent {
     Error {
         error: ErrorDetail,
     },
-    /// ping, content_block_start, content_block_stop and anything newer.
+    /// ping and anything newer.
     #[serde(other)]
     Other,
 }
@@ -43,11 +54,29 @@ pub(super) struct WireStartMessage {
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum WireStartBlock {
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    /// Text (its text comes in deltas), thinking and anything newer.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum WireDelta {
     TextDelta {
         text: String,
     },
-    /// Tool input JSON, thinking, signatures, citations.
+    /// A piece of a tool call's input, as JSON text.
+    InputJsonDelta {
+        partial_json: String,
+    },
+    /// Thinking, signatures, citations.
     #[serde(other)]
     Other,
 }
@@ -57,12 +86,21 @@ pub(super) struct WireMessageDelta {
     pub(super) stop_reason: Option<String>,
 }
 
-/// Anthropic's event stream: the stop reason and running usage seen so far.
+/// Anthropic's event stream: the stop reason and running usage seen so far,
+/// and which content blocks are tool calls.
 #[derive(Default)]
 pub(super) struct Events {
     stop_reason: Option<String>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    tool_blocks: Vec<ToolBlock>,
+}
+
+/// A `tool_use` content block, numbered among the tool calls as OpenAI numbers them.
+struct ToolBlock {
+    block: u32,
+    call: u32,
+    sent_arguments: bool,
 }
 
 impl Dialect for Events {
@@ -85,9 +123,61 @@ impl Dialect for Events {
                     self.count(&usage);
                 }
             }
+            WireEvent::ContentBlockStart {
+                index,
+                content_block: WireStartBlock::ToolUse { id, name, input },
+            } => {
+                let call = u32::try_from(self.tool_blocks.len()).unwrap_or(u32::MAX);
+                // Streams start tools with an empty input and send it in deltas.
+                let arguments = match input {
+                    serde_json::Value::Object(o) if o.is_empty() => String::new(),
+                    serde_json::Value::Null => String::new(),
+                    input => input.to_string(),
+                };
+                self.tool_blocks.push(ToolBlock {
+                    block: index,
+                    call,
+                    sent_arguments: !arguments.is_empty(),
+                });
+                ready.push_back(Ok(StreamEvent::ToolCall(ToolCallDelta {
+                    index: call,
+                    id: Some(id),
+                    name: Some(name),
+                    arguments,
+                })));
+            }
             WireEvent::ContentBlockDelta {
                 delta: WireDelta::TextDelta { text },
+                ..
             } if !text.is_empty() => ready.push_back(Ok(StreamEvent::Delta(text))),
+            WireEvent::ContentBlockDelta {
+                index,
+                delta: WireDelta::InputJsonDelta { partial_json },
+            } if !partial_json.is_empty() => {
+                if let Some(tool) = self.tool_blocks.iter_mut().find(|t| t.block == index) {
+                    tool.sent_arguments = true;
+                    ready.push_back(Ok(StreamEvent::ToolCall(ToolCallDelta {
+                        index: tool.call,
+                        arguments: partial_json,
+                        ..ToolCallDelta::default()
+                    })));
+                }
+            }
+            // A tool without arguments still has an input: the empty object.
+            WireEvent::ContentBlockStop { index } => {
+                if let Some(tool) = self
+                    .tool_blocks
+                    .iter_mut()
+                    .find(|t| t.block == index && !t.sent_arguments)
+                {
+                    tool.sent_arguments = true;
+                    ready.push_back(Ok(StreamEvent::ToolCall(ToolCallDelta {
+                        index: tool.call,
+                        arguments: "{}".to_owned(),
+                        ..ToolCallDelta::default()
+                    })));
+                }
+            }
             WireEvent::MessageDelta { delta, usage } => {
                 if delta.stop_reason.is_some() {
                     self.stop_reason = delta.stop_reason;
@@ -118,7 +208,9 @@ impl Dialect for Events {
                 ready.push_back(Err(ProviderError::new(class, message)));
                 return false;
             }
-            WireEvent::ContentBlockDelta { .. } | WireEvent::Other => {}
+            WireEvent::ContentBlockStart { .. }
+            | WireEvent::ContentBlockDelta { .. }
+            | WireEvent::Other => {}
         }
         true
     }
@@ -136,7 +228,7 @@ impl Events {
     }
 }
 
-pub(super) fn sse_events(
+pub(crate) fn sse_events(
     body: ByteStream,
     idle_timeout: Duration,
 ) -> impl Stream<Item = Result<StreamEvent, ProviderError>> {
