@@ -269,6 +269,9 @@ async fn a_stream_that_breaks_after_its_first_token_ends_in_an_error_event_and_a
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.outcome, i32::from(pb::Outcome::Partial));
     assert_eq!(trace.final_target, "alpha/mock-model");
+    // What streamed before the cut was counted as it streamed, and is billed.
+    assert!(trace.tokens_out >= 2, "{trace:?}");
+    assert!(trace.cost_usd > 0.0, "{trace:?}");
 }
 
 #[tokio::test]
@@ -297,6 +300,9 @@ async fn a_client_that_leaves_mid_stream_cancels_the_upstream_request() {
 
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.outcome, i32::from(pb::Outcome::Cancelled));
+    // The tokens the client did get are on the bill.
+    assert!(trace.tokens_out >= 1 && trace.cost_usd > 0.0, "{trace:?}");
+    assert_eq!(trace.final_target, "alpha/mock-model");
     for _ in 0..100 {
         if mock.cancelled_streams() == 1 {
             return;
