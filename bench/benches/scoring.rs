@@ -60,6 +60,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
             tier: tiers[i % 3],
             aliases: vec!["chat".into()],
             enabled: true,
+            circuit: switchyard_domain::CircuitMode::Auto,
         })
         .collect();
     let routing = RoutingSnapshot::new(

@@ -68,6 +68,7 @@ fn model(provider: &str, name: &str) -> ModelSpec {
         tier: Tier::Economy,
         aliases: vec![],
         enabled: true,
+        circuit: switchyard_domain::CircuitMode::Auto,
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub retries: Family<TargetLabels, Counter>,
     pub retries_denied: Family<TargetLabels, Counter>,
-    /// 0 closed, 1 half-open, 2 open.
+    /// 0 closed, 1 half-open, 2 open, 3 forced open, 4 forced closed.
     pub breaker_state: Family<TargetLabels, Gauge>,
     pub request_duration: Histogram,
     pub time_to_first_token: Histogram,
@@ -67,7 +67,7 @@ impl Metrics {
         let breaker_state = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "breaker_state",
-            "Circuit breaker per target on this node: 0 closed, 1 half-open, 2 open",
+            "Circuit breaker per target on this node: 0 closed, 1 half-open, 2 open, 3 forced open by an operator, 4 forced closed by an operator",
             breaker_state.clone(),
         );
         let request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 16));

@@ -47,6 +47,7 @@ pub fn candidates(
                 family: target.spec.family.clone(),
                 region: target.spec.region.clone(),
                 tier: target.spec.tier.as_str().to_owned(),
+                circuit: c.circuit.as_str().to_owned(),
             }
         })
         .collect();

@@ -97,7 +97,7 @@ pub async fn start(
         metrics: metrics.clone(),
         max_body_bytes: config.max_body_bytes,
         fallback_chain: config.fallback_chain,
-        breakers,
+        breakers: breakers.clone(),
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;
@@ -128,6 +128,7 @@ pub async fn start(
             node_id: config.node_id.clone(),
             region: config.region.clone(),
             metrics,
+            breakers,
         }
         .run(shutdown.clone()),
     );

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
+use crate::breaker::Breakers;
 use crate::metrics::Metrics;
 use crate::snapshot::{LiveSnapshot, SnapshotCell};
 
@@ -25,6 +26,8 @@ pub struct Subscriber {
     pub node_id: String,
     pub region: String,
     pub metrics: Arc<Metrics>,
+    /// Take the operators' circuit overrides from each snapshot applied.
+    pub breakers: Arc<Breakers>,
 }
 
 impl Subscriber {
@@ -108,6 +111,8 @@ impl Subscriber {
         }
         match RoutingSnapshot::try_from(wire) {
             Ok(routing) => {
+                // Overrides first: a target forced open gets no request from the new snapshot.
+                self.breakers.apply_overrides(&routing);
                 let live = LiveSnapshot::prepare(routing);
                 for (provider, endpoint) in &live.endpoints {
                     if let Some(reason) = endpoint.unavailable_reason() {
@@ -153,6 +158,7 @@ mod tests {
             node_id: "n".into(),
             region: String::new(),
             metrics: Arc::new(Metrics::new()),
+            breakers: Arc::new(Breakers::default()),
         }
     }
 

@@ -63,6 +63,7 @@ mod tests {
             tier,
             aliases: vec![],
             enabled: true,
+            circuit: switchyard_domain::CircuitMode::Auto,
         }
     }
 

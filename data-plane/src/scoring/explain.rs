@@ -1,11 +1,13 @@
 //! The routing decision in words, for people reading a trace or a `Route` answer:
 //! "chose a/x (balanced, 0.81): 40% cheaper, 2.0x faster, equal tier than b/y;
-//! backups: b/y (other provider); filtered: c/z: context window 8k < 12k needed".
+//! backups: b/y (other provider); circuits: b/y half-open; filtered: c/z: context
+//! window 8k < 12k needed".
 
 use std::fmt::Write;
 
 use super::RoutePlan;
 use super::dimensions::tier_rank;
+use crate::breaker;
 use crate::snapshot::LiveSnapshot;
 
 /// Filter reasons listed by name before the rest are counted.
@@ -85,6 +87,16 @@ pub fn explain(plan: &RoutePlan, snapshot: &LiveSnapshot, requested: &str) -> St
                 let _ = write!(out, "; backups: {}", backups.join(", "));
             }
         }
+    }
+    // Eligible targets whose circuit is not simply closed: probing, or forced by an operator.
+    let circuits: Vec<String> = plan
+        .candidates
+        .iter()
+        .filter(|c| c.circuit != breaker::State::Closed)
+        .map(|c| format!("{} {}", targets[c.target].id, c.circuit))
+        .collect();
+    if !circuits.is_empty() {
+        let _ = write!(out, "; circuits: {}", circuits.join(", "));
     }
     if !plan.ineligible.is_empty() {
         out.push_str("; filtered: ");

@@ -26,6 +26,8 @@ pub enum Ineligibility {
     CircuitOpen {
         until_ms: i64,
     },
+    /// An operator forced the target's circuit open in the registry.
+    CircuitForcedOpen,
     /// The provider cannot be called from this node (no adapter, no credentials).
     Unavailable(String),
 }
@@ -67,6 +69,7 @@ impl fmt::Display for Ineligibility {
                 )
             }
             Self::CircuitOpen { until_ms } => write!(f, "circuit open until {until_ms} (Unix ms)"),
+            Self::CircuitForcedOpen => f.write_str("circuit forced open by operator"),
             Self::Unavailable(reason) => f.write_str(reason),
         }
     }
@@ -80,8 +83,10 @@ pub fn check(
     workspace: &WorkspaceSpec,
     circuit: breaker::State,
 ) -> Option<Ineligibility> {
-    if let breaker::State::Open { until_ms } = circuit {
-        return Some(Ineligibility::CircuitOpen { until_ms });
+    match circuit {
+        breaker::State::Open { until_ms } => return Some(Ineligibility::CircuitOpen { until_ms }),
+        breaker::State::ForcedOpen => return Some(Ineligibility::CircuitForcedOpen),
+        breaker::State::Closed | breaker::State::HalfOpen | breaker::State::ForcedClosed => {}
     }
     let spec = &target.spec;
     match snapshot.routing.providers.get(&spec.provider) {

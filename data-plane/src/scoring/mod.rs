@@ -27,6 +27,9 @@ pub struct ScoredCandidate {
     pub score: f64,
     /// 1-based position in the fallback chain; 0 when not in it.
     pub chain_position: u32,
+    /// This node's circuit for the target when the plan was made: closed,
+    /// half-open or forced closed (open circuits are filtered out).
+    pub circuit: breaker::State,
 }
 
 impl ScoredCandidate {
@@ -120,6 +123,7 @@ pub fn plan(
             breakdown,
             score,
             chain_position: 0,
+            circuit,
         });
     }
     if serving == 0 {

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use switchyard_domain::{
-    Capabilities, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, SimulatedParams,
-    StrategySpec, StrategyWeights, TargetTelemetry, Telemetry, Tier, WorkspaceSpec,
-    builtin_strategies,
+    Capabilities, CircuitMode, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot,
+    SimulatedParams, StrategySpec, StrategyWeights, TargetTelemetry, Telemetry, Tier,
+    WorkspaceSpec, builtin_strategies,
 };
 
 use super::dimensions::Source;
@@ -51,6 +51,7 @@ fn model(provider: &str, name: &str, tier: Tier, price: f64, context: u32) -> Mo
         tier,
         aliases: vec!["chat".into()],
         enabled: true,
+        circuit: CircuitMode::Auto,
     }
 }
 
@@ -551,6 +552,68 @@ fn an_open_circuit_filters_and_a_half_open_one_halves_health() {
         .unwrap();
     assert_eq!(a.breakdown.health.score, 0.5);
     assert_eq!(ids(&snap, &p), ["b/m", "a/m"]);
+    assert!(
+        p.explanation.contains("; circuits: a/m half-open"),
+        "{}",
+        p.explanation
+    );
+}
+
+#[test]
+fn an_operator_forced_circuit_wins_over_the_breaker() {
+    let mut forced_open = model("a", "m", Tier::Standard, 0.1, 100_000);
+    forced_open.circuit = CircuitMode::Open;
+    let mut forced_closed = model("b", "m", Tier::Standard, 1.0, 100_000);
+    forced_closed.circuit = CircuitMode::Closed;
+    let snap = snapshot(
+        vec![provider("a"), provider("b"), provider("c")],
+        vec![
+            forced_open,
+            forced_closed,
+            model("c", "m", Tier::Standard, 1.0, 100_000),
+        ],
+    );
+    let request = chat(test_workload(100, 100), Some("cost"));
+    let now = request.received.unix_ms;
+    let breakers = Breakers::default();
+    breakers.apply_overrides(&snap.routing);
+    // Failures that would open b's breaker do not count while it is forced closed.
+    for _ in 0..5 {
+        breakers.failure("b/m", now);
+    }
+    let p = plan(&snap, &request, 2, &breakers).unwrap();
+    assert_eq!(
+        p.ineligible,
+        [("a/m".to_owned(), Ineligibility::CircuitForcedOpen)],
+        "the cheapest target is forced open"
+    );
+    assert_eq!(ids(&snap, &p), ["b/m", "c/m"]);
+    assert_eq!(p.candidates[0].circuit, crate::breaker::State::ForcedClosed);
+    assert_eq!(
+        p.candidates[0].breakdown.health.score, 1.0,
+        "forced closed is not probing"
+    );
+    assert!(
+        p.explanation
+            .contains("; circuits: b/m forced closed by operator; filtered: a/m: circuit forced open by operator"),
+        "{}",
+        p.explanation
+    );
+    let (candidates, ineligible) = crate::plan_wire::candidates(&p, &snap);
+    assert_eq!(candidates[0].circuit, "forced_closed");
+    assert_eq!(candidates[1].circuit, "closed");
+    assert_eq!(ineligible[0].reason, "circuit forced open by operator");
+
+    // A snapshot that lifts the overrides hands both back to their breakers.
+    let mut lifted = snap.routing.clone();
+    for target in &mut lifted.targets {
+        target.spec.circuit = CircuitMode::Auto;
+    }
+    breakers.apply_overrides(&lifted);
+    let lifted = LiveSnapshot::prepare(lifted);
+    let p = plan(&lifted, &request, 2, &breakers).unwrap();
+    assert!(p.ineligible.is_empty(), "{:?}", p.ineligible);
+    assert_eq!(ids(&lifted, &p)[0], "a/m");
 }
 
 // ---- properties ----------------------------------------------------------

@@ -85,6 +85,27 @@ mod tests {
     }
 
     #[test]
+    fn a_models_circuit_override_is_read_and_a_bad_one_named() {
+        let yaml = |circuit: &str| {
+            format!(
+                "providers:\n  - {{ name: a, kind: simulated, simulated: {{}} }}\nmodels:\n  - \
+                 {{ provider: a, name: m, family: f, context_window: 8, input_price_per_mtok: 1, \
+                 output_price_per_mtok: 1, tier: economy{circuit} }}\n"
+            )
+        };
+        let config = BootstrapConfig::from_yaml(&yaml("")).unwrap();
+        assert_eq!(config.models[0].circuit, crate::CircuitMode::Auto);
+        let config = BootstrapConfig::from_yaml(&yaml(", circuit: open")).unwrap();
+        assert_eq!(config.models[0].circuit, crate::CircuitMode::Open);
+
+        let err = BootstrapConfig::from_yaml(&yaml(", circuit: half")).unwrap_err();
+        assert!(
+            err.message.contains("models[0].circuit") && err.message.contains("half"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn retain_providers_drops_their_models() {
         let mut config = BootstrapConfig::from_yaml(EXAMPLE).unwrap();
         config.retain_providers(|p| p.kind == crate::ProviderKind::Simulated);

@@ -5,8 +5,8 @@ use prost_types::Timestamp;
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, StrategySpec,
-    StrategyWeights, Tier, ValidationError, WorkspaceSpec,
+    Capabilities, CircuitMode, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams,
+    StrategySpec, StrategyWeights, Tier, ValidationError, WorkspaceSpec,
 };
 
 pub fn timestamp_from_millis(ms: i64) -> Timestamp {
@@ -115,6 +115,28 @@ fn tier_from_wire(raw: i32) -> Result<Tier, ValidationError> {
     }
 }
 
+impl From<CircuitMode> for pb::CircuitMode {
+    fn from(mode: CircuitMode) -> Self {
+        match mode {
+            CircuitMode::Auto => Self::Auto,
+            CircuitMode::Open => Self::Open,
+            CircuitMode::Closed => Self::Closed,
+        }
+    }
+}
+
+fn circuit_from_wire(raw: i32) -> Result<CircuitMode, ValidationError> {
+    match pb::CircuitMode::try_from(raw) {
+        Ok(pb::CircuitMode::Unspecified | pb::CircuitMode::Auto) => Ok(CircuitMode::Auto),
+        Ok(pb::CircuitMode::Open) => Ok(CircuitMode::Open),
+        Ok(pb::CircuitMode::Closed) => Ok(CircuitMode::Closed),
+        Err(_) => Err(ValidationError::new(
+            "circuit",
+            format!("unknown circuit mode {raw}: expected AUTO, OPEN or CLOSED"),
+        )),
+    }
+}
+
 impl TryFrom<pb::Model> for ModelSpec {
     type Error = ValidationError;
     fn try_from(m: pb::Model) -> Result<Self, Self::Error> {
@@ -136,6 +158,7 @@ impl TryFrom<pb::Model> for ModelSpec {
             tier: tier_from_wire(m.tier)?,
             aliases: m.aliases,
             enabled: m.enabled,
+            circuit: circuit_from_wire(m.circuit)?,
         };
         spec.validate()?;
         Ok(spec)
@@ -163,6 +186,7 @@ impl From<&ModelSpec> for pb::Model {
             enabled: m.enabled,
             created_at: None,
             updated_at: None,
+            circuit: pb::CircuitMode::from(m.circuit).into(),
         }
     }
 }
@@ -292,8 +316,29 @@ mod tests {
             tier: Tier::Frontier,
             aliases: vec!["big".into()],
             enabled: true,
+            circuit: CircuitMode::Open,
         };
         assert_eq!(ModelSpec::try_from(pb::Model::from(&spec)), Ok(spec));
+    }
+
+    #[test]
+    fn circuit_override_defaults_to_auto_and_unknown_values_name_the_field() {
+        let spec = ModelSpec::try_from(pb::Model {
+            provider: "p".into(),
+            name: "m".into(),
+            family: "f".into(),
+            context_window: 8192,
+            tier: pb::Tier::Standard.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(spec.circuit, CircuitMode::Auto);
+
+        let mut wire = pb::Model::from(&spec);
+        wire.circuit = 9;
+        let err = ModelSpec::try_from(wire).unwrap_err();
+        assert_eq!(err.field, "circuit");
+        assert!(err.message.contains("unknown circuit mode 9"), "{err}");
     }
 
     #[test]

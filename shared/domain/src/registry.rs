@@ -268,6 +268,19 @@ pub struct Capabilities {
     pub json_output: bool,
 }
 
+/// An operator's override of a target's circuit breakers on every data plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitMode {
+    /// Each data plane's breaker decides from the traffic it sees.
+    #[default]
+    Auto,
+    /// Never routed to, whatever the breakers say (maintenance, a known outage).
+    Open,
+    /// Always routed to, whatever the breakers say (a breaker that misjudges).
+    Closed,
+}
+
 /// A target: one model served by one provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +300,10 @@ pub struct ModelSpec {
     pub aliases: Vec<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Forces the target's circuit open or closed on every data plane; `auto`
+    /// (the default) leaves it to each node's breaker.
+    #[serde(default)]
+    pub circuit: CircuitMode,
 }
 
 /// `provider/model`, the id of a target everywhere (traces, metrics, explanations).
@@ -557,6 +574,7 @@ mod tests {
             tier: Tier::Standard,
             aliases: vec!["mini".into()],
             enabled: true,
+            circuit: CircuitMode::Auto,
         }
     }
 

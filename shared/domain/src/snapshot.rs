@@ -330,6 +330,7 @@ mod tests {
             tier: Tier::Economy,
             aliases: vec![],
             enabled: true,
+            circuit: crate::CircuitMode::Auto,
         }
     }
 
