@@ -89,6 +89,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
                 latency_p50_ms: 400.0 + i as f64,
                 latency_p99_ms: 2_000.0,
                 ttft_p50_ms: 150.0,
+                ttft_p95_ms: 300.0,
                 confidence: confidence(50 + i as u64),
                 strategies: vec![],
             };

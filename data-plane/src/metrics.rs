@@ -31,6 +31,8 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub retries: Family<TargetLabels, Counter>,
     pub retries_denied: Family<TargetLabels, Counter>,
+    /// Hedges started, by the target started as the hedge.
+    pub hedges: Family<TargetLabels, Counter>,
     /// 0 closed, 1 half-open, 2 open, 3 forced open, 4 forced closed.
     pub breaker_state: Family<TargetLabels, Gauge>,
     pub request_duration: Histogram,
@@ -63,6 +65,12 @@ impl Metrics {
             "retries_denied",
             "Retries skipped because the target's retry budget was spent",
             retries_denied.clone(),
+        );
+        let hedges = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "hedges",
+            "Backup attempts started beside a first attempt slow to its first token",
+            hedges.clone(),
         );
         let breaker_state = Family::<TargetLabels, Gauge>::default();
         registry.register(
@@ -114,6 +122,7 @@ impl Metrics {
             attempts,
             retries,
             retries_denied,
+            hedges,
             breaker_state,
             request_duration,
             time_to_first_token,

@@ -152,6 +152,7 @@ async fn grpc_complete_stream_and_route_work_and_validate() {
                 ended = true;
                 assert_eq!(end.usage.unwrap().output_tokens, 3);
             }
+            other @ pb::complete_chunk::Kind::ToolCall(_) => panic!("no tools here: {other:?}"),
         }
     }
     assert!(ended);

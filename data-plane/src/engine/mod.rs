@@ -5,26 +5,31 @@
 //! Each request runs in its own task that talks to the edge over a channel; a
 //! closed channel means the client left, and the task cancels the upstream call.
 
+mod attempt;
+mod hedge;
 mod retry;
 mod trace;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
+use switchyard_domain::Target;
 use switchyard_proto::v1 as pb;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels};
-use crate::providers::{ErrorClass, ProviderError, StreamEvent, ToolCall, ToolCallDelta, Usage};
+use crate::providers::{Endpoint, ErrorClass, ProviderError, ToolCall, ToolCallDelta, Usage};
 use crate::reporter::TraceReporter;
 use crate::request::ChatRequest;
-use crate::scoring::RoutePlan;
+use crate::scoring::{HedgePlan, RoutePlan};
 use crate::snapshot::LiveSnapshot;
 use crate::workload::count_tokens;
-use trace::TraceBuilder;
+use attempt::{AttemptResult, Head};
+use hedge::{HedgeBudget, Race, Side};
+use trace::{AttemptId, TraceBuilder};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -91,26 +96,37 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     config: EngineConfig,
     retries: retry::RetryBudget,
+    hedges: HedgeBudget,
     breakers: Arc<Breakers>,
 }
 
-enum AttemptResult {
-    Done {
-        content: String,
-        tool_calls: Vec<ToolCall>,
-        finish_reason: String,
-        usage: Usage,
-    },
-    /// Failed before anything reached the client: the next candidate may try.
-    Failed(ProviderError),
-    /// Failed after output reached the client; `output_tokens` were streamed.
-    Partial {
-        error: ProviderError,
-        output_tokens: u64,
-    },
-    /// The client left; `output_tokens` had been streamed (and are billed).
-    Cancelled { output_tokens: u64 },
+/// A candidate ready to call.
+#[derive(Clone, Copy)]
+struct Callee<'a> {
+    target: &'a Target,
+    endpoint: &'a Endpoint,
 }
+
+/// What one request's run carries from attempt to attempt.
+struct Run<'a> {
+    request: &'a ChatRequest,
+    trace: TraceBuilder,
+    meta: ResponseMeta,
+    tx: mpsc::Sender<EngineEvent>,
+    /// The workload's timeout profile bounds the whole request, retries included.
+    deadline: Instant,
+}
+
+impl Run<'_> {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// How an attempt ended: `Ok` when the request is over (answered, partly
+/// answered or abandoned by its client), else the failure before any output,
+/// already recorded, for the run to decide what comes next.
+type Attempted = Result<(), ProviderError>;
 
 impl Engine {
     pub fn new(
@@ -126,6 +142,7 @@ impl Engine {
             metrics,
             config,
             retries: retry::RetryBudget::default(),
+            hedges: HedgeBudget::default(),
             breakers,
         }
     }
@@ -151,324 +168,393 @@ impl Engine {
         plan: RoutePlan,
         tx: mpsc::Sender<EngineEvent>,
     ) {
-        let mut trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
-        let mut meta = ResponseMeta {
+        let trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
+        let meta = ResponseMeta {
             request_id: request.request_id.clone(),
             trace_id: trace.trace_id().to_owned(),
             snapshot_version: snapshot.version(),
             ..ResponseMeta::default()
         };
+        let deadline = Instant::from_std(request.received.at) + request.workload.timeout.duration();
+        let mut run = Run {
+            request: &request,
+            trace,
+            meta,
+            tx,
+            deadline,
+        };
 
         if plan.chain.is_empty() {
-            let message = plan.explanation.clone();
-            let record = trace.finish(pb::Outcome::Failed, Some((None, &message)));
-            self.finish(record, &mut meta);
             let failure = Failure {
                 kind: FailureKind::NoEligibleTarget,
-                message,
+                message: plan.explanation.clone(),
                 partial: false,
             };
-            let _ = tx.send(EngineEvent::Failed(failure)).await;
+            self.fail(&mut run, None, failure).await;
             return;
         }
 
-        // The workload's timeout profile bounds the whole request, retries included.
-        let deadline = request.received.at + request.workload.timeout.duration();
+        let callees: Vec<Callee<'_>> = plan
+            .chain()
+            .filter_map(|candidate| {
+                let target = &snapshot.routing.targets[candidate.target];
+                let endpoint = snapshot.endpoints.get(&target.spec.provider)?;
+                Some(Callee { target, endpoint })
+            })
+            .collect();
+        // Opt-in by strategy, never with tools (a call must not run twice),
+        // and only with a backup to hedge on.
+        let hedge = plan
+            .hedge
+            .filter(|_| !request.workload.capabilities.tools && callees.len() > 1);
+        if let Some(hedge) = hedge {
+            self.hedges.earn(hedge.max_share);
+        }
+
         let mut attempts_left = self.config.max_attempts;
         let mut last_error = None;
-        'chain: for candidate in plan.chain() {
-            let target = &snapshot.routing.targets[candidate.target];
-            let Some(endpoint) = snapshot.endpoints.get(&target.spec.provider) else {
+        let mut ran_as_hedge = false;
+        'chain: for (position, callee) in callees.iter().enumerate() {
+            if position == 1 && ran_as_hedge {
                 continue;
-            };
+            }
+            let target = callee.target;
             self.retries.earn(&target.id);
             let mut backoff = Backoff::new(retry::BACKOFF_BASE, retry::BACKOFF_MAX);
             let mut retries_left = self.config.retries_per_target;
             loop {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if attempts_left == 0 || remaining.is_zero() {
-                    if remaining.is_zero() {
-                        last_error = Some(ProviderError::new(
-                            ErrorClass::Timeout,
-                            format!(
-                                "request deadline of {}s reached",
-                                request.workload.timeout.duration().as_secs()
-                            ),
-                        ));
-                    }
+                if run.remaining().is_zero() {
+                    last_error = Some(ProviderError::new(
+                        ErrorClass::Timeout,
+                        format!(
+                            "request deadline of {}s reached",
+                            request.workload.timeout.duration().as_secs()
+                        ),
+                    ));
+                    break 'chain;
+                }
+                if attempts_left == 0 {
                     break 'chain;
                 }
                 // A half-open breaker lets one probe through; an open one none.
-                if !self
-                    .breakers
-                    .admit(&target.id, request.received.unix_ms_at(Instant::now()))
-                {
+                if !self.admit(&request, target) {
                     continue 'chain;
                 }
                 attempts_left -= 1;
-                trace.start_attempt(target);
-                let result = if request.stream {
-                    self.stream_attempt(
-                        endpoint,
-                        &request,
-                        &target.spec.name,
-                        remaining,
-                        &mut trace,
-                        &tx,
-                    )
-                    .await
-                } else {
-                    self.complete_attempt(endpoint, &request, &target.spec.name, remaining, &tx)
-                        .await
-                };
-                meta.attempts = trace.attempts();
-                match result {
-                    AttemptResult::Done {
-                        content,
-                        tool_calls,
-                        finish_reason,
-                        usage,
-                    } => {
-                        self.count_attempt(&target.id, "ok");
-                        self.breakers.success(&target.id);
-                        let usage =
-                            fill_usage(usage, &request, || output_tokens(&content, &tool_calls));
-                        meta.cost_usd = trace.attempt_succeeded(target, usage);
-                        meta.usage = usage;
-                        meta.target_id.clone_from(&target.id);
-                        meta.model.clone_from(&target.spec.name);
-                        if !request.stream {
-                            trace.first_token();
-                        }
-                        let record = trace.finish(pb::Outcome::Success, None);
-                        self.finish(record, &mut meta);
-                        let _ = tx
-                            .send(EngineEvent::Done {
-                                content,
-                                tool_calls,
-                                finish_reason,
-                                meta,
-                            })
+                let first_of_request = run.trace.attempts() == 0;
+                let attempted = match hedge.zip(callees.get(1)) {
+                    Some((hedge, backup)) if first_of_request => {
+                        let (attempted, hedged) = self
+                            .hedged_attempt(&mut run, *callee, *backup, hedge, &mut attempts_left)
                             .await;
-                        return;
+                        ran_as_hedge = hedged;
+                        attempted
                     }
-                    AttemptResult::Failed(error) => {
-                        self.count_attempt(&target.id, error.class.as_str());
-                        if error.class.trips_breaker() {
-                            self.breakers
-                                .failure(&target.id, request.received.unix_ms_at(Instant::now()));
-                        }
-                        tracing::info!(request_id = %request.request_id, target = %target.id, class = error.class.as_str(), error = %error.message, "attempt failed");
-                        trace.attempt_failed(&error);
-                        let class = error.class;
-                        // Retry-After wins over our own back-off; either must fit the deadline.
-                        let wait = error.retry_after.unwrap_or_else(|| backoff.next_delay());
-                        let fits = Instant::now() + wait < deadline;
-                        last_error = Some(error);
-                        if class.retry_same_target()
-                            && attempts_left > 0
-                            && retries_left > 0
-                            && fits
-                        {
-                            retries_left -= 1;
-                            if self.retries.try_spend(&target.id) {
-                                self.metrics
-                                    .retries
-                                    .get_or_create(&TargetLabels {
-                                        target: target.id.clone(),
-                                    })
-                                    .inc();
-                                tokio::select! {
-                                    () = tx.closed() => {
-                                        let record = trace.finish(pb::Outcome::Cancelled, Some((Some(ErrorClass::Cancelled), "client went away")));
-                                        self.finish(record, &mut meta);
-                                        return;
-                                    }
-                                    () = tokio::time::sleep(wait) => continue,
-                                }
+                    _ => self.attempt(&mut run, *callee).await,
+                };
+                let Err(error) = attempted else {
+                    return;
+                };
+                let class = error.class;
+                // Retry-After wins over our own back-off; either must fit the deadline.
+                let wait = error.retry_after.unwrap_or_else(|| backoff.next_delay());
+                let fits = Instant::now() + wait < run.deadline;
+                last_error = Some(error);
+                if class.retry_same_target() && attempts_left > 0 && retries_left > 0 && fits {
+                    retries_left -= 1;
+                    let labels = TargetLabels {
+                        target: target.id.clone(),
+                    };
+                    if self.retries.try_spend(&target.id) {
+                        self.metrics.retries.get_or_create(&labels).inc();
+                        tokio::select! {
+                            () = run.tx.closed() => {
+                                self.abandoned(&mut run);
+                                return;
                             }
-                            self.metrics
-                                .retries_denied
-                                .get_or_create(&TargetLabels {
-                                    target: target.id.clone(),
-                                })
-                                .inc();
+                            () = tokio::time::sleep(wait) => continue,
                         }
-                        if !class.try_next_target() {
-                            break 'chain;
-                        }
-                        continue 'chain;
                     }
-                    AttemptResult::Partial {
-                        error,
-                        output_tokens,
-                    } => {
-                        self.count_attempt(&target.id, error.class.as_str());
-                        self.breakers
-                            .failure(&target.id, request.received.unix_ms_at(Instant::now()));
-                        trace.attempt_failed(&error);
-                        let usage = fill_usage(Usage::default(), &request, || output_tokens);
-                        meta.cost_usd = trace.partial_from(target, usage);
-                        meta.usage = usage;
-                        meta.target_id.clone_from(&target.id);
-                        let message = format!(
-                            "stream from {} failed mid-response: {}",
-                            target.id, error.message
-                        );
-                        let record =
-                            trace.finish(pb::Outcome::Partial, Some((Some(error.class), &message)));
-                        self.finish(record, &mut meta);
-                        let failure = Failure {
-                            kind: FailureKind::Upstream(error.class),
-                            message,
-                            partial: true,
-                        };
-                        let _ = tx.send(EngineEvent::Failed(failure)).await;
-                        return;
-                    }
-                    AttemptResult::Cancelled { output_tokens } => {
-                        self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
-                        trace.attempt_failed(&ProviderError::new(
-                            ErrorClass::Cancelled,
-                            "client went away",
-                        ));
-                        if output_tokens > 0 {
-                            let usage = fill_usage(Usage::default(), &request, || output_tokens);
-                            trace.partial_from(target, usage);
-                        }
-                        let record = trace.finish(
-                            pb::Outcome::Cancelled,
-                            Some((Some(ErrorClass::Cancelled), "client went away")),
-                        );
-                        self.finish(record, &mut meta);
-                        return;
-                    }
+                    self.metrics.retries_denied.get_or_create(&labels).inc();
                 }
+                if !class.try_next_target() {
+                    break 'chain;
+                }
+                continue 'chain;
             }
         }
 
         let error = last_error.unwrap_or_else(|| {
             ProviderError::new(ErrorClass::Configuration, "no target could be called")
         });
-        let message = format!(
-            "all {} attempt(s) failed; last: {}",
-            trace.attempts(),
-            error.message
-        );
-        let record = trace.finish(pb::Outcome::Failed, Some((Some(error.class), &message)));
-        self.finish(record, &mut meta);
         let failure = Failure {
             kind: FailureKind::Upstream(error.class),
-            message,
+            message: format!(
+                "all {} attempt(s) failed; last: {}",
+                run.trace.attempts(),
+                error.message
+            ),
             partial: false,
         };
-        let _ = tx.send(EngineEvent::Failed(failure)).await;
+        self.fail(&mut run, Some(error.class), failure).await;
     }
 
-    async fn complete_attempt(
-        &self,
-        endpoint: &crate::providers::Endpoint,
-        request: &ChatRequest,
-        model: &str,
-        timeout: Duration,
-        tx: &mpsc::Sender<EngineEvent>,
-    ) -> AttemptResult {
-        tokio::select! {
-            () = tx.closed() => AttemptResult::Cancelled { output_tokens: 0 },
-            result = endpoint.complete(&self.client, request, model, timeout) => match result {
-                Ok(c) => AttemptResult::Done {
-                    content: c.content,
-                    tool_calls: c.tool_calls,
-                    finish_reason: c.finish_reason,
-                    usage: c.usage.unwrap_or_default(),
-                },
-                Err(e) => AttemptResult::Failed(e),
-            },
+    fn admit(&self, request: &ChatRequest, target: &Target) -> bool {
+        let now_ms = request.received.unix_ms_at(std::time::Instant::now());
+        self.breakers.admit(&target.id, now_ms)
+    }
+
+    /// One attempt on `callee`: its head, then the rest delivered.
+    async fn attempt(&self, run: &mut Run<'_>, callee: Callee<'_>) -> Attempted {
+        let id = run.trace.start_attempt(callee.target);
+        run.meta.attempts = run.trace.attempts();
+        let head = tokio::select! {
+            () = run.tx.closed() => None,
+            head = self.head(run.request, callee, run.remaining()) => Some(head),
+        };
+        match head {
+            None => {
+                self.attempt_abandoned(run, callee.target, id);
+                self.abandoned(run);
+                Ok(())
+            }
+            Some(Ok(head)) => {
+                self.deliver(run, callee.target, id, head).await;
+                Ok(())
+            }
+            Some(Err(error)) => {
+                self.attempt_failed(run, callee.target, id, &error);
+                Err(error)
+            }
         }
     }
 
-    /// `remaining` bounds the whole attempt; the first token must also come
-    /// within the first-token limit, so a stalled target is left while a
-    /// backup still has time to answer.
-    async fn stream_attempt(
-        &self,
-        endpoint: &crate::providers::Endpoint,
-        request: &ChatRequest,
-        model: &str,
+    fn head<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        callee: Callee<'a>,
         remaining: Duration,
-        trace: &mut TraceBuilder,
-        tx: &mpsc::Sender<EngineEvent>,
-    ) -> AttemptResult {
-        let started = tokio::time::Instant::now();
-        let deadline = started + remaining;
-        let first_token_limit = remaining.min(self.config.first_token_timeout);
-        let opened = tokio::select! {
-            () = tx.closed() => return AttemptResult::Cancelled { output_tokens: 0 },
-            opened = endpoint.stream(&self.client, request, model, first_token_limit) => opened,
-        };
-        let mut events = match opened {
-            Ok(events) => events,
-            Err(e) => return AttemptResult::Failed(e),
-        };
-        let mut sent_any = false;
-        // Counted as the output streams, so a stream cut short is still billed.
-        let mut output_tokens = 0;
-        loop {
-            let (wait_until, late) = if sent_any {
-                (deadline, "request deadline reached mid-stream")
-            } else {
-                (started + first_token_limit, "no first token in time")
+    ) -> impl Future<Output = Result<Head, ProviderError>> + 'a {
+        attempt::head(
+            &self.client,
+            callee.endpoint,
+            request,
+            &callee.target.spec.name,
+            remaining,
+            self.config.first_token_timeout,
+        )
+    }
+
+    /// The request's first attempt, hedged: if `primary` has no first output
+    /// after the plan's delay, `backup` starts beside it (budget and breaker
+    /// permitting) and the first to answer wins; the other is cancelled.
+    /// Also says whether the backup ran.
+    async fn hedged_attempt(
+        &self,
+        run: &mut Run<'_>,
+        primary: Callee<'_>,
+        backup: Callee<'_>,
+        hedge: HedgePlan,
+        attempts_left: &mut usize,
+    ) -> (Attempted, bool) {
+        let primary_id = run.trace.start_attempt(primary.target);
+        let mut backup_id = None;
+        let race = {
+            let (request, deadline) = (run.request, run.deadline);
+            let primary_head = self.head(request, primary, run.remaining());
+            let trace = &mut run.trace;
+            let start_backup = || {
+                let go = *attempts_left > 0
+                    && self.admit(request, backup.target)
+                    && self.hedges.try_spend();
+                if !go {
+                    return None;
+                }
+                *attempts_left -= 1;
+                let id = trace.start_attempt(backup.target);
+                trace.mark_hedge(id);
+                backup_id = Some(id);
+                let labels = TargetLabels {
+                    target: backup.target.id.clone(),
+                };
+                self.metrics.hedges.get_or_create(&labels).inc();
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                Some(self.head(request, backup, remaining))
             };
-            let next = tokio::select! {
-                () = tx.closed() => return AttemptResult::Cancelled { output_tokens },
-                next = tokio::time::timeout_at(wait_until, events.next()) => match next {
-                    Ok(next) => next,
-                    Err(_) => Some(Err(ProviderError::new(ErrorClass::Timeout, late))),
-                },
-            };
-            let (event, tokens) = match next {
-                Some(Ok(StreamEvent::Delta(delta))) => {
-                    let tokens = count_tokens(&delta);
-                    (EngineEvent::Delta(delta), tokens)
-                }
-                Some(Ok(StreamEvent::ToolCall(piece))) => {
-                    let tokens = piece.name.as_deref().map_or(0, count_tokens)
-                        + count_tokens(&piece.arguments);
-                    (EngineEvent::ToolCall(piece), tokens)
-                }
-                Some(Ok(StreamEvent::Finish {
-                    finish_reason,
-                    usage,
-                })) => {
-                    let mut usage = usage.unwrap_or_default();
-                    if usage.output_tokens == 0 {
-                        usage.output_tokens = output_tokens;
-                    }
-                    return AttemptResult::Done {
-                        content: String::new(),
-                        tool_calls: Vec::new(),
-                        finish_reason,
-                        usage,
-                    };
-                }
-                Some(Err(error)) => return ended_early(error, sent_any, output_tokens),
-                None => {
-                    let error = ProviderError::new(
-                        ErrorClass::Protocol,
-                        "provider stream ended without finishing",
-                    );
-                    return ended_early(error, sent_any, output_tokens);
-                }
-            };
-            if !sent_any {
-                trace.first_token();
-                sent_any = true;
+            tokio::select! {
+                () = run.tx.closed() => None,
+                race = hedge::race(primary_head, hedge.delay, start_backup) => Some(race),
             }
-            output_tokens += tokens;
-            if tx.send(event).await.is_err() {
-                return AttemptResult::Cancelled { output_tokens };
+        };
+        run.meta.attempts = run.trace.attempts();
+        let hedged = backup_id.is_some();
+        let attempted = match (race, backup_id) {
+            (None, _) => {
+                self.attempt_abandoned(run, primary.target, primary_id);
+                if let Some(id) = backup_id {
+                    self.attempt_abandoned(run, backup.target, id);
+                }
+                self.abandoned(run);
+                Ok(())
+            }
+            (Some(Race::Alone(Ok(head))), _) => {
+                self.deliver(run, primary.target, primary_id, head).await;
+                Ok(())
+            }
+            (Some(Race::Alone(Err(error))), _) => {
+                self.attempt_failed(run, primary.target, primary_id, &error);
+                Err(error)
+            }
+            (
+                Some(Race::Won {
+                    winner,
+                    head,
+                    loser_error,
+                }),
+                Some(backup_id),
+            ) => {
+                let ((won, won_id), (lost, lost_id)) = match winner {
+                    Side::Primary => ((primary, primary_id), (backup, backup_id)),
+                    Side::Backup => ((backup, backup_id), (primary, primary_id)),
+                };
+                match loser_error {
+                    Some(error) => self.attempt_failed(run, lost.target, lost_id, &error),
+                    None => {
+                        let error = ProviderError::new(
+                            ErrorClass::Cancelled,
+                            format!("cancelled: the hedge race was won by {}", won.target.id),
+                        );
+                        self.count_attempt(&lost.target.id, "hedge_lost");
+                        run.trace.attempt_failed(lost_id, &error);
+                    }
+                }
+                self.deliver(run, won.target, won_id, head).await;
+                Ok(())
+            }
+            (
+                Some(Race::BothFailed {
+                    primary: p,
+                    backup: b,
+                }),
+                Some(backup_id),
+            ) => {
+                self.attempt_failed(run, primary.target, primary_id, &p);
+                self.attempt_failed(run, backup.target, backup_id, &b);
+                Err(p)
+            }
+            // A race is only won, or lost twice, once the backup has started.
+            (Some(Race::Won { .. } | Race::BothFailed { .. }), None) => Err(ProviderError::new(
+                ErrorClass::Configuration,
+                "hedge race ended without its backup",
+            )),
+        };
+        (attempted, hedged)
+    }
+
+    /// Hands a head and the rest of its answer to the client, and closes the
+    /// request however that ends.
+    async fn deliver(&self, run: &mut Run<'_>, target: &Target, id: AttemptId, head: Head) {
+        let result =
+            attempt::deliver(head, run.request, run.deadline, &mut run.trace, id, &run.tx).await;
+        match result {
+            AttemptResult::Done {
+                content,
+                tool_calls,
+                finish_reason,
+                usage,
+            } => {
+                self.count_attempt(&target.id, "ok");
+                self.breakers.success(&target.id);
+                let mut meta = std::mem::take(&mut run.meta);
+                meta.cost_usd = run.trace.attempt_succeeded(id, target, usage);
+                meta.usage = usage;
+                meta.target_id.clone_from(&target.id);
+                meta.model.clone_from(&target.spec.name);
+                let record = run.trace.take_finished(pb::Outcome::Success, None);
+                self.finish(record, &mut meta);
+                let done = EngineEvent::Done {
+                    content,
+                    tool_calls,
+                    finish_reason,
+                    meta,
+                };
+                let _ = run.tx.send(done).await;
+            }
+            AttemptResult::Partial {
+                error,
+                output_tokens,
+            } => {
+                self.attempt_failed(run, target, id, &error);
+                let usage = fill_usage(Usage::default(), run.request, || output_tokens);
+                run.meta.cost_usd = run.trace.partial_from(target, usage);
+                run.meta.usage = usage;
+                run.meta.target_id.clone_from(&target.id);
+                let message = format!(
+                    "stream from {} failed mid-response: {}",
+                    target.id, error.message
+                );
+                let failure = Failure {
+                    kind: FailureKind::Upstream(error.class),
+                    message,
+                    partial: true,
+                };
+                self.fail(run, Some(error.class), failure).await;
+            }
+            AttemptResult::Cancelled { output_tokens } => {
+                self.attempt_abandoned(run, target, id);
+                if output_tokens > 0 {
+                    let usage = fill_usage(Usage::default(), run.request, || output_tokens);
+                    run.trace.partial_from(target, usage);
+                }
+                self.abandoned(run);
             }
         }
+    }
+
+    /// Records an attempt that failed: metrics, breaker, trace, log.
+    fn attempt_failed(
+        &self,
+        run: &mut Run<'_>,
+        target: &Target,
+        id: AttemptId,
+        error: &ProviderError,
+    ) {
+        self.count_attempt(&target.id, error.class.as_str());
+        if error.class.trips_breaker() {
+            let now_ms = run.request.received.unix_ms_at(std::time::Instant::now());
+            self.breakers.failure(&target.id, now_ms);
+        }
+        tracing::info!(request_id = %run.request.request_id, target = %target.id, class = error.class.as_str(), error = %error.message, "attempt failed");
+        run.trace.attempt_failed(id, error);
+    }
+
+    /// Records an attempt cut short because the client left.
+    fn attempt_abandoned(&self, run: &mut Run<'_>, target: &Target, id: AttemptId) {
+        self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
+        run.trace.attempt_failed(id, &client_left());
+    }
+
+    /// The client left: the request ends cancelled, with nobody to tell.
+    fn abandoned(&self, run: &mut Run<'_>) {
+        let record = run.trace.take_finished(
+            pb::Outcome::Cancelled,
+            Some((Some(ErrorClass::Cancelled), CLIENT_LEFT)),
+        );
+        self.finish(record, &mut run.meta);
+    }
+
+    /// The request failed: traced, then told to the client.
+    async fn fail(&self, run: &mut Run<'_>, class: Option<ErrorClass>, failure: Failure) {
+        let outcome = if failure.partial {
+            pb::Outcome::Partial
+        } else {
+            pb::Outcome::Failed
+        };
+        let record = run
+            .trace
+            .take_finished(outcome, Some((class, &failure.message)));
+        self.finish(record, &mut run.meta);
+        let _ = run.tx.send(EngineEvent::Failed(failure)).await;
     }
 
     fn count_attempt(&self, target: &str, result: &'static str) {
@@ -507,17 +593,10 @@ impl Engine {
     }
 }
 
-/// A stream that failed: before its first token the next candidate may try;
-/// after it, the client has part of an answer.
-fn ended_early(error: ProviderError, sent_any: bool, output_tokens: u64) -> AttemptResult {
-    if sent_any {
-        AttemptResult::Partial {
-            error,
-            output_tokens,
-        }
-    } else {
-        AttemptResult::Failed(error)
-    }
+const CLIENT_LEFT: &str = "client went away";
+
+fn client_left() -> ProviderError {
+    ProviderError::new(ErrorClass::Cancelled, CLIENT_LEFT)
 }
 
 /// Tokens of a whole answer, by our tokenizer: text, tool names and arguments.

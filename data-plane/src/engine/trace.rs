@@ -13,8 +13,13 @@ use crate::snapshot::LiveSnapshot;
 pub struct TraceBuilder {
     trace: pb::Trace,
     received: crate::request::Received,
-    attempt_started: Option<Instant>,
+    /// When each attempt started, by position; two run at once when hedging.
+    attempt_started: Vec<Instant>,
 }
+
+/// One attempt of the trace (its position in `attempts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptId(usize);
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -50,7 +55,7 @@ impl TraceBuilder {
         Self {
             trace,
             received: request.received,
-            attempt_started: None,
+            attempt_started: Vec::new(),
         }
     }
 
@@ -62,9 +67,10 @@ impl TraceBuilder {
         u32::try_from(self.trace.attempts.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn start_attempt(&mut self, target: &Target) {
+    pub fn start_attempt(&mut self, target: &Target) -> AttemptId {
         let now = Instant::now();
-        self.attempt_started = Some(now);
+        let id = AttemptId(self.trace.attempts.len());
+        self.attempt_started.push(now);
         self.trace.attempts.push(pb::Attempt {
             target_id: target.id.clone(),
             provider: target.spec.provider.clone(),
@@ -72,29 +78,38 @@ impl TraceBuilder {
             started_at: Some(timestamp_from_millis(self.received.unix_ms_at(now))),
             ..Default::default()
         });
+        id
     }
 
-    fn finish_attempt(&mut self) -> Option<&mut pb::Attempt> {
-        let started = self.attempt_started.take()?;
-        let attempt = self.trace.attempts.last_mut()?;
+    /// The attempt started as a hedge beside another.
+    pub fn mark_hedge(&mut self, id: AttemptId) {
+        if let Some(attempt) = self.trace.attempts.get_mut(id.0) {
+            attempt.hedge = true;
+        }
+    }
+
+    fn finish_attempt(&mut self, id: AttemptId) -> Option<&mut pb::Attempt> {
+        let started = *self.attempt_started.get(id.0)?;
+        let attempt = self.trace.attempts.get_mut(id.0)?;
         attempt.duration_ms = millis(started.elapsed());
         Some(attempt)
     }
 
-    /// The first token of the response reached the client.
-    pub fn first_token(&mut self) {
+    /// The first output of attempt `id` reached the client.
+    pub fn first_token(&mut self, id: AttemptId) {
         let now = Instant::now();
         self.trace.ttft_ms = millis(now.duration_since(self.received.at));
         self.trace.first_token_at = Some(timestamp_from_millis(self.received.unix_ms_at(now)));
-        if let (Some(started), Some(attempt)) =
-            (self.attempt_started, self.trace.attempts.last_mut())
-        {
-            attempt.ttft_ms = millis(now.duration_since(started));
+        if let (Some(started), Some(attempt)) = (
+            self.attempt_started.get(id.0),
+            self.trace.attempts.get_mut(id.0),
+        ) {
+            attempt.ttft_ms = millis(now.duration_since(*started));
         }
     }
 
-    pub fn attempt_failed(&mut self, error: &ProviderError) {
-        if let Some(attempt) = self.finish_attempt() {
+    pub fn attempt_failed(&mut self, id: AttemptId, error: &ProviderError) {
+        if let Some(attempt) = self.finish_attempt(id) {
             attempt.http_status = u32::from(error.http_status);
             attempt.error_class = pb::ErrorClass::from(error.class).into();
             attempt.error_message.clone_from(&error.message);
@@ -102,8 +117,8 @@ impl TraceBuilder {
     }
 
     /// The attempt produced the response; returns its cost in USD.
-    pub fn attempt_succeeded(&mut self, target: &Target, usage: Usage) -> f64 {
-        if let Some(attempt) = self.finish_attempt() {
+    pub fn attempt_succeeded(&mut self, id: AttemptId, target: &Target, usage: Usage) -> f64 {
+        if let Some(attempt) = self.finish_attempt(id) {
             attempt.success = true;
         }
         self.answered_by(target, usage)
@@ -126,9 +141,9 @@ impl TraceBuilder {
         cost
     }
 
-    /// Closes the trace; returns it with its latency.
-    pub fn finish(
-        mut self,
+    /// Closes the trace and hands it over, with its latency; call once.
+    pub fn take_finished(
+        &mut self,
         outcome: pb::Outcome,
         error: Option<(Option<ErrorClass>, &str)>,
     ) -> pb::Trace {
@@ -142,6 +157,6 @@ impl TraceBuilder {
         }
         self.trace.latency_ms = millis(now.duration_since(self.received.at));
         self.trace.completed_at = Some(timestamp_from_millis(self.received.unix_ms_at(now)));
-        self.trace
+        std::mem::take(&mut self.trace)
     }
 }

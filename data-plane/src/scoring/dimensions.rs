@@ -100,6 +100,23 @@ impl Breakdown {
 }
 
 /// Time to first token and output speed assumed for a tier without telemetry.
+/// A target's time to first token at p95, in milliseconds: fresh fleet
+/// telemetry when it has one, else a simulated provider's worst jitter
+/// (+20 %), else twice the tier's typical first token.
+pub fn ttft_p95_ms(
+    target: &Target,
+    endpoint: Option<&Endpoint>,
+    telemetry: Option<&TargetTelemetry>,
+) -> (f64, Source) {
+    if let Some(t) = telemetry.filter(|t| t.ttft_p95_ms > 0.0) {
+        return (t.ttft_p95_ms, Source::Telemetry);
+    }
+    if let Some(p) = endpoint.and_then(Endpoint::simulated_params) {
+        return (f64::from(p.first_token_latency_ms) * 1.2, Source::Simulated);
+    }
+    (speed_prior(target.spec.tier).0 * 2.0, Source::Prior)
+}
+
 fn speed_prior(tier: Tier) -> (f64, f64) {
     match tier {
         Tier::Economy => (300.0, 150.0),

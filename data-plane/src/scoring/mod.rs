@@ -10,6 +10,8 @@ mod explain;
 mod filter;
 
 pub use dimensions::{Breakdown, Dimension, cost_usd};
+use std::time::Duration;
+
 pub use filter::Ineligibility;
 
 use switchyard_domain::WorkspaceSpec;
@@ -38,6 +40,15 @@ impl ScoredCandidate {
     }
 }
 
+/// When to hedge a request, from the strategy and the primary target's speed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgePlan {
+    /// Start the backup if the primary has no first output by then.
+    pub delay: Duration,
+    /// Most hedges per hedgeable request, over time.
+    pub max_share: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct RoutePlan {
     pub strategy: String,
@@ -48,6 +59,8 @@ pub struct RoutePlan {
     /// Targets that serve the model but cannot serve this request.
     pub ineligible: Vec<(String, Ineligibility)>,
     pub explanation: String,
+    /// Set when the strategy hedges and the chain has a backup.
+    pub hedge: Option<HedgePlan>,
 }
 
 impl RoutePlan {
@@ -139,14 +152,38 @@ pub fn plan(
     for (position, &i) in (1..).zip(&chain) {
         candidates[i].chain_position = position;
     }
+    let hedge = match (strategy.hedging, chain.first(), chain.len() > 1) {
+        (Some(hedging), Some(&primary), true) => {
+            let target = &snapshot.routing.targets[candidates[primary].target];
+            let (p95_ms, _) = dimensions::ttft_p95_ms(
+                target,
+                snapshot.endpoints.get(&target.spec.provider),
+                routing.telemetry.fresh(&target.id, now_ms),
+            );
+            let delay = Duration::from_secs_f64(p95_ms.max(0.0) / 1000.0)
+                .max(Duration::from_millis(hedging.min_delay_ms.into()));
+            Some(HedgePlan {
+                delay,
+                max_share: hedging.max_share,
+            })
+        }
+        _ => None,
+    };
     let mut plan = RoutePlan {
         strategy: strategy_name.to_owned(),
         candidates,
         chain,
         ineligible,
         explanation: String::new(),
+        hedge,
     };
     plan.explanation = explain::explain(&plan, snapshot, &request.model);
+    if let Some(hedge) = plan.hedge {
+        plan.explanation.push_str(&format!(
+            " Hedged: the second target starts if the first has no token after {} ms.",
+            hedge.delay.as_millis()
+        ));
+    }
     Ok(plan)
 }
 

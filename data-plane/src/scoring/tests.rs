@@ -60,6 +60,7 @@ fn snapshot(providers: Vec<ProviderSpec>, models: Vec<ModelSpec>) -> LiveSnapsho
     strategies.push(StrategySpec {
         name: "cost-only".into(),
         workspace: String::new(),
+        hedging: None,
         description: String::new(),
         weights: StrategyWeights {
             quality: 0.0,
@@ -365,6 +366,7 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
     let mut strategies = builtin_strategies();
     strategies.push(StrategySpec {
         name: "team-cheap".into(),
+        hedging: None,
         description: String::new(),
         weights: StrategyWeights {
             quality: 0.0,
@@ -464,6 +466,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
         latency_p50_ms: 9_000.0,
         latency_p99_ms: 20_000.0,
         ttft_p50_ms: 800.0,
+        ttft_p95_ms: 1600.0,
         confidence: switchyard_domain::confidence(180),
         strategies: vec![],
     };

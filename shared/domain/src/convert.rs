@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    Capabilities, CircuitMode, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams,
+    Capabilities, CircuitMode, HedgingSpec, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams,
     StrategySpec, StrategyWeights, Tier, ValidationError, WorkspaceSpec,
 };
 
@@ -227,6 +227,10 @@ impl TryFrom<pb::Strategy> for StrategySpec {
             description: s.description,
             weights,
             workspace: s.workspace,
+            hedging: s.hedging.map(|h| HedgingSpec {
+                max_share: h.max_share,
+                min_delay_ms: h.min_delay_ms,
+            }),
         };
         spec.validate()?;
         Ok(spec)
@@ -240,6 +244,10 @@ impl From<&StrategySpec> for pb::Strategy {
             description: s.description.clone(),
             weights: Some(s.weights.into()),
             workspace: s.workspace.clone(),
+            hedging: s.hedging.map(|h| pb::Hedging {
+                max_share: h.max_share,
+                min_delay_ms: h.min_delay_ms,
+            }),
             created_at: None,
             updated_at: None,
         }

@@ -16,8 +16,9 @@ pub use bootstrap::BootstrapConfig;
 pub use convert::{timestamp_from_millis, timestamp_to_millis};
 pub use error::ValidationError;
 pub use registry::{
-    Capabilities, CircuitMode, ModelSpec, ProviderKind, ProviderSpec, SecretRef, SimulatedParams,
-    StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies, target_id,
+    Capabilities, CircuitMode, HedgingSpec, ModelSpec, ProviderKind, ProviderSpec, SecretRef,
+    SimulatedParams, StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies,
+    target_id,
 };
 pub use snapshot::{RoutingSnapshot, Target, Telemetry};
 pub use telemetry::{StrategyEffectiveness, TargetTelemetry, confidence};

@@ -426,6 +426,36 @@ pub struct StrategySpec {
     /// When set, only this workspace's requests may use the strategy.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub workspace: String,
+    /// Hedged requests; None means never hedge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedging: Option<HedgingSpec>,
+}
+
+/// Hedging for a strategy: when the first target has produced no first token
+/// by its p95 time to first token, the next candidate starts too.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgingSpec {
+    /// Most hedges as a share of the strategy's requests, in (0, 0.5].
+    pub max_share: f64,
+    /// Never hedge sooner than this; 0 means no floor.
+    #[serde(default)]
+    pub min_delay_ms: u32,
+}
+
+impl HedgingSpec {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if !(self.max_share.is_finite() && self.max_share > 0.0 && self.max_share <= 0.5) {
+            return Err(ValidationError::new("max_share", "must be within (0, 0.5]"));
+        }
+        if self.min_delay_ms > 600_000 {
+            return Err(ValidationError::new(
+                "min_delay_ms",
+                "must be at most 600000 (10 minutes)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A tenant's routing policy.
@@ -513,6 +543,9 @@ impl StrategySpec {
         if !self.workspace.is_empty() {
             validate_slug(&self.workspace).map_err(|e| e.within("workspace"))?;
         }
+        if let Some(hedging) = &self.hedging {
+            hedging.validate().map_err(|e| e.within("hedging"))?;
+        }
         self.weights.validate().map_err(|e| e.within("weights"))
     }
 }
@@ -523,6 +556,7 @@ pub fn builtin_strategies() -> Vec<StrategySpec> {
         name: name.to_owned(),
         description: description.to_owned(),
         workspace: String::new(),
+        hedging: None,
         weights: StrategyWeights {
             quality,
             speed,

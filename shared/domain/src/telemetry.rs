@@ -32,6 +32,7 @@ pub struct TargetTelemetry {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub ttft_p50_ms: f64,
+    pub ttft_p95_ms: f64,
     pub confidence: f64,
     pub strategies: Vec<StrategyEffectiveness>,
 }
@@ -81,6 +82,7 @@ impl TryFrom<pb::TargetTelemetry> for TargetTelemetry {
             latency_p50_ms: millis("latency_p50_ms", t.latency_p50_ms)?,
             latency_p99_ms: millis("latency_p99_ms", t.latency_p99_ms)?,
             ttft_p50_ms: millis("ttft_p50_ms", t.ttft_p50_ms)?,
+            ttft_p95_ms: millis("ttft_p95_ms", t.ttft_p95_ms)?,
             confidence: share("confidence", t.confidence)?,
             strategies,
             target_id: t.target_id,
@@ -100,6 +102,7 @@ impl From<&TargetTelemetry> for pb::TargetTelemetry {
             latency_p50_ms: t.latency_p50_ms,
             latency_p99_ms: t.latency_p99_ms,
             ttft_p50_ms: t.ttft_p50_ms,
+            ttft_p95_ms: t.ttft_p95_ms,
             confidence: t.confidence,
             strategies: t
                 .strategies

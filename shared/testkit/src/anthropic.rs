@@ -19,7 +19,8 @@ use crate::behavior::{Behavior, argument_pieces};
 use crate::mock_provider::{ReceivedRequest, Server, Shared};
 use crate::openai::{content_words, stream_pieces, word_count};
 use crate::routes::{
-    json_object, json_response, settle, sse_response, status_response, with_content_type,
+    json_object, json_response, settle, slow_first_byte, sse_response, status_response,
+    with_content_type,
 };
 use crate::sse::{self, Frame};
 
@@ -140,6 +141,9 @@ impl Responder {
         match settle(behavior).await {
             Behavior::Reply { text } => self.text(&text),
             Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
+            Behavior::SlowFirstToken { delay, then } => {
+                slow_first_byte(Box::pin(self.respond(*then)).await, delay)
+            }
             Behavior::ToolCall { name, arguments } => self.tool_call(&name, &arguments),
             Behavior::Status {
                 status,

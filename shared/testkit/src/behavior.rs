@@ -23,9 +23,14 @@ pub enum Behavior {
         message: String,
         retry_after_secs: Option<u64>,
     },
-    /// Wait `delay` before sending the response headers, then behave as `then`
-    /// (a slow first token).
+    /// Wait `delay` before sending the response headers, then behave as `then`.
     Delay {
+        delay: Duration,
+        then: Box<Behavior>,
+    },
+    /// Behave as `then`, but hold its body back for `delay` after sending
+    /// the headers: a stream that opens at once and is slow to its first token.
+    SlowFirstToken {
         delay: Duration,
         then: Box<Behavior>,
     },

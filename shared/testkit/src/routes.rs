@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use futures::StreamExt as _;
 use serde_json::Value;
 
 use crate::behavior::Behavior;
@@ -64,6 +65,9 @@ impl Responder {
         match settle(behavior).await {
             Behavior::Reply { text } => self.text(&text),
             Behavior::Ok => self.text(Behavior::DEFAULT_TEXT),
+            Behavior::SlowFirstToken { delay, then } => {
+                slow_first_byte(Box::pin(self.respond(*then)).await, delay)
+            }
             Behavior::ToolCall { name, arguments } => self.tool_call(&name, &arguments),
             Behavior::Status {
                 status,
@@ -159,6 +163,18 @@ pub(crate) async fn settle(mut behavior: Behavior) -> Behavior {
         behavior = *then;
     }
     behavior
+}
+
+/// Holds `response`'s body back for `delay`; its headers go at once. The body
+/// inside still notices a client that leaves during the wait.
+pub(crate) fn slow_first_byte(response: Response, delay: std::time::Duration) -> Response {
+    let (parts, body) = response.into_parts();
+    let wait = futures::stream::once(tokio::time::sleep(delay))
+        .filter_map(|()| async { None::<Result<Bytes, axum::Error>> });
+    Response::from_parts(
+        parts,
+        Body::from_stream(wait.chain(body.into_data_stream())),
+    )
 }
 
 /// A `text/event-stream` response streaming `frames`.

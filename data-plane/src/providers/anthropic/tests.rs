@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::providers::{StreamEvent, Usage};
+use crate::providers::{StreamEvent, ToolCallDelta, Usage};
 use crate::request::{test_request, test_workload};
 
 /// A request carrying `body`, with no limit parsed out of it and a
@@ -337,8 +337,8 @@ async fn events_whole(raw: &[u8]) -> Vec<Outcome> {
     events_of(vec![raw.to_vec()]).await
 }
 
-/// A stream as Anthropic sends it: a text block, then a tool_use block
-/// whose input deltas are not text.
+/// A stream as Anthropic sends it: a text block, then a tool_use block (the
+/// second block, the first tool call) whose input arrives as JSON pieces.
 const RECORDED: &str = concat!(
     "event: message_start\n",
     r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_read_input_tokens":0,"output_tokens":1}}}"#,
@@ -384,6 +384,17 @@ async fn recorded_stream_parses_the_same_split_anywhere() {
         vec![
             Ok(StreamEvent::Delta("Bonjour".into())),
             Ok(StreamEvent::Delta(", ça va ?".into())),
+            Ok(StreamEvent::ToolCall(ToolCallDelta {
+                index: 0,
+                id: Some("toolu_1".into()),
+                name: Some("f".into()),
+                arguments: String::new(),
+            })),
+            Ok(StreamEvent::ToolCall(ToolCallDelta {
+                index: 0,
+                arguments: "{\"a\":".into(),
+                ..ToolCallDelta::default()
+            })),
             Ok(StreamEvent::Finish {
                 finish_reason: "length".into(),
                 usage: Some(Usage {

@@ -1,0 +1,193 @@
+//! One attempt on one target, in two phases: the *head* (up to the first
+//! output: the whole answer, or a stream's first event) and the *delivery* of
+//! the rest to the client. Hedging races two heads; whichever wins is delivered.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::trace::{AttemptId, TraceBuilder};
+use super::{EngineEvent, fill_usage, output_tokens};
+use crate::providers::{
+    Completion, Endpoint, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall, Usage,
+};
+use crate::request::ChatRequest;
+
+/// An attempt that got as far as its first output.
+pub enum Head {
+    /// A non-streamed answer, whole.
+    Whole(Completion),
+    /// A stream and its first event.
+    Stream {
+        events: EventStream,
+        first: StreamEvent,
+    },
+}
+
+pub enum AttemptResult {
+    Done {
+        content: String,
+        tool_calls: Vec<ToolCall>,
+        finish_reason: String,
+        usage: Usage,
+    },
+    /// Failed after output reached the client; `output_tokens` were streamed.
+    Partial {
+        error: ProviderError,
+        output_tokens: u64,
+    },
+    /// The client left; `output_tokens` had been streamed (and are billed).
+    Cancelled { output_tokens: u64 },
+}
+
+/// Calls `endpoint` until its first output. A stream must produce its first
+/// event within `first_token_limit`, so a stalled target is left while a
+/// backup still has time to answer; a whole answer has `remaining`.
+pub async fn head(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    request: &ChatRequest,
+    model: &str,
+    remaining: Duration,
+    first_token_limit: Duration,
+) -> Result<Head, ProviderError> {
+    if !request.stream {
+        return endpoint
+            .complete(client, request, model, remaining)
+            .await
+            .map(Head::Whole);
+    }
+    let limit = remaining.min(first_token_limit);
+    let opened = async {
+        let mut events = endpoint.stream(client, request, model, limit).await?;
+        match events.next().await {
+            Some(Ok(first)) => Ok(Head::Stream { events, first }),
+            Some(Err(e)) => Err(e),
+            None => Err(ProviderError::new(
+                ErrorClass::Protocol,
+                "provider stream ended without finishing",
+            )),
+        }
+    };
+    tokio::time::timeout(limit, opened)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProviderError::new(
+                ErrorClass::Timeout,
+                "no first token in time",
+            ))
+        })
+}
+
+/// Hands a head and what follows it to the client; `deadline` bounds the rest
+/// of a stream.
+pub async fn deliver(
+    head: Head,
+    request: &ChatRequest,
+    deadline: Instant,
+    trace: &mut TraceBuilder,
+    id: AttemptId,
+    tx: &mpsc::Sender<EngineEvent>,
+) -> AttemptResult {
+    match head {
+        Head::Whole(c) => {
+            trace.first_token(id);
+            let usage = fill_usage(c.usage.unwrap_or_default(), request, || {
+                output_tokens(&c.content, &c.tool_calls)
+            });
+            AttemptResult::Done {
+                content: c.content,
+                tool_calls: c.tool_calls,
+                finish_reason: c.finish_reason,
+                usage,
+            }
+        }
+        Head::Stream { events, first } => pump(events, first, deadline, trace, id, tx).await,
+    }
+}
+
+/// Streams events to the client as they come, counting output tokens as they
+/// go so a stream cut short is still billed.
+async fn pump(
+    mut events: EventStream,
+    first: StreamEvent,
+    deadline: Instant,
+    trace: &mut TraceBuilder,
+    id: AttemptId,
+    tx: &mpsc::Sender<EngineEvent>,
+) -> AttemptResult {
+    let mut output_tokens = 0;
+    let mut next = Some(Ok(first));
+    let mut sent_any = false;
+    loop {
+        let (event, tokens) = match next {
+            Some(Ok(StreamEvent::Delta(delta))) => {
+                let tokens = crate::workload::count_tokens(&delta);
+                (EngineEvent::Delta(delta), tokens)
+            }
+            Some(Ok(StreamEvent::ToolCall(piece))) => {
+                let tokens = piece
+                    .name
+                    .as_deref()
+                    .map_or(0, crate::workload::count_tokens)
+                    + crate::workload::count_tokens(&piece.arguments);
+                (EngineEvent::ToolCall(piece), tokens)
+            }
+            Some(Ok(StreamEvent::Finish {
+                finish_reason,
+                usage,
+            })) => {
+                if !sent_any {
+                    trace.first_token(id);
+                }
+                let mut usage = usage.unwrap_or_default();
+                if usage.output_tokens == 0 {
+                    usage.output_tokens = output_tokens;
+                }
+                return AttemptResult::Done {
+                    content: String::new(),
+                    tool_calls: Vec::new(),
+                    finish_reason,
+                    usage,
+                };
+            }
+            // The first event went out before any error could come.
+            Some(Err(error)) => {
+                return AttemptResult::Partial {
+                    error,
+                    output_tokens,
+                };
+            }
+            None => {
+                let error = ProviderError::new(
+                    ErrorClass::Protocol,
+                    "provider stream ended without finishing",
+                );
+                return AttemptResult::Partial {
+                    error,
+                    output_tokens,
+                };
+            }
+        };
+        if !sent_any {
+            trace.first_token(id);
+            sent_any = true;
+        }
+        output_tokens += tokens;
+        if tx.send(event).await.is_err() {
+            return AttemptResult::Cancelled { output_tokens };
+        }
+        next = tokio::select! {
+            () = tx.closed() => return AttemptResult::Cancelled { output_tokens },
+            next = tokio::time::timeout_at(deadline, events.next()) => match next {
+                Ok(next) => next,
+                Err(_) => Some(Err(ProviderError::new(
+                    ErrorClass::Timeout,
+                    "request deadline reached mid-stream",
+                ))),
+            },
+        };
+    }
+}
