@@ -90,6 +90,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
                 latency_p99_ms: 2_000.0,
                 ttft_p50_ms: 150.0,
                 ttft_p95_ms: 300.0,
+                latency_p95_ms: 1500.0,
                 confidence: confidence(50 + i as u64),
                 strategies: vec![],
             };

@@ -114,6 +114,7 @@ pub fn aggregate(
                 latency_p99_ms: percentile(&acc.latencies, 0.99),
                 ttft_p50_ms: percentile(&acc.ttfts, 0.5),
                 ttft_p95_ms: percentile(&acc.ttfts, 0.95),
+                latency_p95_ms: percentile(&acc.latencies, 0.95),
                 confidence: confidence(acc.attempts),
                 strategies,
             };

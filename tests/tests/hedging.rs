@@ -62,6 +62,7 @@ fn chat(stream: bool) -> Value {
     json!({
         "model": "mock-model",
         "stream": stream,
+        "max_tokens": 16,
         "messages": [{ "role": "user", "content": "hello" }],
         "metadata": { "switchyard_strategy": "hedged-cost" },
     })
@@ -123,7 +124,7 @@ async fn a_stream_slow_to_its_first_token_is_won_by_the_hedge_and_the_loser_canc
     );
     assert_eq!(trace.final_target, "fast/mock-model");
     assert!(
-        trace.explanation.contains("Hedged"),
+        trace.explanation.contains("hedged"),
         "{}",
         trace.explanation
     );

@@ -100,21 +100,34 @@ impl Breakdown {
 }
 
 /// Time to first token and output speed assumed for a tier without telemetry.
-/// A target's time to first token at p95, in milliseconds: fresh fleet
-/// telemetry when it has one, else a simulated provider's worst jitter
-/// (+20 %), else twice the tier's typical first token.
-pub fn ttft_p95_ms(
-    target: &Target,
-    endpoint: Option<&Endpoint>,
-    telemetry: Option<&TargetTelemetry>,
-) -> (f64, Source) {
-    if let Some(t) = telemetry.filter(|t| t.ttft_p95_ms > 0.0) {
-        return (t.ttft_p95_ms, Source::Telemetry);
+/// When a target's first output is late, in milliseconds: its p95 time to
+/// first token for a stream, its p95 latency for a whole answer. Fresh fleet
+/// telemetry when it has the figure; else a simulated provider's slowest
+/// (its jitter is ±20 %); else twice the tier's typical speed.
+pub fn first_output_p95_ms(target: &Target, cx: &Context<'_>) -> (f64, Source) {
+    let observed = cx.telemetry.map_or(0.0, |t| {
+        if cx.workload.capabilities.streaming {
+            t.ttft_p95_ms
+        } else {
+            t.latency_p95_ms
+        }
+    });
+    if observed > 0.0 {
+        return (observed, Source::Telemetry);
     }
-    if let Some(p) = endpoint.and_then(Endpoint::simulated_params) {
-        return (f64::from(p.first_token_latency_ms) * 1.2, Source::Simulated);
+    let output = cx.workload.output_tokens as f64;
+    let whole = !cx.workload.capabilities.streaming;
+    if let Some(p) = cx.endpoint.and_then(Endpoint::simulated_params) {
+        let generation = output * 1000.0 / f64::from(p.tokens_per_second.max(1));
+        let ms = f64::from(p.first_token_latency_ms) + if whole { generation } else { 0.0 };
+        return (ms * 1.2, Source::Simulated);
     }
-    (speed_prior(target.spec.tier).0 * 2.0, Source::Prior)
+    let (ttft, tokens_per_second) = speed_prior(target.spec.tier);
+    let generation = output * 1000.0 / tokens_per_second;
+    (
+        (ttft + if whole { generation } else { 0.0 }) * 2.0,
+        Source::Prior,
+    )
 }
 
 fn speed_prior(tier: Tier) -> (f64, f64) {

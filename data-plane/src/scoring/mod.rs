@@ -155,11 +155,14 @@ pub fn plan(
     let hedge = match (strategy.hedging, chain.first(), chain.len() > 1) {
         (Some(hedging), Some(&primary), true) => {
             let target = &snapshot.routing.targets[candidates[primary].target];
-            let (p95_ms, _) = dimensions::ttft_p95_ms(
-                target,
-                snapshot.endpoints.get(&target.spec.provider),
-                routing.telemetry.fresh(&target.id, now_ms),
-            );
+            let context = dimensions::Context {
+                endpoint: snapshot.endpoints.get(&target.spec.provider),
+                workload,
+                workspace,
+                telemetry: routing.telemetry.fresh(&target.id, now_ms),
+                half_open: false,
+            };
+            let (p95_ms, _) = dimensions::first_output_p95_ms(target, &context);
             let delay = Duration::from_secs_f64(p95_ms.max(0.0) / 1000.0)
                 .max(Duration::from_millis(hedging.min_delay_ms.into()));
             Some(HedgePlan {
@@ -180,7 +183,7 @@ pub fn plan(
     plan.explanation = explain::explain(&plan, snapshot, &request.model);
     if let Some(hedge) = plan.hedge {
         plan.explanation.push_str(&format!(
-            " Hedged: the second target starts if the first has no token after {} ms.",
+            "; hedged: the second target starts if the first has no output after {} ms",
             hedge.delay.as_millis()
         ));
     }

@@ -467,6 +467,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
         latency_p99_ms: 20_000.0,
         ttft_p50_ms: 800.0,
         ttft_p95_ms: 1600.0,
+        latency_p95_ms: 8000.0,
         confidence: switchyard_domain::confidence(180),
         strategies: vec![],
     };
@@ -748,4 +749,102 @@ proptest! {
         let after = rank_of(&plan(&boosted, &request, 3, &Breakers::default()).unwrap(), cheapest.target);
         prop_assert!(after <= before, "rank went from {:?} to {:?}", before, after);
     }
+}
+
+/// Hedging follows the strategy: the delay is the primary's p95 to first
+/// output (to first token for streams, to the whole answer otherwise), from
+/// fresh telemetry when there is some, else from priors; no backup, no hedge.
+#[test]
+fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
+    let models = vec![
+        model("a", "m", Tier::Economy, 1.0, 100_000),
+        model("b", "m", Tier::Economy, 2.0, 100_000),
+    ];
+    let hedged = StrategySpec {
+        name: "hedged".into(),
+        hedging: Some(switchyard_domain::HedgingSpec {
+            max_share: 0.2,
+            min_delay_ms: 0,
+        }),
+        ..builtin_strategies()[1].clone()
+    };
+    let routing = |models: Vec<ModelSpec>| {
+        let mut strategies = builtin_strategies();
+        strategies.push(hedged.clone());
+        RoutingSnapshot::new(
+            1,
+            0,
+            0,
+            vec![provider("a"), provider("b")],
+            models,
+            strategies,
+            "balanced".into(),
+        )
+        .unwrap()
+    };
+    let snap = LiveSnapshot::prepare(routing(models.clone()));
+    let mut streamed = test_workload(10, 150);
+    streamed.capabilities.streaming = true;
+    let whole = test_workload(10, 150);
+
+    let p = plan(
+        &snap,
+        &chat(streamed.clone(), Some("hedged")),
+        2,
+        &Breakers::default(),
+    )
+    .unwrap();
+    let hedge = p.hedge.expect("a hedged strategy with a backup hedges");
+    // Economy prior: 300 ms to first token, doubled for a p95.
+    assert_eq!(hedge.delay, Duration::from_millis(600));
+    assert!((hedge.max_share - 0.2).abs() < 1e-9);
+    // A whole answer also waits for its 150 tokens at the prior 150 tokens/s.
+    let p = plan(&snap, &chat(whole, Some("hedged")), 2, &Breakers::default()).unwrap();
+    assert_eq!(p.hedge.unwrap().delay, Duration::from_millis(2_600));
+
+    // Fresh telemetry's p95 wins over the prior.
+    let request = chat(streamed.clone(), Some("hedged"));
+    let observed = TargetTelemetry {
+        target_id: "a/m".into(),
+        attempts: 100,
+        success_rate: 1.0,
+        error_rate: 0.0,
+        rate_limited_rate: 0.0,
+        retry_rate: 0.0,
+        latency_p50_ms: 900.0,
+        latency_p99_ms: 2_000.0,
+        ttft_p50_ms: 100.0,
+        ttft_p95_ms: 250.0,
+        latency_p95_ms: 1_500.0,
+        confidence: switchyard_domain::confidence(100),
+        strategies: vec![],
+    };
+    let telemetry = Telemetry {
+        targets: [("a/m".to_owned(), observed)].into_iter().collect(),
+        computed_at_ms: request.received.unix_ms,
+        stale_after_ms: 60_000,
+    };
+    let snap_t = LiveSnapshot::prepare(routing(models.clone()).with_telemetry(telemetry));
+    let p = plan(&snap_t, &request, 2, &Breakers::default()).unwrap();
+    assert_eq!(p.hedge.unwrap().delay, Duration::from_millis(250));
+    assert!(p.explanation.contains("hedged"), "{}", p.explanation);
+
+    // Not with a strategy that does not hedge, nor without a backup.
+    let p = plan(
+        &snap,
+        &chat(streamed.clone(), Some("cost")),
+        2,
+        &Breakers::default(),
+    )
+    .unwrap();
+    assert_eq!(p.hedge, None);
+    let alone = LiveSnapshot::prepare(routing(models[..1].to_vec()));
+    let p = plan(
+        &alone,
+        &chat(streamed, Some("hedged")),
+        2,
+        &Breakers::default(),
+    )
+    .unwrap();
+    assert_eq!(p.hedge, None);
 }

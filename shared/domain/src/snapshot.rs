@@ -367,6 +367,7 @@ mod tests {
                         latency_p99_ms: 900.0,
                         ttft_p50_ms: 80.0,
                         ttft_p95_ms: 160.0,
+                        latency_p95_ms: 800.0,
                         confidence: crate::confidence(40),
                         strategies: vec![],
                     };

@@ -33,6 +33,7 @@ pub struct TargetTelemetry {
     pub latency_p99_ms: f64,
     pub ttft_p50_ms: f64,
     pub ttft_p95_ms: f64,
+    pub latency_p95_ms: f64,
     pub confidence: f64,
     pub strategies: Vec<StrategyEffectiveness>,
 }
@@ -83,6 +84,7 @@ impl TryFrom<pb::TargetTelemetry> for TargetTelemetry {
             latency_p99_ms: millis("latency_p99_ms", t.latency_p99_ms)?,
             ttft_p50_ms: millis("ttft_p50_ms", t.ttft_p50_ms)?,
             ttft_p95_ms: millis("ttft_p95_ms", t.ttft_p95_ms)?,
+            latency_p95_ms: millis("latency_p95_ms", t.latency_p95_ms)?,
             confidence: share("confidence", t.confidence)?,
             strategies,
             target_id: t.target_id,
@@ -103,6 +105,7 @@ impl From<&TargetTelemetry> for pb::TargetTelemetry {
             latency_p99_ms: t.latency_p99_ms,
             ttft_p50_ms: t.ttft_p50_ms,
             ttft_p95_ms: t.ttft_p95_ms,
+            latency_p95_ms: t.latency_p95_ms,
             confidence: t.confidence,
             strategies: t
                 .strategies
