@@ -26,12 +26,12 @@ enum Role {
     Tool,
 }
 
+/// A message's typed fields; its content is checked in place (see
+/// [`check_content`]) so a long prompt is never copied.
 #[derive(Debug, Deserialize)]
 struct Message {
     #[serde(rename = "role")]
     _role: Role,
-    #[serde(default)]
-    content: Option<Value>,
     #[serde(default)]
     #[serde(rename = "name")]
     _name: Option<String>,
@@ -81,17 +81,20 @@ pub struct Hints {
 pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatRequest, ApiError> {
     let raw: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("", format!("body is not valid JSON: {e}")))?;
+    if !raw.is_object() {
+        return Err(ApiError::invalid("", "body must be a JSON object"));
+    }
+    // Checked in place: the body is not copied.
+    let checked: Checked = serde_path_to_error::deserialize(&raw).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
+    })?;
     let Value::Object(mut raw) = raw else {
         return Err(ApiError::invalid("", "body must be a JSON object"));
     };
-    let checked: Checked =
-        serde_path_to_error::deserialize(Value::Object(raw.clone())).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::invalid(
-                if path == "." { String::new() } else { path },
-                e.into_inner().to_string(),
-            )
-        })?;
 
     let model = checked
         .model
@@ -106,8 +109,14 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
             "must contain at least one message",
         ));
     }
-    for (i, message) in messages.iter().enumerate() {
-        check_content(message.content.as_ref())
+    let contents = raw
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| m.get("content"));
+    for (i, content) in contents.enumerate() {
+        check_content(content)
             .map_err(|m| ApiError::invalid(format!("messages[{i}].content"), m))?;
     }
     let max_tokens = checked.max_completion_tokens.or(checked.max_tokens);
