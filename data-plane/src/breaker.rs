@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use switchyard_domain::{CircuitMode, RoutingSnapshot};
@@ -19,6 +19,8 @@ const OPEN_AFTER: u32 = 5;
 /// First cool-down, doubled on each reopening up to the cap.
 const COOL_DOWN_MS: i64 = 5_000;
 const MAX_COOL_DOWN_MS: i64 = 60_000;
+/// How long a half-open probe holds the target before another may try.
+const PROBE_LEASE_MS: i64 = 30_000;
 /// The failure-ratio rule looks at the last `WINDOW_BUCKETS` buckets of
 /// `BUCKET_MS` each (the current one included): about ten seconds.
 const WINDOW_BUCKETS: usize = 10;
@@ -168,8 +170,11 @@ struct Breaker {
     open_until_ms: AtomicI64,
     /// How many times in a row it has opened; sets the cool-down.
     openings: AtomicU32,
-    /// A half-open probe is under way.
-    probing: AtomicBool,
+    /// When the half-open probe under way was let through (Unix ms); 0 when
+    /// none is. A probe that never reports (its client left, it lost a hedge
+    /// race, it failed in a way that says nothing of the target) stops
+    /// blocking others after [`PROBE_LEASE_MS`].
+    probe_since_ms: AtomicI64,
     window: Window,
     /// The operator's override from the snapshot (`MODE_*`).
     mode: AtomicU8,
@@ -212,7 +217,7 @@ impl Breaker {
         }
         self.openings.fetch_add(1, Ordering::AcqRel);
         self.consecutive_failures.store(0, Ordering::Release);
-        self.probing.store(false, Ordering::Release);
+        self.probe_since_ms.store(0, Ordering::Release);
         // What opened it is spent; after the cool-down the probe decides afresh.
         self.window.clear();
     }
@@ -226,7 +231,7 @@ impl Breaker {
             .is_ok()
         {
             self.openings.store(0, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
+            self.probe_since_ms.store(0, Ordering::Release);
             self.window.clear();
         }
     }
@@ -236,7 +241,7 @@ impl Breaker {
         self.consecutive_failures.store(0, Ordering::Release);
         self.open_until_ms.store(0, Ordering::Release);
         self.openings.store(0, Ordering::Release);
-        self.probing.store(false, Ordering::Release);
+        self.probe_since_ms.store(0, Ordering::Release);
         self.window.clear();
     }
 
@@ -324,10 +329,14 @@ impl Breakers {
         match breaker.state(now_ms) {
             State::Closed | State::ForcedClosed => true,
             State::Open { .. } | State::ForcedOpen => false,
-            State::HalfOpen => breaker
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok(),
+            State::HalfOpen => {
+                let since = breaker.probe_since_ms.load(Ordering::Acquire);
+                let free = since == 0 || now_ms.saturating_sub(since) >= PROBE_LEASE_MS;
+                free && breaker
+                    .probe_since_ms
+                    .compare_exchange(since, now_ms.max(1), Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            }
         }
     }
 
@@ -425,6 +434,22 @@ mod tests {
         b.success_at("t", 5_001);
         assert_eq!(b.state("t", 5_002), State::Closed);
         assert!(b.admit("t", 5_002));
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_frees_the_target_after_its_lease() {
+        let b = Breakers::default();
+        for _ in 0..5 {
+            b.failure("t", 0);
+        }
+        // The probe's client leaves (or it loses a hedge race): no verdict.
+        assert!(b.admit("t", 5_000));
+        assert!(!b.admit("t", 5_000 + PROBE_LEASE_MS - 1));
+        assert!(
+            b.admit("t", 5_000 + PROBE_LEASE_MS),
+            "the next caller probes"
+        );
+        assert!(!b.admit("t", 5_001 + PROBE_LEASE_MS));
     }
 
     #[test]

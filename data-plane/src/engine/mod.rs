@@ -213,9 +213,10 @@ impl Engine {
 
         let mut attempts_left = self.config.max_attempts;
         let mut last_error = None;
-        let mut ran_as_hedge = false;
+        // The chain position that already ran as the hedge, if one did.
+        let mut hedged = None;
         'chain: for (position, callee) in callees.iter().enumerate() {
-            if position == 1 && ran_as_hedge {
+            if hedged == Some(position) {
                 continue;
             }
             let target = callee.target;
@@ -241,13 +242,14 @@ impl Engine {
                     continue 'chain;
                 }
                 attempts_left -= 1;
+                // Only the request's first attempt is hedged, by the next candidate.
                 let first_of_request = run.trace.attempts() == 0;
-                let attempted = match hedge.zip(callees.get(1)) {
+                let attempted = match hedge.zip(callees.get(position + 1)) {
                     Some((hedge, backup)) if first_of_request => {
-                        let (attempted, hedged) = self
+                        let (attempted, backup_ran) = self
                             .hedged_attempt(&mut run, *callee, *backup, hedge, &mut attempts_left)
                             .await;
-                        ran_as_hedge = hedged;
+                        hedged = backup_ran.then_some(position + 1);
                         attempted
                     }
                     _ => self.attempt(&mut run, *callee).await,
