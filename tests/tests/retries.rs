@@ -146,6 +146,83 @@ async fn auth_and_content_errors_are_not_retried() {
     assert_eq!(trace.error_class, i32::from(pb::ErrorClass::Content));
 }
 
+/// A prompt too long for the cheapest target moves on, past every target
+/// whose window is no larger, to one that can hold it.
+#[tokio::test]
+async fn a_prompt_too_long_moves_to_a_target_with_a_larger_window() {
+    let small = MockProvider::start().await.unwrap();
+    let same = MockProvider::start().await.unwrap();
+    let large = MockProvider::start().await.unwrap();
+    small.set_default(Behavior::Status {
+        status: 400,
+        message: "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.".into(),
+        retry_after_secs: None,
+    });
+    let model = |provider: &str, window: u32, price: f64| {
+        format!(
+            "  - {{ provider: {provider}, name: mock-model, family: {provider}, capabilities: {{ streaming: true }},\n      \
+             context_window: {window}, input_price_per_mtok: {price}, output_price_per_mtok: {price}, tier: standard }}\n"
+        )
+    };
+    let mut yaml = String::from("providers:\n");
+    for (name, mock) in [("small", &small), ("same", &same), ("large", &large)] {
+        yaml.push_str(&format!(
+            "  - {{ name: {name}, kind: openai, base_url: \"{}\", api_key_ref: \"env:MOCK_API_KEY\" }}\n",
+            mock.base_url()
+        ));
+    }
+    yaml.push_str("models:\n");
+    yaml.push_str(&model("small", 8_192, 1.0));
+    yaml.push_str(&model("same", 8_192, 2.0));
+    yaml.push_str(&model("large", 200_000, 9.0));
+    let cp = ControlPlane::start(&yaml).await.unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+
+    let response = http_client()
+        .post(dp.chat_url())
+        .header("x-switchyard-strategy", "cost")
+        .json(&chat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let trace_id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let trace = cp.wait_for_trace(&trace_id).await;
+    let attempts: Vec<(&str, i32)> = trace
+        .attempts
+        .iter()
+        .map(|a| (a.target_id.as_str(), a.error_class))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("small/mock-model", i32::from(pb::ErrorClass::ContextLength)),
+            ("large/mock-model", i32::from(pb::ErrorClass::Unspecified)),
+        ]
+    );
+    assert_eq!(same.request_count(), 0, "a window no larger is not tried");
+
+    // With no larger window left, the client gets the provider's words as a 400.
+    large.set_default(Behavior::Status {
+        status: 400,
+        message: "prompt is too long: 210000 tokens > 200000 maximum".into(),
+        retry_after_secs: None,
+    });
+    let (status, _, body) = send(&dp).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prompt is too long"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_refused_connection_moves_to_the_next_target_at_once() {
     let backup = MockProvider::start().await.unwrap();

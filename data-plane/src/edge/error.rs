@@ -59,7 +59,7 @@ impl ApiError {
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                 ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                ErrorClass::Content => StatusCode::BAD_REQUEST,
+                ErrorClass::Content | ErrorClass::ContextLength => StatusCode::BAD_REQUEST,
                 ErrorClass::Cancelled => {
                     StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
                 }
@@ -88,6 +88,7 @@ impl ApiError {
                 ErrorClass::Protocol => "upstream_protocol",
                 ErrorClass::Cancelled => "cancelled",
                 ErrorClass::Configuration => "upstream_unconfigured",
+                ErrorClass::ContextLength => "context_length_exceeded",
             },
         }
     }
@@ -103,7 +104,7 @@ impl ApiError {
                 ..
             } => "rate_limit_error",
             Self::Upstream {
-                class: ErrorClass::Content,
+                class: ErrorClass::Content | ErrorClass::ContextLength,
                 ..
             } => "invalid_request_error",
             _ => "server_error",
@@ -132,7 +133,9 @@ impl ApiError {
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => tonic::Status::resource_exhausted(message),
                 ErrorClass::Timeout => tonic::Status::deadline_exceeded(message),
-                ErrorClass::Content => tonic::Status::invalid_argument(message),
+                ErrorClass::Content | ErrorClass::ContextLength => {
+                    tonic::Status::invalid_argument(message)
+                }
                 ErrorClass::Cancelled => tonic::Status::cancelled(message),
                 _ => tonic::Status::unavailable(message),
             },

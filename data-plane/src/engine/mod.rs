@@ -215,8 +215,10 @@ impl Engine {
         let mut last_error = None;
         // The chain position that already ran as the hedge, if one did.
         let mut hedged = None;
+        // After a prompt too long for a target, only larger windows may try.
+        let mut window_needed = 0;
         'chain: for (position, callee) in callees.iter().enumerate() {
-            if hedged == Some(position) {
+            if hedged == Some(position) || callee.target.spec.context_window <= window_needed {
                 continue;
             }
             let target = callee.target;
@@ -258,6 +260,9 @@ impl Engine {
                     return;
                 };
                 let class = error.class;
+                if class == ErrorClass::ContextLength {
+                    window_needed = window_needed.max(target.spec.context_window);
+                }
                 // Retry-After wins over our own back-off; either must fit the deadline.
                 let wait = error.retry_after.unwrap_or_else(|| backoff.next_delay());
                 let fits = Instant::now() + wait < run.deadline;

@@ -35,6 +35,8 @@ pub enum ErrorClass {
     Protocol,
     Cancelled,
     Configuration,
+    /// The prompt does not fit the target's context window.
+    ContextLength,
 }
 
 impl ErrorClass {
@@ -63,6 +65,25 @@ impl ErrorClass {
         matches!(self, Self::Transient | Self::RateLimited | Self::Timeout)
     }
 
+    /// A provider's rejection of the request, told apart from the rest when it
+    /// says the prompt is too long for the model: a larger window may take it.
+    pub fn refine_content(self, message: &str) -> Self {
+        const TOO_LONG: [&str; 6] = [
+            "context length",
+            "context_length",
+            "context window",
+            "maximum context",
+            "prompt is too long",
+            "too many tokens",
+        ];
+        let lower = message.to_ascii_lowercase();
+        if self == Self::Content && TOO_LONG.iter().any(|p| lower.contains(p)) {
+            Self::ContextLength
+        } else {
+            self
+        }
+    }
+
     /// Whether another target may succeed where this one failed.
     pub fn try_next_target(self) -> bool {
         !matches!(self, Self::Content | Self::Cancelled)
@@ -79,6 +100,7 @@ impl ErrorClass {
             Self::Protocol => "protocol",
             Self::Cancelled => "cancelled",
             Self::Configuration => "configuration",
+            Self::ContextLength => "context_length",
         }
     }
 }
@@ -95,6 +117,7 @@ impl From<ErrorClass> for pb::ErrorClass {
             ErrorClass::Protocol => Self::Protocol,
             ErrorClass::Cancelled => Self::Cancelled,
             ErrorClass::Configuration => Self::Configuration,
+            ErrorClass::ContextLength => Self::ContextLength,
         }
     }
 }
@@ -134,6 +157,17 @@ impl ProviderError {
         self.retry_after = retry_after;
         self
     }
+    /// A provider's error response: its class from the status (and, for a
+    /// rejected request, the message), the message kept for the client.
+    pub fn from_status(status: u16, class: ErrorClass, message: String) -> Self {
+        Self {
+            class: class.refine_content(&message),
+            http_status: status,
+            retry_after: None,
+            message,
+        }
+    }
+
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
             class,
@@ -328,6 +362,25 @@ mod tests {
         assert_eq!(ErrorClass::from_status(400), ErrorClass::Content);
         assert!(!ErrorClass::Content.try_next_target());
         assert!(ErrorClass::Auth.try_next_target());
+    }
+
+    #[test]
+    fn a_prompt_too_long_is_told_apart_from_other_rejections() {
+        let too_long = [
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            "input length exceeds the context length",
+        ];
+        for message in too_long {
+            let e = ProviderError::from_status(400, ErrorClass::from_status(400), message.into());
+            assert_eq!(e.class, ErrorClass::ContextLength, "{message}");
+            assert!(e.class.try_next_target() && !e.class.retry_same_target());
+        }
+        let e = ProviderError::from_status(400, ErrorClass::Content, "messages: bad role".into());
+        assert_eq!(e.class, ErrorClass::Content);
+        // Only rejections are refined: a 503 mentioning context stays transient.
+        let e = ProviderError::from_status(503, ErrorClass::Transient, "context length".into());
+        assert_eq!(e.class, ErrorClass::Transient);
     }
 
     #[test]

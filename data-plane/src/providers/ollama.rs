@@ -290,9 +290,7 @@ fn status_error(status: u16, body: &[u8]) -> ProviderError {
         .ok()
         .and_then(|v| error_message(&v))
         .unwrap_or_else(|| format!("provider answered HTTP {status}"));
-    let mut error = ProviderError::new(ErrorClass::from_status(status), truncate(message));
-    error.http_status = status;
-    error
+    ProviderError::from_status(status, ErrorClass::from_status(status), truncate(message))
 }
 
 /// One `/api/chat` answer: the whole reply, or one line of a stream.

@@ -116,12 +116,7 @@ fn status_error(status: u16, body: &[u8]) -> ProviderError {
         .ok()
         .and_then(|b| b.error.message)
         .unwrap_or_else(|| format!("provider answered HTTP {status}"));
-    ProviderError {
-        class: ErrorClass::from_status(status),
-        http_status: status,
-        retry_after: None,
-        message: truncate(message),
-    }
+    ProviderError::from_status(status, ErrorClass::from_status(status), truncate(message))
 }
 
 #[derive(Deserialize)]

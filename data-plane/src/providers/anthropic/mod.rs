@@ -136,14 +136,9 @@ fn status_error(status: u16, body: &[u8]) -> ProviderError {
     let class = match status {
         // Anthropic's "overloaded": busy, not broken.
         529 => ErrorClass::Transient,
-        // A 400 saying the prompt is too long stays Content: no retry makes
-        // the same prompt shorter.
         _ => ErrorClass::from_status(status),
     };
-    ProviderError {
-        http_status: status,
-        ..ProviderError::new(class, truncate(message))
-    }
+    ProviderError::from_status(status, class, truncate(message))
 }
 
 /// The class of an error Anthropic reports inside a stream, by its type.
@@ -160,7 +155,7 @@ fn error_type_class(kind: &str) -> ErrorClass {
 
 mod request;
 mod response;
-mod stream;
+pub(super) mod stream;
 #[cfg(test)]
 mod tests;
 

@@ -304,7 +304,7 @@ fn error_bodies_keep_the_provider_message_and_class() {
     assert_eq!(
         (e.class, e.message.as_str()),
         (
-            ErrorClass::Content,
+            ErrorClass::ContextLength,
             "prompt is too long: 210000 tokens > 200000 maximum"
         )
     );
