@@ -350,6 +350,39 @@ mod tests {
         );
     }
 
+    /// A very long stream (50,000 chunks, about 5 MB) read in 64 KB pieces:
+    /// every delta comes out, in order, and the finish after them.
+    #[tokio::test]
+    async fn a_very_long_stream_comes_through_whole() {
+        const CHUNKS: usize = 50_000;
+        let mut raw = Vec::new();
+        for i in 0..CHUNKS {
+            raw.extend_from_slice(
+                format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"w{i} \"}},\"finish_reason\":null}}]}}\n\n")
+                    .as_bytes(),
+            );
+        }
+        raw.extend_from_slice(
+            b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+        );
+        let pieces: Vec<reqwest::Result<Bytes>> = raw
+            .chunks(64 << 10)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let body: ByteStream = Box::pin(futures::stream::iter(pieces));
+        let events: Vec<StreamEvent> = sse_events(body, Duration::from_secs(5))
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(events.len(), CHUNKS + 1);
+        for (i, event) in events[..CHUNKS].iter().enumerate() {
+            assert_eq!(event, &StreamEvent::Delta(format!("w{i} ")));
+        }
+        assert!(
+            matches!(&events[CHUNKS], StreamEvent::Finish { finish_reason, .. } if finish_reason == "stop")
+        );
+    }
+
     #[tokio::test]
     async fn garbage_and_dropped_streams_are_errors() {
         let events = events_of(b"data: {garbage\n\n").await;
