@@ -19,6 +19,13 @@ pub struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub target: String,
+    /// "input" or "output".
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub target: String,
     /// "ok" or an error class.
@@ -31,6 +38,10 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub retries: Family<TargetLabels, Counter>,
     pub retries_denied: Family<TargetLabels, Counter>,
+    /// Tokens billed, by the target that answered (partial answers included).
+    pub tokens: Family<TokenLabels, Counter>,
+    /// What the answers cost at the snapshot's prices, in USD.
+    pub cost: Family<TargetLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Hedges started, by the target started as the hedge.
     pub hedges: Family<TargetLabels, Counter>,
     /// 0 closed, 1 half-open, 2 open, 3 forced open, 4 forced closed.
@@ -65,6 +76,19 @@ impl Metrics {
             "retries_denied",
             "Retries skipped because the target's retry budget was spent",
             retries_denied.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens billed, by the target that answered and direction",
+            tokens.clone(),
+        );
+        let cost = Family::<TargetLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "cost",
+            "Cost of the answers at the snapshot's prices",
+            Unit::Other("usd".into()),
+            cost.clone(),
         );
         let hedges = Family::<TargetLabels, Counter>::default();
         registry.register(
@@ -122,6 +146,8 @@ impl Metrics {
             attempts,
             retries,
             retries_denied,
+            tokens,
+            cost,
             hedges,
             breaker_state,
             request_duration,

@@ -151,6 +151,18 @@ async fn a_stream_slow_to_its_first_token_is_won_by_the_hedge_and_the_loser_canc
         metrics.contains(r#"switchyard_dp_hedges_total{target="fast/mock-model"} 1"#),
         "{metrics}"
     );
+    // What the winner produced is billed to it, and nothing to the loser.
+    assert!(
+        metrics.contains(
+            r#"switchyard_dp_tokens_total{target="fast/mock-model",direction="output"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"switchyard_dp_cost_usd_total{target="fast/mock-model"}"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"switchyard_dp_tokens_total{target="slow/mock-model""#));
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
-use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels};
+use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels, TokenLabels};
 use crate::providers::{Endpoint, ErrorClass, ProviderError, ToolCall, ToolCallDelta, Usage};
 use crate::reporter::TraceReporter;
 use crate::request::ChatRequest;
@@ -588,6 +588,23 @@ impl Engine {
             .requests
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+        if !record.final_target.is_empty() {
+            for (direction, tokens) in [("input", record.tokens_in), ("output", record.tokens_out)]
+            {
+                let labels = TokenLabels {
+                    target: record.final_target.clone(),
+                    direction,
+                };
+                self.metrics.tokens.get_or_create(&labels).inc_by(tokens);
+            }
+            let labels = TargetLabels {
+                target: record.final_target.clone(),
+            };
+            self.metrics
+                .cost
+                .get_or_create(&labels)
+                .inc_by(record.cost_usd);
+        }
         self.metrics
             .request_duration
             .observe(record.latency_ms as f64 / 1000.0);
