@@ -14,7 +14,7 @@ mod edge;
 mod engine;
 mod metrics;
 mod plan_wire;
-mod providers;
+pub mod providers;
 mod reporter;
 pub mod request;
 pub mod scoring;

@@ -22,7 +22,10 @@ pub type Ready = VecDeque<Result<StreamEvent, ProviderError>>;
 
 /// How a provider's bytes split into frames.
 pub trait Framing: Send {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String>;
+    /// Appends the frames the bytes complete to `frames`, those before an
+    /// error included, so what comes out does not depend on how the bytes
+    /// were split into pieces.
+    fn push(&mut self, bytes: &[u8], frames: &mut Vec<String>) -> Result<(), String>;
     /// A last frame still pending when the body ends, if the framing allows one.
     fn finish(&mut self) -> Result<Option<String>, String> {
         Ok(None)
@@ -30,16 +33,17 @@ pub trait Framing: Send {
 }
 
 impl Framing for SseDecoder {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
-        SseDecoder::push(self, bytes)
-            .map(|events| events.into_iter().map(|e| e.data).collect())
-            .map_err(|e| e.to_string())
+    fn push(&mut self, bytes: &[u8], frames: &mut Vec<String>) -> Result<(), String> {
+        let mut events = Vec::new();
+        let result = SseDecoder::push(self, bytes, &mut events);
+        frames.extend(events.into_iter().map(|e| e.data));
+        result.map_err(|e| e.to_string())
     }
 }
 
 impl Framing for NdjsonDecoder {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
-        NdjsonDecoder::push(self, bytes).map_err(|e| e.to_string())
+    fn push(&mut self, bytes: &[u8], frames: &mut Vec<String>) -> Result<(), String> {
+        NdjsonDecoder::push(self, bytes, frames).map_err(|e| e.to_string())
     }
 
     fn finish(&mut self) -> Result<Option<String>, String> {
@@ -124,13 +128,18 @@ where
                     ErrorClass::Transient,
                     "provider stream was interrupted",
                 )),
-                Ok(Some(Ok(bytes))) => match st.framing.push(&bytes) {
-                    Err(e) => Some(ProviderError::new(ErrorClass::Protocol, e)),
-                    Ok(frames) => {
-                        st.take_all(frames);
-                        continue;
+                Ok(Some(Ok(bytes))) => {
+                    let mut frames = Vec::new();
+                    let result = st.framing.push(&bytes, &mut frames);
+                    // The frames before a framing error still count, and may
+                    // end the stream before the error is reached.
+                    st.take_all(frames);
+                    match result {
+                        Ok(()) => continue,
+                        Err(_) if st.ended => None,
+                        Err(e) => Some(ProviderError::new(ErrorClass::Protocol, e)),
                     }
-                },
+                }
             };
             st.ended = true;
             if let Some(error) = error {

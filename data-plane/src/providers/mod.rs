@@ -7,6 +7,7 @@ mod http;
 pub mod ndjson;
 mod ollama;
 mod openai;
+pub mod replay;
 mod simulated;
 pub mod sse;
 #[cfg(test)]

@@ -22,9 +22,9 @@ pub struct NdjsonDecoder {
 }
 
 impl NdjsonDecoder {
-    /// Feeds bytes; returns the lines they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, NdjsonError> {
-        let mut lines = Vec::new();
+    /// Feeds bytes; appends the lines they complete to `lines`, including
+    /// those completed before an error. After an error the decoder is spent.
+    pub fn push(&mut self, bytes: &[u8], lines: &mut Vec<String>) -> Result<(), NdjsonError> {
         let mut rest = bytes;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             self.extend(&rest[..end])?;
@@ -33,8 +33,7 @@ impl NdjsonDecoder {
             }
             rest = &rest[end + 1..];
         }
-        self.extend(rest)?;
-        Ok(lines)
+        self.extend(rest)
     }
 
     /// Takes the unterminated last line, if any, as if a newline had arrived:
@@ -79,7 +78,7 @@ mod tests {
         let mut decoder = NdjsonDecoder::default();
         let mut out = Vec::new();
         for piece in pieces {
-            out.extend(decoder.push(piece)?);
+            decoder.push(piece, &mut out)?;
         }
         Ok(out)
     }
@@ -100,10 +99,9 @@ mod tests {
     #[test]
     fn an_unterminated_line_is_pending_until_finished() {
         let mut decoder = NdjsonDecoder::default();
-        assert_eq!(
-            decoder.push(b"{\"done\":true}").unwrap(),
-            Vec::<String>::new()
-        );
+        let mut lines = Vec::new();
+        decoder.push(b"{\"done\":true}", &mut lines).unwrap();
+        assert_eq!(lines, Vec::<String>::new());
         assert_eq!(
             decoder.finish().unwrap().as_deref(),
             Some("{\"done\":true}")
@@ -130,6 +128,17 @@ mod tests {
         let mut over = vec![b'a'; MAX_LINE_BYTES + 1];
         over.push(b'\n');
         assert_eq!(decode_all(&[&over]), Err(NdjsonError::LineTooLong));
+    }
+
+    #[test]
+    fn lines_before_an_error_are_kept() {
+        let mut decoder = NdjsonDecoder::default();
+        let mut lines = Vec::new();
+        assert_eq!(
+            decoder.push(b"{\"a\":1}\n\xff\n", &mut lines),
+            Err(NdjsonError::InvalidUtf8)
+        );
+        assert_eq!(lines, vec!["{\"a\":1}".to_owned()]);
     }
 
     proptest! {

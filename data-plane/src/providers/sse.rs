@@ -1,9 +1,12 @@
 //! Incremental Server-Sent Events decoder for provider streams. Bytes arrive in
-//! arbitrary pieces; events come out whole. Bounded, so a provider that never
-//! ends a line cannot grow memory without limit.
+//! arbitrary pieces; events come out whole, the same however the bytes were
+//! split. Bounded, so a provider that never ends a line, or an event, cannot
+//! grow memory without limit.
 
 /// Longest line accepted from a provider.
 const MAX_LINE_BYTES: usize = 1 << 20;
+/// Most data one event may carry, over all its `data:` lines.
+const MAX_EVENT_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -17,6 +20,8 @@ pub struct SseEvent {
 pub enum SseError {
     #[error("stream line longer than {MAX_LINE_BYTES} bytes")]
     LineTooLong,
+    #[error("stream event longer than {MAX_EVENT_BYTES} bytes")]
+    EventTooLong,
     #[error("stream is not valid UTF-8")]
     InvalidUtf8,
 }
@@ -30,9 +35,9 @@ pub struct SseDecoder {
 }
 
 impl SseDecoder {
-    /// Feeds bytes; returns the events they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
-        let mut events = Vec::new();
+    /// Feeds bytes; appends the events they complete to `events`, including
+    /// those completed before an error. After an error the decoder is spent.
+    pub fn push(&mut self, bytes: &[u8], events: &mut Vec<SseEvent>) -> Result<(), SseError> {
         for &b in bytes {
             if b == b'\n' {
                 let mut line = std::mem::take(&mut self.line);
@@ -40,7 +45,7 @@ impl SseDecoder {
                     line.pop();
                 }
                 let line = String::from_utf8(line).map_err(|_| SseError::InvalidUtf8)?;
-                if let Some(event) = self.take_line(&line) {
+                if let Some(event) = self.take_line(&line)? {
                     events.push(event);
                 }
             } else {
@@ -50,28 +55,31 @@ impl SseDecoder {
                 self.line.push(b);
             }
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn take_line(&mut self, line: &str) -> Option<SseEvent> {
+    fn take_line(&mut self, line: &str) -> Result<Option<SseEvent>, SseError> {
         if line.is_empty() {
             if !self.has_data {
                 self.event.clear();
-                return None;
+                return Ok(None);
             }
             self.has_data = false;
-            return Some(SseEvent {
+            return Ok(Some(SseEvent {
                 event: std::mem::take(&mut self.event),
                 data: std::mem::take(&mut self.data),
-            });
+            }));
         }
         if line.starts_with(':') {
-            return None;
+            return Ok(None);
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
             "data" => {
+                if self.data.len() + usize::from(self.has_data) + value.len() > MAX_EVENT_BYTES {
+                    return Err(SseError::EventTooLong);
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -81,7 +89,7 @@ impl SseDecoder {
             "event" => value.clone_into(&mut self.event),
             _ => {}
         }
-        None
+        Ok(None)
     }
 }
 
@@ -93,7 +101,7 @@ mod tests {
         let mut decoder = SseDecoder::default();
         let mut out = Vec::new();
         for piece in pieces {
-            out.extend(decoder.push(piece)?);
+            decoder.push(piece, &mut out)?;
         }
         Ok(out)
     }
@@ -138,5 +146,55 @@ mod tests {
         );
         let long = vec![b'a'; MAX_LINE_BYTES + 1];
         assert_eq!(decode_all(&[&long]), Err(SseError::LineTooLong));
+    }
+
+    #[test]
+    fn an_endless_event_is_an_error() {
+        // Short lines, but the event they add up to never ends.
+        let line = b"data: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n";
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        let mut result = Ok(());
+        for _ in 0..=MAX_EVENT_BYTES / (line.len() - 6) {
+            result = decoder.push(line, &mut events);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(SseError::EventTooLong));
+        assert!(decoder.data.len() <= MAX_EVENT_BYTES);
+        // Empty data lines add a line end each.
+        let mut decoder = SseDecoder::default();
+        let empty = b"data:\n".repeat(MAX_EVENT_BYTES + 2);
+        assert_eq!(
+            decoder.push(&empty, &mut events),
+            Err(SseError::EventTooLong)
+        );
+        assert!(events.is_empty());
+        // An event at the limit is fine.
+        let mut at_limit = b"data: ".to_vec();
+        at_limit.extend(vec![b'a'; MAX_EVENT_BYTES / 2]);
+        at_limit.extend_from_slice(b"\ndata: ");
+        at_limit.extend(vec![b'b'; MAX_EVENT_BYTES / 2 - 1]);
+        at_limit.extend_from_slice(b"\n\n");
+        let events = decode_all(&[&at_limit]).unwrap();
+        assert_eq!(events[0].data.len(), MAX_EVENT_BYTES);
+    }
+
+    #[test]
+    fn events_before_an_error_are_kept() {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        assert_eq!(
+            decoder.push(b"data: a\n\ndata: \xff\n\n", &mut events),
+            Err(SseError::InvalidUtf8)
+        );
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: String::new(),
+                data: "a".into()
+            }]
+        );
     }
 }

@@ -20,17 +20,20 @@ pub(super) struct WireUsage {
 
 impl WireUsage {
     /// The whole prompt: Anthropic counts cache writes and reads apart from
-    /// `input_tokens`, OpenAI's `prompt_tokens` includes them.
+    /// `input_tokens`, OpenAI's `prompt_tokens` includes them. Saturating:
+    /// the figures come from outside.
     pub(super) fn input(&self) -> Option<u64> {
         let parts = [
             self.input_tokens,
             self.cache_creation_input_tokens,
             self.cache_read_input_tokens,
         ];
-        parts
-            .iter()
-            .any(Option::is_some)
-            .then(|| parts.iter().flatten().sum())
+        parts.iter().any(Option::is_some).then(|| {
+            parts
+                .iter()
+                .flatten()
+                .fold(0, |sum, &n| u64::saturating_add(sum, n))
+        })
     }
 }
 
