@@ -8,8 +8,14 @@
 #   ./scripts/test.sh                       everything
 #   ./scripts/test.sh -E 'test(e2e)'        a nextest filter
 #   ./scripts/test.sh -p switchyard-cli     one package (either runner)
-# Exits with the test runner's status.  Whatever it started is stopped, and
-# its temporary directory removed, on success, failure or Ctrl-C.
+# With SWITCHYARD_FUZZ=1 it then runs every fuzz target of the stream parsers
+# briefly (scripts/fuzz.sh, SWITCHYARD_FUZZ_BUDGET seconds each, default 10).
+# Off by default: the instrumented build of the fuzz crate takes about 12
+# minutes from cold on two shared cores (a minute or two after a change to
+# the data plane); the run itself takes about a minute.
+# Exits with the test runner's status, or the fuzzing's if the tests passed.
+# Whatever it started is stopped, and its temporary directory removed, on
+# success, failure or Ctrl-C.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -110,4 +116,12 @@ fi
 log "running: ${runner[*]} $*"
 run_job "${runner[@]}" "$@" || status=$?
 log "test runner exited with status $status"
+
+if [[ ${SWITCHYARD_FUZZ:-} == 1 ]]; then
+    fuzz_status=0
+    log "fuzzing the stream parsers (scripts/fuzz.sh ${SWITCHYARD_FUZZ_BUDGET:-10})"
+    run_job "$here/fuzz.sh" "${SWITCHYARD_FUZZ_BUDGET:-10}" || fuzz_status=$?
+    log "fuzzing exited with status $fuzz_status"
+    ((status != 0)) || status=$fuzz_status
+fi
 exit "$status"
