@@ -449,7 +449,7 @@ impl Dialect for Lines {
                     name: Some(call.name),
                     arguments: call.arguments,
                 })));
-                self.tool_calls += 1;
+                self.tool_calls = self.tool_calls.saturating_add(1);
             }
         }
         if chunk.done {
