@@ -263,7 +263,8 @@ async fn anthropic_tool_calls_reach_grpc_clients_whole_and_streamed() {
 async fn streamed_tool_calls_have_openai_chunk_shape() {
     let (anthropic, _ollama, _cp, dp) = started().await;
     anthropic.set_default(Behavior::tool_call("lookup", r#"{"q":"cats"}"#));
-    let mut body = chat("claude-test", true);
+    // "auto" with tools: only Claude qualifies, and the chunks name it.
+    let mut body = chat("auto", true);
     body["tools"] = json!([{ "type": "function", "function": { "name": "lookup" } }]);
     let response = http_client()
         .post(dp.chat_url())
@@ -283,6 +284,10 @@ async fn streamed_tool_calls_have_openai_chunk_shape() {
         .filter_map(|c| c["choices"].get(0)?["delta"].get("tool_calls"))
         .map(|calls| &calls[0])
         .collect();
+    assert!(
+        chunks.iter().all(|c| c["model"] == "claude-test"),
+        "{chunks:?}"
+    );
     assert_eq!(calls[0]["index"], 0);
     assert_eq!(calls[0]["type"], "function");
     assert_eq!(calls[0]["function"]["name"], "lookup");

@@ -232,9 +232,12 @@ fn wire_usage(meta: &ResponseMeta) -> pb::Usage {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CompleteChunk, Status>> + Send>>;
 
-fn chunk_for(event: EngineEvent) -> (Result<pb::CompleteChunk, Status>, bool) {
+/// The chunk an engine event becomes, if any, and whether the stream is over.
+fn chunk_for(event: EngineEvent) -> (Option<Result<pb::CompleteChunk, Status>>, bool) {
     use pb::complete_chunk::Kind;
-    match event {
+    let (chunk, over) = match event {
+        // The answering model is in the end's meta; no chunk of its own.
+        EngineEvent::Answering { .. } => return (None, false),
         EngineEvent::Delta(text) => (
             Ok(pb::CompleteChunk {
                 kind: Some(Kind::Delta(text)),
@@ -270,7 +273,8 @@ fn chunk_for(event: EngineEvent) -> (Result<pb::CompleteChunk, Status>, bool) {
             )
         }
         EngineEvent::Failed(failure) => (Err(ApiError::from(&failure).to_status()), true),
-    }
+    };
+    (Some(chunk), over)
 }
 
 #[tonic::async_trait]
@@ -284,7 +288,11 @@ impl InferenceService for InferenceApi {
         let mut events = self.state.engine.execute(snapshot, request, plan);
         loop {
             match events.recv().await {
-                Some(EngineEvent::Delta(_) | EngineEvent::ToolCall(_)) => continue,
+                Some(
+                    EngineEvent::Answering { .. }
+                    | EngineEvent::Delta(_)
+                    | EngineEvent::ToolCall(_),
+                ) => continue,
                 Some(EngineEvent::Done {
                     content,
                     tool_calls,
@@ -324,12 +332,15 @@ impl InferenceService for InferenceApi {
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, plan);
         // A failure before the first token is the call's status, not a stream item.
-        let first = match events.recv().await {
-            Some(EngineEvent::Failed(failure)) if !failure.partial => {
-                return Err(ApiError::from(&failure).to_status());
+        let first = loop {
+            match events.recv().await {
+                Some(EngineEvent::Answering { .. }) => continue,
+                Some(EngineEvent::Failed(failure)) if !failure.partial => {
+                    return Err(ApiError::from(&failure).to_status());
+                }
+                Some(event) => break event,
+                None => return Err(ApiError::Internal.to_status()),
             }
-            Some(event) => event,
-            None => return Err(ApiError::Internal.to_status()),
         };
         let (first, over) = chunk_for(first);
         let tail = futures::stream::unfold(
@@ -342,7 +353,8 @@ impl InferenceService for InferenceApi {
                 Some((item, (events, over)))
             },
         );
-        let stream = futures::stream::once(async move { first }).chain(tail);
+        let stream =
+            futures::stream::iter(first).chain(tail.filter_map(|item| async move { item }));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -189,7 +189,9 @@ async fn json_response(
 ) -> Result<Response, ApiError> {
     loop {
         match events.recv().await {
-            Some(EngineEvent::Delta(_) | EngineEvent::ToolCall(_)) => continue,
+            Some(
+                EngineEvent::Answering { .. } | EngineEvent::Delta(_) | EngineEvent::ToolCall(_),
+            ) => continue,
             Some(EngineEvent::Done {
                 content,
                 tool_calls,
@@ -265,8 +267,13 @@ impl ChunkShape {
     }
 
     /// The events one engine event becomes; the bool says whether the stream is over.
-    fn events_for(&self, event: EngineEvent) -> (Vec<Event>, bool) {
+    fn events_for(&mut self, event: EngineEvent) -> (Vec<Event>, bool) {
         match event {
+            // Chunks name the model that answers, as OpenAI's do.
+            EngineEvent::Answering { model } => {
+                self.model = model;
+                (Vec::new(), false)
+            }
             EngineEvent::Delta(text) => (vec![self.chunk(json!({ "content": text }), None)], false),
             EngineEvent::ToolCall(piece) => {
                 // OpenAI's shape: id, type and name on a call's first piece only.
@@ -328,9 +335,14 @@ impl ChunkShape {
 /// gets a proper HTTP error status instead of a stream.
 async fn stream_response(
     mut events: mpsc::Receiver<EngineEvent>,
-    shape: ChunkShape,
+    mut shape: ChunkShape,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let first = match events.recv().await {
+    let mut first = events.recv().await;
+    if let Some(EngineEvent::Answering { model }) = first {
+        shape.model = model;
+        first = events.recv().await;
+    }
+    let first = match first {
         Some(EngineEvent::Failed(failure)) if !failure.partial => {
             return Err(ApiError::from(&failure));
         }
@@ -344,7 +356,7 @@ async fn stream_response(
     // body, the receiver closes, and the engine cancels the upstream call.
     let tail = futures::stream::unfold(
         (events, shape, over),
-        |(mut events, shape, over)| async move {
+        |(mut events, mut shape, over)| async move {
             if over {
                 return None;
             }

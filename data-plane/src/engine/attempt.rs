@@ -85,6 +85,7 @@ pub async fn head(
 /// of a stream.
 pub async fn deliver(
     head: Head,
+    model: &str,
     request: &ChatRequest,
     deadline: Instant,
     trace: &mut TraceBuilder,
@@ -104,7 +105,15 @@ pub async fn deliver(
                 usage,
             }
         }
-        Head::Stream { events, first } => pump(events, first, deadline, trace, id, tx).await,
+        Head::Stream { events, first } => {
+            let answering = EngineEvent::Answering {
+                model: model.to_owned(),
+            };
+            if tx.send(answering).await.is_err() {
+                return AttemptResult::Cancelled { output_tokens: 0 };
+            }
+            pump(events, first, deadline, trace, id, tx).await
+        }
     }
 }
 

@@ -75,6 +75,11 @@ pub struct Failure {
 
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
+    /// A stream's answer begins, from this model (streaming requests only;
+    /// once, before the first output).
+    Answering {
+        model: String,
+    },
     /// A piece of output (streaming requests only).
     Delta(String),
     /// A piece of a tool call (streaming requests only).
@@ -461,8 +466,16 @@ impl Engine {
     /// Hands a head and the rest of its answer to the client, and closes the
     /// request however that ends.
     async fn deliver(&self, run: &mut Run<'_>, target: &Target, id: AttemptId, head: Head) {
-        let result =
-            attempt::deliver(head, run.request, run.deadline, &mut run.trace, id, &run.tx).await;
+        let result = attempt::deliver(
+            head,
+            &target.spec.name,
+            run.request,
+            run.deadline,
+            &mut run.trace,
+            id,
+            &run.tx,
+        )
+        .await;
         match result {
             AttemptResult::Done {
                 content,
