@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the gateway and the benchmark in release mode, then measures the
-# gateway's overhead over a zero-latency mock provider on loopback.
+# Builds the control plane, the data plane and the benchmark in release
+# mode, then measures the gateway's (the data plane's) overhead over a
+# zero-latency mock provider on loopback, with the two planes running as
+# separate processes as they are deployed.
 #
 #   ./bench/run.sh                 # print the results table
 #   ./bench/run.sh --write         # ... and put it into bench/README.md
@@ -8,19 +10,18 @@
 #   ./bench/run.sh --sweep 1,16,64 --streams 500
 #
 # Arguments go to switchyard-bench (see --help). The benchmark starts and stops
-# the gateway itself; this script stops the benchmark if it is interrupted.
+# both planes itself; this script stops the benchmark if it is interrupted.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-cargo build --release -p switchyard-cli
-cargo build --release -p switchyard-bench
+cargo build --release -p switchyard-control-plane -p switchyard-data-plane -p switchyard-bench
 
 # The memory test opens 1,000 streams at once (--streams): about two file
 # descriptors per stream in the benchmark (client and mock) and two in the
-# gateway, which inherits this limit. Raise the soft limit towards the hard
+# data plane, which inherits this limit. Raise the soft limit towards the hard
 # one if it is lower than that needs; the report shows the limits in force.
 want_files=8192
 soft="$(ulimit -Sn)"
@@ -37,7 +38,7 @@ fi
 bench_pid=""
 stop_bench() {
     if [[ -n "$bench_pid" ]] && kill -0 "$bench_pid" 2>/dev/null; then
-        # The benchmark kills its gateway when it gets SIGTERM.
+        # The benchmark stops both planes when it gets SIGTERM.
         kill -TERM "$bench_pid" 2>/dev/null || true
         wait "$bench_pid" 2>/dev/null || true
     fi
@@ -45,7 +46,10 @@ stop_bench() {
 trap stop_bench EXIT
 trap 'stop_bench; exit 130' INT TERM
 
-"$target/release/switchyard-bench" --gateway "$target/release/switchyard" "$@" &
+"$target/release/switchyard-bench" \
+    --data-plane "$target/release/switchyard-data-plane" \
+    --control-plane "$target/release/switchyard-control-plane" \
+    "$@" &
 bench_pid=$!
 status=0
 wait "$bench_pid" || status=$?

@@ -1,157 +1,206 @@
-//! The gateway under test: `switchyard dev` as a child process on free
-//! loopback ports. It is stopped by its PID when the benchmark ends, and
-//! killed when its handle is dropped on any failure path.
+//! The gateway under test, deployed as in production: the control plane
+//! (`switchyard-control-plane`, registry and trace store on SQLite) and the
+//! data plane (`switchyard-data-plane`, the gateway itself) as two processes
+//! on free loopback ports, the data plane fed by the control plane over gRPC.
+//! Both are stopped by their PIDs when the benchmark ends, the data plane
+//! first so that it flushes its traces into a control plane still there to
+//! store them, and killed when their handles are dropped on any failure path.
 
+use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use tokio::process::{Child, Command};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::process::{Process, Spawn, Stopped};
 use crate::registry;
 
-/// How long a stopped gateway gets to drain before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(15);
-
-/// A running `switchyard dev`.
+/// The binaries to run and how.
 #[derive(Debug)]
-pub struct Gateway {
-    child: Child,
-    pid: u32,
-    http: SocketAddr,
-    log: PathBuf,
+pub struct Binaries<'a> {
+    pub control_plane: &'a Path,
+    pub data_plane: &'a Path,
+    /// Programs and arguments put in front of the data plane (e.g. valgrind).
+    pub data_plane_launcher: &'a [OsString],
 }
 
-/// How the gateway ended.
+/// A running control plane and data plane.
 #[derive(Debug)]
-pub struct Stopped {
-    pub status: ExitStatus,
-    /// From SIGTERM to exit.
-    pub took: Duration,
-    /// Whether it had to be killed after [`STOP_GRACE`].
-    pub killed: bool,
+pub struct Gateway {
+    control_plane: Process,
+    data_plane: Process,
+    http: SocketAddr,
+}
+
+/// How both processes ended.
+#[derive(Debug)]
+pub struct BothStopped {
+    pub data_plane: Stopped,
+    pub control_plane: Stopped,
 }
 
 impl Gateway {
-    /// Starts `binary dev` with `config`, keeping its database and log in `dir`.
-    pub fn start(binary: &Path, config: &Path, dir: &Path) -> anyhow::Result<Gateway> {
+    /// Starts the control plane with `registry` as its bootstrap and its
+    /// SQLite database in `dir`, waits until it listens, then starts the data
+    /// plane against it and waits until `GET /readyz` answers 200.
+    pub async fn start(
+        binaries: &Binaries<'_>,
+        registry_yaml: &Path,
+        dir: &Path,
+        client: &reqwest::Client,
+        within: Duration,
+    ) -> anyhow::Result<Gateway> {
         let [http, grpc, cp] = free_ports()?;
-        let log = dir.join("gateway.log");
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(binary)
-            .arg("dev")
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--http-listen", &http.to_string()])
-            .args(["--grpc-listen", &grpc.to_string()])
-            .args(["--cp-listen", &cp.to_string()])
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "warn")
-            .env(registry::KEY_ENV, "bench-key")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let pid = child.id().context("the gateway exited at once")?;
+        let data_dir = dir.join("control-plane");
+        let mut control_plane = Process::spawn(Spawn {
+            name: "control plane",
+            launcher: &[],
+            binary: binaries.control_plane,
+            args: args(&[
+                ("--listen", cp.to_string()),
+                ("--data-dir", data_dir.display().to_string()),
+                ("--bootstrap", registry_yaml.display().to_string()),
+                ("--node-id", "bench-cp".to_owned()),
+                ("--log-format", "json".to_owned()),
+            ]),
+            env: vec![("RUST_LOG", "warn".to_owned())],
+            log: dir.join("control-plane.log"),
+        })?;
+        let deadline = Instant::now() + within;
+        wait_listening(&mut control_plane, cp, deadline).await?;
+
+        let mut data_plane = Process::spawn(Spawn {
+            name: "data plane",
+            launcher: binaries.data_plane_launcher,
+            binary: binaries.data_plane,
+            args: args(&[
+                ("--http-listen", http.to_string()),
+                ("--grpc-listen", grpc.to_string()),
+                ("--control-plane", format!("http://{cp}")),
+                ("--node-id", "bench-dp".to_owned()),
+                ("--region", "local".to_owned()),
+                ("--log-format", "json".to_owned()),
+            ]),
+            env: vec![
+                ("RUST_LOG", "warn".to_owned()),
+                (registry::KEY_ENV, "bench-key".to_owned()),
+            ],
+            log: dir.join("data-plane.log"),
+        })?;
+        wait_ready(
+            &mut data_plane,
+            client,
+            &format!("http://{http}/readyz"),
+            deadline,
+        )
+        .await?;
         Ok(Gateway {
-            child,
-            pid,
+            control_plane,
+            data_plane,
             http,
-            log,
         })
     }
 
+    /// The data plane: the gateway whose overhead is measured.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.data_plane.pid()
     }
 
-    /// Base URL of the OpenAI-compatible HTTP edge, e.g. `http://127.0.0.1:40123`.
+    pub fn control_plane_pid(&self) -> u32 {
+        self.control_plane.pid()
+    }
+
+    /// Base URL of the data plane's OpenAI-compatible HTTP edge, e.g.
+    /// `http://127.0.0.1:40123`.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.http)
     }
 
-    /// The gateway's stderr (its JSON log).
-    pub fn log_path(&self) -> &Path {
-        &self.log
+    pub fn data_plane_log(&self) -> &Path {
+        self.data_plane.log_path()
     }
 
-    /// Polls `GET /readyz` until it answers 200.
-    pub async fn wait_ready(
-        &mut self,
-        client: &reqwest::Client,
-        within: Duration,
-    ) -> anyhow::Result<()> {
-        let url = format!("{}/readyz", self.http_url());
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().context("checking the gateway")? {
-                bail!(
-                    "the gateway exited before it was ready ({status}); its log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok(response) = client.get(&url).send().await
-                && response.status() == reqwest::StatusCode::OK
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the gateway was not ready within {}s; its log:\n{}",
-                    within.as_secs(),
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    pub fn control_plane_log(&self) -> &Path {
+        self.control_plane.log_path()
     }
 
-    /// SIGTERM by PID, then SIGKILL if it has not exited within the grace period.
-    pub async fn stop(mut self) -> anyhow::Result<Stopped> {
-        let start = Instant::now();
-        // Once reaped, its PID may belong to another process: never signal it.
-        if let Some(status) = self.child.try_wait().context("checking the gateway")? {
-            return Ok(Stopped {
-                status,
-                took: start.elapsed(),
-                killed: false,
-            });
-        }
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await;
-        if sent.is_ok_and(|s| s.success())
-            && let Ok(status) = tokio::time::timeout(STOP_GRACE, self.child.wait()).await
-        {
-            return Ok(Stopped {
-                status: status.context("waiting for the gateway")?,
-                took: start.elapsed(),
-                killed: false,
-            });
-        }
-        self.child.kill().await.context("killing the gateway")?;
-        let status = self.child.wait().await.context("waiting for the gateway")?;
-        Ok(Stopped {
-            status,
-            took: start.elapsed(),
-            killed: true,
+    /// Stops the data plane, then the control plane.
+    pub async fn stop(self) -> anyhow::Result<BothStopped> {
+        let data_plane = self.data_plane.stop().await;
+        let control_plane = self.control_plane.stop().await;
+        Ok(BothStopped {
+            data_plane: data_plane?,
+            control_plane: control_plane?,
         })
     }
+}
 
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+fn args(pairs: &[(&str, String)]) -> Vec<OsString> {
+    pairs
+        .iter()
+        .flat_map(|(flag, value)| [OsString::from(flag), OsString::from(value)])
+        .collect()
+}
+
+/// Waits until `addr` accepts TCP connections: the control plane binds its
+/// gRPC port once its database is migrated and its bootstrap applied.
+async fn wait_listening(
+    process: &mut Process,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        check_running(process)?;
+        if TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        check_deadline(process, deadline)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls `url` until it answers 200.
+async fn wait_ready(
+    process: &mut Process,
+    client: &reqwest::Client,
+    url: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        check_running(process)?;
+        if let Ok(response) = client.get(url).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            return Ok(());
+        }
+        check_deadline(process, deadline)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn check_running(process: &mut Process) -> anyhow::Result<()> {
+    if let Some(status) = process.exited()? {
+        bail!(
+            "the {} exited before it was ready ({status}); its log:\n{}",
+            process.name(),
+            process.log_tail()
+        );
+    }
+    Ok(())
+}
+
+fn check_deadline(process: &Process, deadline: Instant) -> anyhow::Result<()> {
+    if Instant::now() >= deadline {
+        bail!(
+            "the {} was not ready in time; its log:\n{}",
+            process.name(),
+            process.log_tail()
+        );
+    }
+    Ok(())
 }
 
 /// Three distinct free loopback ports: all are bound at once so they differ,

@@ -1,5 +1,13 @@
 //! The load generator: a fixed number of identical requests at a fixed
 //! concurrency, each timed from the moment it is sent to the end of its body.
+//!
+//! Closed loop (the default): each worker sends its next request as soon as
+//! the previous one has ended, so the load is as high as the system allows.
+//! Paced: each worker sends on a fixed schedule instead, one request every
+//! `pace`, the workers' schedules spread evenly over one interval, so the
+//! offered load is `concurrency / pace` requests a second whatever the
+//! latency; a request whose time comes while its worker still waits for the
+//! previous response is sent as soon as that one ends, and counted as late.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +32,8 @@ pub struct Scenario {
     pub url: String,
     pub body: Vec<u8>,
     pub stream: bool,
+    /// Sent to the gateway (else straight to the mock).
+    pub via_gateway: bool,
     /// The completion text every reply must carry.
     pub expected: String,
 }
@@ -35,6 +45,17 @@ pub struct Load {
     pub concurrency: usize,
     /// Requests not started by then are not sent, so a stuck run still ends.
     pub deadline: Duration,
+    /// Paced: each worker sends one request every `pace` on a fixed
+    /// schedule. `None`: closed loop.
+    pub pace: Option<Duration>,
+}
+
+impl Load {
+    /// The requests a second a paced load offers.
+    pub fn offered_rate(&self) -> Option<f64> {
+        let pace = self.pace?.as_secs_f64();
+        (pace > 0.0).then(|| self.concurrency.max(1) as f64 / pace)
+    }
 }
 
 /// Timings of one successful request, from the moment it was sent.
@@ -55,6 +76,12 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Requests never sent because the deadline passed.
     pub not_sent: usize,
+    /// Paced loads only: how long after its scheduled time each request was
+    /// sent (the timer's granularity is about a millisecond).
+    pub send_lags: Vec<Duration>,
+    /// Paced loads only: requests whose time came while their connection
+    /// still waited for the previous response.
+    pub late: usize,
 }
 
 impl Outcome {
@@ -64,6 +91,8 @@ impl Outcome {
 
     fn merge(&mut self, other: Outcome) {
         self.samples.extend(other.samples);
+        self.send_lags.extend(other.send_lags);
+        self.late += other.late;
         for (kind, n) in other.errors {
             self.record_error(kind, n);
         }
@@ -88,13 +117,28 @@ pub async fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut workers = JoinSet::new();
-    for _ in 0..load.concurrency.max(1) {
+    let workers_count = load.concurrency.max(1);
+    for worker in 0..workers_count {
         let (client, scenario, next) = (client.clone(), Arc::clone(scenario), Arc::clone(&next));
+        // Worker i's first request is due i/n of an interval after the start.
+        let mut due = load
+            .pace
+            .map(|pace| start + pace.mul_f64(worker as f64 / workers_count as f64));
         workers.spawn(async move {
             let mut outcome = Outcome::default();
             while start.elapsed() < load.deadline
                 && next.fetch_add(1, Ordering::Relaxed) < load.requests
             {
+                if let (Some(at), Some(pace)) = (due, load.pace) {
+                    if Instant::now() > at {
+                        outcome.late += 1;
+                    }
+                    tokio::time::sleep_until(at).await;
+                    outcome.send_lags.push(at.elapsed());
+                    // The schedule holds whatever the latency: a late request
+                    // does not push back the ones after it.
+                    due = Some(at + pace);
+                }
                 match one(&client, &scenario).await {
                     Ok(sample) => outcome.samples.push(sample),
                     Err(kind) => outcome.record_error(kind, 1),
@@ -193,4 +237,22 @@ fn error_summary(body: &[u8]) -> String {
         _ => String::from_utf8_lossy(body).into_owned(),
     };
     text.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_load_offers_connections_over_pace() {
+        let load = Load {
+            requests: 100,
+            concurrency: 64,
+            deadline: Duration::from_secs(1),
+            pace: Some(Duration::from_millis(16)),
+        };
+        assert_eq!(load.offered_rate(), Some(4000.0));
+        let closed = Load { pace: None, ..load };
+        assert_eq!(closed.offered_rate(), None);
+    }
 }

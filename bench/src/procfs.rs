@@ -17,6 +17,49 @@ pub struct Memory {
     pub peak_kib: u64,
 }
 
+/// A process's memory once it had stopped growing.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    pub memory: Memory,
+    /// From the first reading to the one it settled at.
+    pub after: Duration,
+    /// False if it was still changing when the wait ended.
+    pub settled: bool,
+}
+
+/// Reads the memory of `pid` every [`SETTLE_STEP`] until VmRSS has moved by
+/// less than [`SETTLE_SLACK_KIB`] over [`SETTLE_READINGS`] readings, or
+/// `within` has passed.
+pub async fn settled_memory(pid: u32, within: Duration) -> anyhow::Result<Settled> {
+    let start = tokio::time::Instant::now();
+    let mut recent: Vec<u64> = Vec::new();
+    loop {
+        let now = memory(pid)?;
+        recent.push(now.rss_kib);
+        if recent.len() > SETTLE_READINGS {
+            recent.remove(0);
+        }
+        let (low, high) = recent
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let settled = recent.len() == SETTLE_READINGS && high - low < SETTLE_SLACK_KIB;
+        if settled || start.elapsed() >= within {
+            return Ok(Settled {
+                memory: now,
+                after: start.elapsed(),
+                settled,
+            });
+        }
+        tokio::time::sleep(SETTLE_STEP).await;
+    }
+}
+
+/// How often [`settled_memory`] reads, over how many readings, and how much
+/// movement still counts as settled.
+const SETTLE_STEP: Duration = Duration::from_millis(250);
+const SETTLE_READINGS: usize = 5;
+const SETTLE_SLACK_KIB: u64 = 256;
+
 pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -25,10 +68,18 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
 
 /// User plus system CPU time the process has used so far, all threads.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let (user, system) = cpu_times(pid)?;
+    Ok(user + system)
+}
+
+/// User and system (kernel) CPU time the process has used so far, all threads.
+pub fn cpu_times(pid: u32) -> anyhow::Result<(Duration, Duration)> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = parse_cpu_ticks(&stat).with_context(|| format!("unexpected format of {path}"))?;
-    Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
+    let (user, system) =
+        parse_user_system(&stat).with_context(|| format!("unexpected format of {path}"))?;
+    let time = |ticks: u64| Duration::from_millis(ticks * 1000 / USER_HZ);
+    Ok((time(user), time(system)))
 }
 
 /// CPU time used so far by the live threads of the process, summed by
@@ -80,14 +131,20 @@ fn parse_memory(status: &str) -> Option<Memory> {
     })
 }
 
-/// utime + stime: fields 14 and 15 of /proc/<pid>/stat. The command name
-/// (field 2) may hold spaces, so fields are counted after its closing paren.
+/// utime + stime: fields 14 and 15 of /proc/<pid>/stat.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (utime, stime) = parse_user_system(stat)?;
+    Some(utime + stime)
+}
+
+/// utime and stime, fields 14 and 15 of /proc/<pid>/stat. The command name
+/// (field 2) may hold spaces, so fields are counted after its closing paren.
+fn parse_user_system(stat: &str) -> Option<(u64, u64)> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 #[cfg(test)]
@@ -111,6 +168,7 @@ mod tests {
     fn reads_cpu_ticks_after_a_name_with_spaces() {
         let stat = "4242 (tokio runtime) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 7 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_user_system(stat), Some((250, 75)));
     }
 
     #[test]
