@@ -58,9 +58,13 @@ pub async fn start(
 ) -> Result<RunningDataPlane, DataPlaneError> {
     // reqwest is built without a default crypto provider; install ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Redirects are not followed: a provider URL that redirects is a
+    // misconfiguration, and following it would carry the key elsewhere.
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
         .build()
         .map_err(DataPlaneError::HttpClient)?;
 

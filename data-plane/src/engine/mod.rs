@@ -162,7 +162,11 @@ impl Engine {
     ) -> mpsc::Receiver<EngineEvent> {
         let (tx, rx) = mpsc::channel(64);
         let engine = self.clone();
-        tokio::spawn(async move { engine.run(snapshot, request, plan, tx).await });
+        // Boxed: the request's future is several kilobytes, moved once, not
+        // copied through every layer of the spawn.
+        tokio::spawn(Box::pin(async move {
+            engine.run(snapshot, request, plan, tx).await;
+        }));
         rx
     }
 
