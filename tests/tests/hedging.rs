@@ -14,7 +14,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ControlPlane, DataPlane, http_client};
+use support::{ControlPlane, DataPlane, http_client, sse_payloads};
 use switchyard_proto::v1 as pb;
 use switchyard_testkit::{Behavior, MockProvider};
 
@@ -96,7 +96,7 @@ fn attempts(trace: &pb::Trace) -> Vec<(&str, bool, i32, bool)> {
 async fn a_stream_slow_to_its_first_token_is_won_by_the_hedge_and_the_loser_cancelled() {
     let (slow, fast, cp, dp) = started().await;
     let (trace_id, body) = send(&dp, &chat(true)).await;
-    let events = sse_data_of(&body);
+    let events = sse_payloads(&body);
     let text: String = events
         .iter()
         .filter(|e| *e != "[DONE]")
@@ -191,15 +191,4 @@ async fn requests_with_tools_are_never_hedged() {
         i32::from(pb::ErrorClass::Timeout)
     );
     assert_eq!(trace.final_target, "fast/mock-model");
-}
-
-fn sse_data_of(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter_map(|event| {
-            event
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .map(str::to_owned)
-        })
-        .collect()
 }

@@ -14,6 +14,7 @@ use crate::providers::{
     Completion, Endpoint, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall, Usage,
 };
 use crate::request::ChatRequest;
+use crate::workload::count_tokens;
 
 /// An attempt that got as far as its first output.
 pub enum Head {
@@ -117,8 +118,11 @@ pub async fn deliver(
     }
 }
 
-/// Streams events to the client as they come, counting output tokens as they
-/// go so a stream cut short is still billed.
+/// Streams events to the client as they come. What streamed (text, tool
+/// names and arguments) is kept, so a stream that ends without the
+/// provider's usage (cut short, abandoned, or from a provider that reports
+/// none) is billed on its tokens; they are counted once, at the end, and only
+/// then.
 async fn pump(
     mut events: EventStream,
     first: StreamEvent,
@@ -127,22 +131,19 @@ async fn pump(
     id: AttemptId,
     tx: &mpsc::Sender<EngineEvent>,
 ) -> AttemptResult {
-    let mut output_tokens = 0;
+    let mut output = String::new();
     let mut next = Some(Ok(first));
     let mut sent_any = false;
     loop {
-        let (event, tokens) = match next {
+        let event = match next {
             Some(Ok(StreamEvent::Delta(delta))) => {
-                let tokens = crate::workload::count_tokens(&delta);
-                (EngineEvent::Delta(delta), tokens)
+                output.push_str(&delta);
+                EngineEvent::Delta(delta)
             }
             Some(Ok(StreamEvent::ToolCall(piece))) => {
-                let tokens = piece
-                    .name
-                    .as_deref()
-                    .map_or(0, crate::workload::count_tokens)
-                    + crate::workload::count_tokens(&piece.arguments);
-                (EngineEvent::ToolCall(piece), tokens)
+                output.push_str(piece.name.as_deref().unwrap_or_default());
+                output.push_str(&piece.arguments);
+                EngineEvent::ToolCall(piece)
             }
             Some(Ok(StreamEvent::Finish {
                 finish_reason,
@@ -153,7 +154,7 @@ async fn pump(
                 }
                 let mut usage = usage.unwrap_or_default();
                 if usage.output_tokens == 0 {
-                    usage.output_tokens = output_tokens;
+                    usage.output_tokens = count_tokens(&output);
                 }
                 return AttemptResult::Done {
                     content: String::new(),
@@ -166,7 +167,7 @@ async fn pump(
             Some(Err(error)) => {
                 return AttemptResult::Partial {
                     error,
-                    output_tokens,
+                    output_tokens: count_tokens(&output),
                 };
             }
             None => {
@@ -176,7 +177,7 @@ async fn pump(
                 );
                 return AttemptResult::Partial {
                     error,
-                    output_tokens,
+                    output_tokens: count_tokens(&output),
                 };
             }
         };
@@ -184,12 +185,15 @@ async fn pump(
             trace.first_token(id);
             sent_any = true;
         }
-        output_tokens += tokens;
         if tx.send(event).await.is_err() {
-            return AttemptResult::Cancelled { output_tokens };
+            return AttemptResult::Cancelled {
+                output_tokens: count_tokens(&output),
+            };
         }
         next = tokio::select! {
-            () = tx.closed() => return AttemptResult::Cancelled { output_tokens },
+            () = tx.closed() => {
+                return AttemptResult::Cancelled { output_tokens: count_tokens(&output) };
+            }
             next = tokio::time::timeout_at(deadline, events.next()) => match next {
                 Ok(next) => next,
                 Err(_) => Some(Err(ProviderError::new(

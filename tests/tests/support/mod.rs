@@ -321,7 +321,11 @@ pub fn registry_yaml(providers: &[(&str, &str)]) -> String {
 
 /// Reads an SSE body whole: the data payloads in order.
 pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
-    let text = response.text().await.expect("stream body");
+    sse_payloads(&response.text().await.expect("stream body"))
+}
+
+/// The data payloads of an SSE body, in order.
+pub fn sse_payloads(text: &str) -> Vec<String> {
     text.split("\n\n")
         .filter_map(|event| {
             event
