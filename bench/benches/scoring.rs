@@ -93,6 +93,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
                 latency_p95_ms: 1500.0,
                 confidence: confidence(50 + i as u64),
                 strategies: vec![],
+                ..Default::default()
             };
             (t.id.clone(), telemetry)
         })
@@ -101,6 +102,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
         targets,
         computed_at_ms: Received::now().unix_ms,
         stale_after_ms: 3_600_000,
+        probe_interval_ms: 0,
     };
     LiveSnapshot::prepare(routing.with_telemetry(telemetry))
 }

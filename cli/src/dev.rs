@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use switchyard_control_plane::AggregationConfig;
 use switchyard_control_plane::ControlPlaneConfig;
-use switchyard_control_plane::quality::QualityConfig;
 use switchyard_data_plane::DataPlaneConfig;
 use switchyard_domain::{BootstrapConfig, SecretRef};
 use switchyard_telemetry::LogFormat;
@@ -79,11 +79,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             node_id: "dev-cp".into(),
             default_strategy: switchyard_domain::DEFAULT_STRATEGY.into(),
             registry_poll: Duration::from_secs(2),
-            quality: QualityConfig {
-                interval: Duration::from_secs(5),
-                window: Duration::from_secs(300),
-                stale_after: Duration::from_secs(60),
-            },
+            aggregation: AggregationConfig::default(),
+            mass_removal_hold: Duration::from_secs(30),
         },
         cp_shutdown.clone(),
     )

@@ -8,6 +8,8 @@ use std::time::Duration;
 use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY};
 use switchyard_telemetry::LogFormat;
 
+use crate::aggregation::AggregationConfig;
+use crate::health::HealthConfig;
 use crate::quality::QualityConfig;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -34,10 +36,10 @@ pub struct ControlPlaneArgs {
     /// Strategy for requests that name none.
     #[arg(long, env = "SWITCHYARD_DEFAULT_STRATEGY", default_value = DEFAULT_STRATEGY)]
     pub default_strategy: String,
-    /// How often the quality engine recomputes fleet telemetry from traces.
+    /// How often strategy effectiveness is recomputed from stored traces.
     #[arg(long, env = "SWITCHYARD_QUALITY_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub quality_interval: Duration,
-    /// How far back the quality engine looks.
+    /// How far back strategy effectiveness looks.
     #[arg(long, env = "SWITCHYARD_QUALITY_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub quality_window: Duration,
     /// How long data planes may trust telemetry before they fall back to priors.
@@ -46,6 +48,26 @@ pub struct ControlPlaneArgs {
     /// How often to look for registry writes made through other replicas.
     #[arg(long, env = "SWITCHYARD_REGISTRY_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub registry_poll: Duration,
+    /// How often every target's health is judged from the data planes' windows.
+    #[arg(long, env = "SWITCHYARD_HEALTH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+    /// First ejection of a failing target; each ejection in a row doubles it.
+    #[arg(long, env = "SWITCHYARD_EJECTION_BASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ejection_base: Duration,
+    /// Longest ejection.
+    #[arg(long, env = "SWITCHYARD_EJECTION_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub ejection_max: Duration,
+    /// How often the fleet as a whole probes each idle or ejected target (each
+    /// data plane probes that often times the number of data planes); 0 turns probes off.
+    #[arg(long, env = "SWITCHYARD_PROBE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
+    /// A target with no traffic for this long is probed.
+    #[arg(long, env = "SWITCHYARD_PROBE_IDLE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub probe_idle: Duration,
+    /// A snapshot that removes most targets at once is published only after
+    /// the registry has said so for this long.
+    #[arg(long, env = "SWITCHYARD_MASS_REMOVAL_HOLD", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub mass_removal_hold: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +78,8 @@ pub struct ControlPlaneConfig {
     pub node_id: String,
     pub default_strategy: String,
     pub registry_poll: Duration,
-    pub quality: QualityConfig,
+    pub aggregation: AggregationConfig,
+    pub mass_removal_hold: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +105,10 @@ pub enum ConfigError {
         "--quality-interval, --quality-window and --telemetry-stale-after: need 100ms <= interval < stale-after and interval <= window <= 24h"
     )]
     Quality,
+    #[error(
+        "--health-interval, --ejection-base, --ejection-max, --probe-idle: need 100ms <= health-interval <= 1m, 1s <= ejection-base <= ejection-max <= 1h, probe-idle >= 1s"
+    )]
+    Health,
 }
 
 impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
@@ -130,8 +157,29 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
         if !sane {
             return Err(ConfigError::Quality);
         }
+        let health = HealthConfig {
+            base_ejection: args.ejection_base,
+            max_ejection: args.ejection_max,
+            ..HealthConfig::default()
+        };
+        let health_sane = (Duration::from_millis(100)..=Duration::from_secs(60))
+            .contains(&args.health_interval)
+            && Duration::from_secs(1) <= health.base_ejection
+            && health.base_ejection <= health.max_ejection
+            && health.max_ejection <= Duration::from_secs(3600)
+            && args.probe_idle >= Duration::from_secs(1);
+        if !health_sane {
+            return Err(ConfigError::Health);
+        }
         Ok(Self {
-            quality,
+            aggregation: AggregationConfig {
+                interval: args.health_interval,
+                probe_interval: args.probe_interval,
+                probe_idle: args.probe_idle,
+                health,
+                quality,
+            },
+            mass_removal_hold: args.mass_removal_hold,
             listen: args.listen,
             database_url,
             bootstrap,

@@ -5,15 +5,18 @@
 //! It owns everything slow and global. It must never depend on the data plane
 //! or compile provider adapters; the two planes meet only on the wire.
 
+mod aggregation;
 mod api;
 mod bootstrap;
 pub mod config;
 mod fleet;
+pub mod health;
 pub mod quality;
 mod server;
 mod snapshots;
 pub mod store;
 
+pub use aggregation::AggregationConfig;
 pub use config::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};
 pub use server::{RunningControlPlane, start};
 

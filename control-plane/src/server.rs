@@ -13,13 +13,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::aggregation::{AggregationLoop, HealthBoard};
 use crate::api::{
     cluster::ClusterApi, health::HealthApi, registry::RegistryApi, snapshot::SnapshotApi,
     traces::TraceApi,
 };
 use crate::config::ControlPlaneConfig;
 use crate::fleet::Fleet;
-use crate::quality::QualityEngine;
 use crate::snapshots::SnapshotPublisher;
 use crate::store::Store;
 use crate::{ControlPlaneError, bootstrap};
@@ -55,9 +55,11 @@ pub async fn start(
         store.clone(),
         STANDALONE_EPOCH,
         config.default_strategy.clone(),
+        config.mass_removal_hold,
     ));
     let snapshot_version = publisher.refresh().await?;
     let fleet = Arc::new(Fleet::default());
+    let board = Arc::new(HealthBoard::default());
 
     let listener =
         TcpListener::bind(config.listen)
@@ -85,6 +87,9 @@ pub async fn start(
         .await;
     health_reporter
         .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
+    health_reporter
+        .set_serving::<HealthServiceServer<HealthApi>>()
         .await;
     let (reflection_v1, reflection_v1alpha) = switchyard_proto::reflection_services(&[
         "switchyard.v1.RegistryService",
@@ -114,9 +119,9 @@ pub async fn start(
             config.node_id.clone(),
             STANDALONE_EPOCH,
             publisher.clone(),
-            fleet,
+            fleet.clone(),
         )))
-        .add_service(HealthServiceServer::new(HealthApi));
+        .add_service(HealthServiceServer::new(HealthApi::new(board.clone())));
 
     let tasks = TaskTracker::new();
     tasks.spawn(
@@ -124,11 +129,14 @@ pub async fn start(
             .clone()
             .poll(config.registry_poll, shutdown.clone()),
     );
+    tasks.spawn(publisher.clone().debounce(shutdown.clone()));
     tasks.spawn(
-        QualityEngine {
+        AggregationLoop {
             store: store.clone(),
             publisher,
-            config: config.quality,
+            fleet,
+            board,
+            config: config.aggregation,
         }
         .run(shutdown.clone()),
     );

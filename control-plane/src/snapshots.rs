@@ -3,13 +3,22 @@
 //! stream through a watch channel, so a slow data plane skips versions instead
 //! of queueing them. Versions come from a counter in the database: they only
 //! grow, across restarts too.
+//!
+//! Registry writes are debounced: a burst of writes becomes one snapshot,
+//! published after a short quiet time or a short maximum delay. A snapshot that
+//! would remove most targets at once is held until the registry has said so
+//! for a while, so a half-read or wrongly emptied registry never reaches data
+//! planes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_domain::{RoutingSnapshot, Telemetry};
 use switchyard_proto::v1 as pb;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Revision, Store, StoreError, now_ms};
@@ -23,13 +32,71 @@ pub enum SnapshotError {
         revision: u64,
         source: switchyard_domain::ValidationError,
     },
+    #[error("the publisher stopped")]
+    Stopped,
+    /// A debounced publication failed; `invalid` when the registry was at fault.
+    #[error("{message}")]
+    Deferred { invalid: bool, message: String },
 }
+
+/// Debounce of registry changes: publish after this much quiet…
+const QUIET: Duration = Duration::from_millis(20);
+/// …or this long after the first change of a burst, whichever comes first.
+const MAX_DELAY: Duration = Duration::from_millis(100);
+/// Telemetry whose numbers moved (but no target's state) is republished at most this often.
+const TELEMETRY_REFRESH_MS: i64 = 5_000;
+
+/// Guard against mass removal: a snapshot removing more than this share of the
+/// enabled targets (and more than `MASS_REMOVAL_MIN` of them) is held…
+const MASS_REMOVAL_SHARE: f64 = 0.5;
+const MASS_REMOVAL_MIN: usize = 2;
 
 /// What the current snapshot was built from.
 #[derive(Default)]
 struct Inputs {
     revision: Option<Revision>,
     telemetry: Telemetry,
+    /// Enabled targets of the published snapshot.
+    targets: HashSet<String>,
+    /// A revision held back as a mass removal, and since when.
+    held: Option<(Revision, Instant)>,
+}
+
+/// Whether new telemetry says something routing must hear now: a target
+/// appeared or went, or its state, until-time or probe flag changed.
+fn verdicts_changed(old: &Telemetry, new: &Telemetry) -> bool {
+    old.targets.len() != new.targets.len()
+        || new.targets.iter().any(|(id, t)| {
+            old.targets.get(id).is_none_or(|o| {
+                (o.state, o.state_until_ms, o.probe) != (t.state, t.state_until_ms, t.probe)
+            })
+        })
+        || old.probe_interval_ms != new.probe_interval_ms
+}
+
+/// Enabled targets (of enabled providers) of a snapshot.
+fn enabled_targets(snapshot: &RoutingSnapshot) -> HashSet<String> {
+    snapshot
+        .targets
+        .iter()
+        .filter(|t| {
+            t.spec.enabled
+                && snapshot
+                    .providers
+                    .get(&t.spec.provider)
+                    .is_some_and(|p| p.enabled)
+        })
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+/// Registry writes waiting for the next debounced publication.
+struct Debounce {
+    /// Bumped by every request.
+    requested: AtomicU64,
+    wake: Notify,
+    /// The last request served, with the version it produced or why none.
+    done: watch::Sender<(u64, Result<u64, (bool, String)>)>,
 }
 
 pub struct SnapshotPublisher {
@@ -41,10 +108,18 @@ pub struct SnapshotPublisher {
     telemetry: Mutex<Telemetry>,
     /// One rebuild at a time, so versions are published in order.
     published: Mutex<Inputs>,
+    debounce: Debounce,
+    /// How long a mass removal is held before it is believed.
+    mass_removal_hold: Duration,
 }
 
 impl SnapshotPublisher {
-    pub fn new(store: Store, epoch: u64, default_strategy: String) -> Self {
+    pub fn new(
+        store: Store,
+        epoch: u64,
+        default_strategy: String,
+        mass_removal_hold: Duration,
+    ) -> Self {
         Self {
             store,
             epoch,
@@ -52,7 +127,18 @@ impl SnapshotPublisher {
             current: watch::Sender::new(None),
             telemetry: Mutex::new(Telemetry::default()),
             published: Mutex::new(Inputs::default()),
+            debounce: Debounce {
+                requested: AtomicU64::new(0),
+                wake: Notify::new(),
+                done: watch::Sender::new((0, Ok(0))),
+            },
+            mass_removal_hold,
         }
+    }
+
+    /// The newest snapshot, if one was published.
+    pub fn current(&self) -> Option<Arc<pb::Snapshot>> {
+        self.current.borrow().clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Option<Arc<pb::Snapshot>>> {
@@ -63,20 +149,20 @@ impl SnapshotPublisher {
         self.current.borrow().as_ref().map_or(0, |s| s.version)
     }
 
-    /// Takes new telemetry and republishes when it says something new, or when
-    /// the published telemetry is half-way to stale (so data planes keep
-    /// trusting numbers that are still true).
+    /// Takes new telemetry and republishes at once when a target's verdict
+    /// changed, every few seconds when only its numbers moved, and when the
+    /// published telemetry is half-way to stale (so data planes keep trusting
+    /// numbers that are still true).
     pub async fn offer_telemetry(&self, telemetry: Telemetry) -> Result<u64, SnapshotError> {
         let refresh_due = {
             let published = self.published.lock().await;
-            let age = u64::try_from(
-                telemetry
-                    .computed_at_ms
-                    .saturating_sub(published.telemetry.computed_at_ms),
-            )
-            .unwrap_or(0);
-            published.telemetry.targets != telemetry.targets
-                || (!telemetry.targets.is_empty() && age >= telemetry.stale_after_ms / 2)
+            let age = telemetry
+                .computed_at_ms
+                .saturating_sub(published.telemetry.computed_at_ms);
+            let stale_half = i64::try_from(telemetry.stale_after_ms / 2).unwrap_or(i64::MAX);
+            verdicts_changed(&published.telemetry, &telemetry)
+                || (published.telemetry.targets != telemetry.targets && age >= TELEMETRY_REFRESH_MS)
+                || (!telemetry.targets.is_empty() && age >= stale_half)
         };
         *self.telemetry.lock().await = telemetry;
         if refresh_due {
@@ -90,6 +176,60 @@ impl SnapshotPublisher {
     /// invalid registry state keeps the last good snapshot.
     pub async fn refresh(&self) -> Result<u64, SnapshotError> {
         self.publish(false).await
+    }
+
+    /// Asks for a publication after a registry write and waits for it; writes
+    /// arriving together share one snapshot. Returns its version.
+    pub async fn publish_soon(&self) -> Result<u64, SnapshotError> {
+        let ticket = self.debounce.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.debounce.done.subscribe();
+        self.debounce.wake.notify_one();
+        let served = done
+            .wait_for(|(served, _)| *served >= ticket)
+            .await
+            .map_err(|_| SnapshotError::Stopped)?;
+        match &served.1 {
+            Ok(version) => Ok(*version),
+            Err((invalid, message)) => Err(SnapshotError::Deferred {
+                invalid: *invalid,
+                message: message.clone(),
+            }),
+        }
+    }
+
+    /// Serves `publish_soon`: waits for a quiet moment (or the maximum delay)
+    /// after the first request of a burst, then publishes once for all of them.
+    pub async fn debounce(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.debounce.wake.notified() => {}
+            }
+            let deadline = Instant::now() + MAX_DELAY;
+            loop {
+                let quiet = tokio::time::sleep(
+                    QUIET.min(deadline.saturating_duration_since(Instant::now())),
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = quiet => break,
+                    () = self.debounce.wake.notified() => {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                }
+            }
+            let served = self.debounce.requested.load(Ordering::SeqCst);
+            let result = self
+                .publish(false)
+                .await
+                .map_err(|e| (matches!(e, SnapshotError::Invalid { .. }), e.to_string()));
+            if let Err((_, e)) = &result {
+                tracing::warn!(error = %e, "snapshot publication failed; data planes keep the last good snapshot");
+            }
+            let _previous = self.debounce.done.send_replace((served, result));
+        }
     }
 
     async fn publish(&self, telemetry_changed: bool) -> Result<u64, SnapshotError> {
@@ -117,6 +257,10 @@ impl SnapshotPublisher {
         .and_then(|snapshot| snapshot.with_workspaces(state.workspaces))
         .map_err(invalid)?
         .with_telemetry(telemetry.clone());
+        let targets = enabled_targets(&snapshot);
+        if self.hold_mass_removal(&mut published, &targets, state.revision) {
+            return Ok(self.current_version());
+        }
         let version = self.store.next_snapshot_version().await?;
         let mut wire = snapshot.to_wire();
         wire.version = version;
@@ -130,8 +274,51 @@ impl SnapshotPublisher {
         *published = Inputs {
             revision: Some(state.revision),
             telemetry,
+            targets,
+            held: None,
         };
         Ok(version)
+    }
+
+    /// True while a snapshot that removes most enabled targets at once must
+    /// wait: it is published only once the registry has said so for
+    /// `mass_removal_hold` (the poll loop retries).
+    fn hold_mass_removal(
+        &self,
+        published: &mut Inputs,
+        targets: &HashSet<String>,
+        revision: Revision,
+    ) -> bool {
+        let removed = published.targets.difference(targets).count();
+        let mass = removed > MASS_REMOVAL_MIN
+            && removed as f64 > MASS_REMOVAL_SHARE * published.targets.len() as f64;
+        if !mass {
+            published.held = None;
+            return false;
+        }
+        let since = match published.held {
+            Some((held, since)) if held == revision => since,
+            _ => {
+                published.held = Some((revision, Instant::now()));
+                Instant::now()
+            }
+        };
+        if since.elapsed() >= self.mass_removal_hold {
+            tracing::warn!(
+                removed,
+                revision,
+                "publishing a snapshot that removes most targets: the registry has said so for the whole hold time"
+            );
+            return false;
+        }
+        tracing::warn!(
+            removed,
+            of = published.targets.len(),
+            revision,
+            hold = ?self.mass_removal_hold,
+            "holding a snapshot that would remove most targets at once; publishing it only if the registry still says so after the hold"
+        );
+        true
     }
 
     /// Picks up registry writes made through other control-plane replicas.

@@ -188,16 +188,37 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
             )
         })
         .collect();
-    let first = store.insert_traces(&batch).await.unwrap();
+    let windows: Vec<pb::HealthWindow> = ["a/m", "b/m"]
+        .into_iter()
+        .map(|target| pb::HealthWindow {
+            node_id: "dp-1".into(),
+            target_id: target.into(),
+            start: Some(switchyard_domain::timestamp_from_millis(1_700_000_000_000)),
+            end: Some(switchyard_domain::timestamp_from_millis(1_700_000_002_000)),
+            attempts: 3,
+            successes: 3,
+            ..Default::default()
+        })
+        .collect();
+    let first = store.insert_traces(&batch, &windows).await.unwrap();
     assert_eq!((first.inserted, first.duplicates), (25, 0));
     // A resent batch stores nothing twice.
-    let again = store.insert_traces(&batch[..10]).await.unwrap();
+    let again = store.insert_traces(&batch[..10], &windows).await.unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, 10));
 
-    // Attempts are kept once each too, for the quality engine.
-    let attempts = store.attempts_since(0, 1_000).await.unwrap();
-    assert_eq!(attempts.len(), 25);
-    assert!(attempts.iter().all(|a| a.success && a.position == 0));
+    // Health windows are kept once each too, for the aggregator, and age out.
+    let stored = store.windows_received_since(0, 1_000).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].window.attempts, 3);
+    let later = stored[0].received_at_ms + 1;
+    assert!(
+        store
+            .windows_received_since(later, 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.delete_windows_before(later).await.unwrap(), 2);
     let outcomes = store.outcomes_since(0, 1_000).await.unwrap();
     assert_eq!(outcomes.len(), 25);
     assert_eq!(
@@ -226,12 +247,15 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
         seen.extend(page.traces.iter().map(|t| t.trace_id.clone()));
         if seen.len() == 8 {
             store
-                .insert_traces(&[trace(
-                    "t999",
-                    1_800_000_000_000,
-                    "odd",
-                    pb::Outcome::Success,
-                )])
+                .insert_traces(
+                    &[trace(
+                        "t999",
+                        1_800_000_000_000,
+                        "odd",
+                        pb::Outcome::Success,
+                    )],
+                    &[],
+                )
                 .await
                 .unwrap();
         }

@@ -209,6 +209,7 @@ impl ReportLoop {
             let request = pb::ReportRequest {
                 batch_id,
                 traces: traces.clone(),
+                health: Vec::new(),
             };
             if c.outbound.try_send(request).is_err() {
                 // The stream is stuck or gone; the batch stays spooled for the next connection.
@@ -224,6 +225,7 @@ impl ReportLoop {
             let request = pb::ReportRequest {
                 batch_id,
                 traces: traces.clone(),
+                health: Vec::new(),
             };
             if tx.try_send(request).is_err() {
                 break;

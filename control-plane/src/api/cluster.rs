@@ -48,7 +48,7 @@ impl ClusterService for ClusterApi {
                 role: pb::Role::Leader.into(),
             }],
             snapshot_version: self.publisher.current_version(),
-            data_planes: self.fleet.list().await,
+            data_planes: self.fleet.list(self.publisher.current_version()).await,
         }))
     }
 }

@@ -36,6 +36,11 @@ pub(crate) fn store_status(e: StoreError) -> Status {
 pub(crate) fn snapshot_status(e: SnapshotError) -> Status {
     match e {
         SnapshotError::Store(e) => store_status(e),
-        SnapshotError::Invalid { .. } => Status::failed_precondition(e.to_string()),
+        SnapshotError::Invalid { .. } | SnapshotError::Deferred { invalid: true, .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        SnapshotError::Deferred { invalid: false, .. } | SnapshotError::Stopped => {
+            Status::unavailable(format!("{e}; try again"))
+        }
     }
 }

@@ -32,7 +32,7 @@ impl RegistryApi {
 
     async fn publish(&self) -> Result<(), Status> {
         self.publisher
-            .refresh()
+            .publish_soon()
             .await
             .map(|_| ())
             .map_err(snapshot_status)

@@ -112,6 +112,8 @@ struct Session {
 impl Session {
     async fn run(mut self) {
         let mut sent_version = 0;
+        // A version this node refused before is not sent again, not even on a new stream.
+        let refused = self.fleet.refused_by(&self.node_id).await;
         // The current snapshot goes out at once: mark it unseen.
         self.updates.mark_changed();
         loop {
@@ -124,28 +126,29 @@ impl Session {
                     }
                     let next = self.updates.borrow_and_update().clone();
                     let Some(snapshot) = next else { continue };
-                    // Versions only move forward; a rejected version is never resent.
-                    if snapshot.version <= sent_version {
+                    // Versions only move forward; a refused version is never resent.
+                    if snapshot.version <= sent_version || snapshot.version == refused {
                         continue;
                     }
                     sent_version = snapshot.version;
                     let nonce = uuid::Uuid::new_v4().to_string();
+                    self.fleet.sent(self.stream_id, sent_version, &nonce).await;
                     let message = pb::SyncResponse { nonce, snapshot: Some((*snapshot).clone()) };
                     if self.outbound.send(Ok(message)).await.is_err() {
                         break;
                     }
-                    self.fleet.update(self.stream_id, |s| s.sent_version = sent_version).await;
                 }
                 message = self.inbound.message() => match message {
                     Ok(Some(pb::SyncRequest { kind: Some(Kind::Ack(ack)) })) => {
-                        self.fleet.update(self.stream_id, |s| s.acked_version = ack.version).await;
+                        if ack.version > sent_version {
+                            tracing::warn!(node = %self.node_id, version = ack.version, "ack for a version never sent on this stream; ignored");
+                            continue;
+                        }
+                        self.fleet.acked(self.stream_id, ack.version).await;
                     }
                     Ok(Some(pb::SyncRequest { kind: Some(Kind::Nack(nack)) })) => {
                         tracing::warn!(node = %self.node_id, version = nack.version, error = %nack.error, "data plane rejected snapshot");
-                        self.fleet.update(self.stream_id, |s| {
-                            s.nacked_version = nack.version;
-                            s.nack_error = nack.error;
-                        }).await;
+                        self.fleet.nacked(self.stream_id, nack.version, nack.error).await;
                     }
                     Ok(Some(_)) => {
                         let _ = self.outbound.send(Err(Status::invalid_argument("only ack or nack may follow the hello"))).await;

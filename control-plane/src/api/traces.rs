@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::store_status;
+use crate::health::WindowRecord;
 use crate::store::{Store, TraceFilter};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -38,6 +39,19 @@ fn invalid_trace(t: &pb::Trace) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Splits windows into those that can be stored and the reasons the others cannot.
+fn valid_windows(windows: Vec<pb::HealthWindow>) -> (Vec<pb::HealthWindow>, Vec<String>) {
+    let mut valid = Vec::with_capacity(windows.len());
+    let mut invalid = Vec::new();
+    for (i, w) in windows.into_iter().enumerate() {
+        match WindowRecord::try_from(&w) {
+            Ok(_) => valid.push(w),
+            Err(e) => invalid.push(e.within(&format!("health[{i}]")).to_string()),
+        }
+    }
+    (valid, invalid)
 }
 
 fn encode_cursor((at, id): &(i64, String)) -> String {
@@ -114,21 +128,27 @@ impl TraceService for TraceApi {
                     .traces
                     .into_iter()
                     .partition(|t| invalid_trace(t).is_none());
-                let mut error = String::new();
+                let mut problems = Vec::new();
                 if let Some(first) = rejected.first() {
                     let reason = invalid_trace(first).unwrap_or_default();
-                    tracing::warn!(
-                        batch = batch.batch_id,
-                        rejected = rejected.len(),
-                        reason,
-                        "discarded invalid traces"
-                    );
-                    error = format!(
+                    problems.push(format!(
                         "{} invalid trace(s) discarded; first: {reason}",
                         rejected.len()
-                    );
+                    ));
                 }
-                let response = match store.insert_traces(&valid).await {
+                let (windows, bad_windows) = valid_windows(batch.health);
+                if let Some(first) = bad_windows.first() {
+                    problems.push(format!(
+                        "{} invalid health window(s) discarded; first: {first}",
+                        bad_windows.len()
+                    ));
+                }
+                let error = problems.join("; ");
+                if !error.is_empty() {
+                    tracing::warn!(batch = batch.batch_id, %error, "discarded invalid records");
+                }
+                let rejected = rejected.len() + bad_windows.len();
+                let response = match store.insert_traces(&valid, &windows).await {
                     Ok(outcome) => {
                         tracing::debug!(
                             batch = batch.batch_id,
@@ -140,7 +160,7 @@ impl TraceService for TraceApi {
                             batch_id: batch.batch_id,
                             stored: true,
                             error,
-                            rejected: u32::try_from(rejected.len()).unwrap_or(u32::MAX),
+                            rejected: u32::try_from(rejected).unwrap_or(u32::MAX),
                         }
                     }
                     Err(e) => {

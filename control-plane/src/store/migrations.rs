@@ -23,6 +23,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "quality",
         include_str!("../../../migrations/postgres/0003_quality.sql"),
     ),
+    (
+        4,
+        "health_windows",
+        include_str!("../../../migrations/postgres/0004_health_windows.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -40,6 +45,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         3,
         "quality",
         include_str!("../../../migrations/sqlite/0003_quality.sql"),
+    ),
+    (
+        4,
+        "health_windows",
+        include_str!("../../../migrations/sqlite/0004_health_windows.sql"),
     ),
 ];
 

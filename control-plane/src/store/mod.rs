@@ -2,6 +2,7 @@
 //! SQLite, chosen by the database URL. One SQL dialect serves both: `$N`
 //! placeholders, `ON CONFLICT`, `RETURNING`, and times as Unix milliseconds.
 
+mod health;
 mod migrations;
 mod quality;
 mod registry;
@@ -14,7 +15,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use quality::{AttemptRow, OutcomeRow};
+pub use health::StoredWindow;
+pub use quality::OutcomeRow;
 pub use registry::{Entity, RegistryState, Revision, Stored};
 pub use traces::{TraceFilter, TraceInsertOutcome, TracePage};
 

@@ -1,20 +1,8 @@
-//! What the quality engine reads: recent attempts and request outcomes.
+//! What strategy effectiveness reads: recent request outcomes.
 
 use sqlx::Row;
 
 use super::{Store, StoreError};
-
-/// One attempt on one target, as the quality engine needs it.
-#[derive(Debug, Clone)]
-pub struct AttemptRow {
-    pub target_id: String,
-    /// 0 for the first attempt of a request; more for fallbacks.
-    pub position: i64,
-    pub success: bool,
-    pub error_class: i32,
-    pub duration_ms: i64,
-    pub ttft_ms: i64,
-}
 
 /// A request's strategy, the target that answered it, and how it ended.
 #[derive(Debug, Clone)]
@@ -25,35 +13,6 @@ pub struct OutcomeRow {
 }
 
 impl Store {
-    /// Attempts started at or after `since_ms`, newest first, at most `limit`.
-    pub async fn attempts_since(
-        &self,
-        since_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT target_id, position, success, error_class, duration_ms, ttft_ms FROM trace_attempts \
-             WHERE started_at_ms >= $1 ORDER BY started_at_ms DESC LIMIT $2",
-        )
-        .bind(since_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AttemptRow {
-                    target_id: r.try_get("target_id")?,
-                    position: r.try_get("position")?,
-                    success: r.try_get::<i64, _>("success")? != 0,
-                    error_class: i32::try_from(r.try_get::<i64, _>("error_class")?)
-                        .unwrap_or_default(),
-                    duration_ms: r.try_get("duration_ms")?,
-                    ttft_ms: r.try_get("ttft_ms")?,
-                })
-            })
-            .collect()
-    }
-
     /// Requests received at or after `since_ms` that reached a target, at most `limit`.
     pub async fn outcomes_since(
         &self,

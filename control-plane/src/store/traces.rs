@@ -48,11 +48,13 @@ fn to_u64(v: i64) -> u64 {
 }
 
 impl Store {
-    /// Stores a batch in one transaction; traces already stored are skipped, so a
-    /// resent batch is harmless. Returns once the transaction is committed.
+    /// Stores a batch (traces and the health windows it carries) in one
+    /// transaction; traces and windows already stored are skipped, so a resent
+    /// batch is harmless. Returns once the transaction is committed.
     pub async fn insert_traces(
         &self,
         traces: &[pb::Trace],
+        windows: &[pb::HealthWindow],
     ) -> Result<TraceInsertOutcome, StoreError> {
         let stored_at = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -128,6 +130,7 @@ impl Store {
             b.push(" ON CONFLICT (trace_id, position) DO NOTHING");
             b.build().execute(&mut *tx).await?;
         }
+        super::health::insert_windows(&mut tx, windows, stored_at).await?;
         tx.commit().await?;
         let total = u64::try_from(traces.len()).unwrap_or(u64::MAX);
         Ok(TraceInsertOutcome {

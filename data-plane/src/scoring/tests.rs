@@ -470,6 +470,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
         latency_p95_ms: 8000.0,
         confidence: switchyard_domain::confidence(180),
         strategies: vec![],
+        ..Default::default()
     };
     let telemetry = |computed_at_ms| Telemetry {
         targets: [("a/flaky".to_owned(), flaky.clone())]
@@ -477,6 +478,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
             .collect(),
         computed_at_ms,
         stale_after_ms: 60_000,
+        probe_interval_ms: 0,
     };
     let request = chat(test_workload(1_000, 100), None);
     let now = request.received.unix_ms;
@@ -818,11 +820,13 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         latency_p95_ms: 1_500.0,
         confidence: switchyard_domain::confidence(100),
         strategies: vec![],
+        ..Default::default()
     };
     let telemetry = Telemetry {
         targets: [("a/m".to_owned(), observed)].into_iter().collect(),
         computed_at_ms: request.received.unix_ms,
         stale_after_ms: 60_000,
+        probe_interval_ms: 0,
     };
     let snap_t = LiveSnapshot::prepare(routing(models.clone()).with_telemetry(telemetry));
     let p = plan(&snap_t, &request, 2, &Breakers::default()).unwrap();

@@ -9,6 +9,7 @@ mod bootstrap;
 mod convert;
 mod error;
 mod registry;
+mod sketch;
 mod snapshot;
 mod telemetry;
 
@@ -20,8 +21,9 @@ pub use registry::{
     SimulatedParams, StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies,
     target_id,
 };
+pub use sketch::{QuantileSketch, SKETCH_RELATIVE_ACCURACY};
 pub use snapshot::{RoutingSnapshot, Target, Telemetry};
-pub use telemetry::{StrategyEffectiveness, TargetTelemetry, confidence};
+pub use telemetry::{HealthState, StrategyEffectiveness, TargetTelemetry, confidence};
 
 /// Name of the strategy used when neither the request nor the snapshot names one.
 pub const DEFAULT_STRATEGY: &str = "balanced";

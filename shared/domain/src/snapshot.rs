@@ -41,6 +41,8 @@ pub struct Telemetry {
     pub computed_at_ms: i64,
     /// Past `computed_at_ms + stale_after_ms` it is not to be trusted.
     pub stale_after_ms: u64,
+    /// How often this node probes each target marked `probe`; 0 for never.
+    pub probe_interval_ms: u64,
 }
 
 impl Telemetry {
@@ -211,6 +213,7 @@ impl RoutingSnapshot {
             telemetry_at: (self.telemetry.computed_at_ms > 0)
                 .then(|| timestamp_from_millis(self.telemetry.computed_at_ms)),
             telemetry_stale_after_ms: self.telemetry.stale_after_ms,
+            probe_interval_ms: self.telemetry.probe_interval_ms,
         }
     }
 }
@@ -268,6 +271,7 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
                 .map(timestamp_to_millis)
                 .unwrap_or_default(),
             stale_after_ms: s.telemetry_stale_after_ms,
+            probe_interval_ms: s.probe_interval_ms,
         };
         let created_at_ms = s
             .created_at
@@ -370,12 +374,16 @@ mod tests {
                         latency_p95_ms: 800.0,
                         confidence: crate::confidence(40),
                         strategies: vec![],
+                        state: crate::HealthState::Ejected,
+                        state_until_ms: 1_700_000_020_000,
+                        probe: true,
                     };
                     (id.to_owned(), t)
                 })
                 .collect(),
             computed_at_ms: 1_700_000_000_000,
             stale_after_ms: 60_000,
+            probe_interval_ms: 30_000,
         });
         assert_eq!(
             snap.telemetry.targets.len(),

@@ -21,7 +21,59 @@ pub struct StrategyEffectiveness {
     pub success_rate: f64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The fleet's verdict on a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum HealthState {
+    #[default]
+    Healthy,
+    /// Success rate is an outlier against peers: routed, scored lower.
+    Degraded,
+    /// Answering 429: skipped until `state_until_ms`.
+    RateLimited,
+    /// Failing: skipped until `state_until_ms`.
+    Ejected,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::RateLimited => "rate-limited",
+            Self::Ejected => "ejected",
+        }
+    }
+
+    /// Whether routing skips a target in this state until `until_ms` (unless
+    /// skipping would leave too few of a model's targets).
+    pub fn skips(self) -> bool {
+        matches!(self, Self::RateLimited | Self::Ejected)
+    }
+}
+
+impl From<HealthState> for pb::HealthState {
+    fn from(s: HealthState) -> Self {
+        match s {
+            HealthState::Healthy => Self::Healthy,
+            HealthState::Degraded => Self::Degraded,
+            HealthState::RateLimited => Self::RateLimited,
+            HealthState::Ejected => Self::Ejected,
+        }
+    }
+}
+
+impl From<pb::HealthState> for HealthState {
+    fn from(s: pb::HealthState) -> Self {
+        match s {
+            pb::HealthState::Unspecified | pb::HealthState::Healthy => Self::Healthy,
+            pb::HealthState::Degraded => Self::Degraded,
+            pb::HealthState::RateLimited => Self::RateLimited,
+            pb::HealthState::Ejected => Self::Ejected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetTelemetry {
     pub target_id: String,
     pub attempts: u64,
@@ -36,6 +88,18 @@ pub struct TargetTelemetry {
     pub latency_p95_ms: f64,
     pub confidence: f64,
     pub strategies: Vec<StrategyEffectiveness>,
+    pub state: HealthState,
+    /// For rate-limited and ejected targets: skipped until then (Unix ms).
+    pub state_until_ms: i64,
+    /// Data planes should probe it: no recent traffic, or ejected.
+    pub probe: bool,
+}
+
+impl TargetTelemetry {
+    /// Whether the fleet says to skip the target at `now_ms`.
+    pub fn skipped_at(&self, now_ms: i64) -> bool {
+        self.state.skips() && now_ms < self.state_until_ms
+    }
 }
 
 fn share(name: &str, v: f64) -> Result<f64, ValidationError> {
@@ -87,6 +151,15 @@ impl TryFrom<pb::TargetTelemetry> for TargetTelemetry {
             latency_p95_ms: millis("latency_p95_ms", t.latency_p95_ms)?,
             confidence: share("confidence", t.confidence)?,
             strategies,
+            state: pb::HealthState::try_from(t.state)
+                .map_err(|_| ValidationError::new("state", format!("unknown state {}", t.state)))?
+                .into(),
+            state_until_ms: t
+                .state_until
+                .as_ref()
+                .map(crate::timestamp_to_millis)
+                .unwrap_or_default(),
+            probe: t.probe,
             target_id: t.target_id,
         })
     }
@@ -116,6 +189,10 @@ impl From<&TargetTelemetry> for pb::TargetTelemetry {
                     success_rate: s.success_rate,
                 })
                 .collect(),
+            state: pb::HealthState::from(t.state).into(),
+            state_until: (t.state_until_ms > 0)
+                .then(|| crate::timestamp_from_millis(t.state_until_ms)),
+            probe: t.probe,
         }
     }
 }
