@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_data_plane::breaker::Breakers;
+use switchyard_data_plane::health::LocalSignals;
 use switchyard_data_plane::request::{ChatRequest, Received};
 use switchyard_data_plane::scoring;
 use switchyard_data_plane::snapshot::LiveSnapshot;
@@ -140,7 +141,8 @@ fn scoring(c: &mut Criterion) {
     for n in [10, 100, 1_000] {
         let snapshot = snapshot(n);
         let breakers = Breakers::default();
-        let plan = scoring::plan(&snapshot, &request, 3, &breakers).unwrap();
+        let signals = LocalSignals::default();
+        let plan = scoring::plan(&snapshot, &request, 3, &breakers, &signals).unwrap();
         assert_eq!(plan.chain.len(), 3, "every size must yield a full chain");
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &snapshot, |b, snapshot| {
@@ -150,6 +152,7 @@ fn scoring(c: &mut Criterion) {
                     std::hint::black_box(&request),
                     3,
                     &breakers,
+                    &signals,
                 )
                 .unwrap()
             });

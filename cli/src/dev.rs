@@ -99,6 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             first_token_timeout: Duration::from_secs(15),
             max_body_bytes: 4 << 20,
             trace_spool: 100_000,
+            health_window: Duration::from_secs(2),
         },
         dp_shutdown.clone(),
     )

@@ -53,6 +53,9 @@ pub struct DataPlaneArgs {
     /// Most traces kept while waiting for the control plane's ack.
     #[arg(long, env = "SWITCHYARD_TRACE_SPOOL", default_value_t = 100_000)]
     pub trace_spool: usize,
+    /// How often per-target health windows close and go to the control plane.
+    #[arg(long, env = "SWITCHYARD_HEALTH_WINDOW", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ pub struct DataPlaneConfig {
     pub fallback_chain: usize,
     pub max_body_bytes: usize,
     pub trace_spool: usize,
+    pub health_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,8 @@ pub enum ConfigError {
     MaxBodyBytes,
     #[error("--trace-spool: must be at least 1000")]
     TraceSpool,
+    #[error("--health-window: must be between 100ms and 1m")]
+    HealthWindow,
 }
 
 impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
@@ -117,6 +123,9 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         if args.trace_spool < 1000 {
             return Err(ConfigError::TraceSpool);
         }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&args.health_window) {
+            return Err(ConfigError::HealthWindow);
+        }
         Ok(Self {
             http_listen: args.http_listen,
             grpc_listen: args.grpc_listen,
@@ -132,6 +141,7 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             first_token_timeout: args.first_token_timeout,
             max_body_bytes: args.max_body_bytes,
             trace_spool: args.trace_spool,
+            health_window: args.health_window,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod config;
 mod edge;
 mod engine;
+pub mod health;
 mod metrics;
 mod plan_wire;
 pub mod providers;

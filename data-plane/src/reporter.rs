@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
+use crate::health::{Sample, WindowBuilder};
 use crate::metrics::Metrics;
+use crate::request::Received;
 
 const MAX_BATCH: usize = 256;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -46,26 +48,39 @@ impl TraceReporter {
 
 pub struct ReportLoop {
     queue: mpsc::Receiver<pb::Trace>,
+    /// Probe results, for the health windows.
+    samples: mpsc::Receiver<Sample>,
+    windows: WindowBuilder,
+    /// How often health windows close and go out with the next batch.
+    health_every: Duration,
     client: TraceServiceClient<Channel>,
     metrics: Arc<Metrics>,
     /// Most traces kept while unacked.
     spool_capacity: usize,
 }
 
-/// Creates the reporter handle and the loop that drains it.
+/// Creates the reporter handle, the sender for probe results, and the loop
+/// that drains both.
 pub fn reporter(
     channel: Channel,
     metrics: Arc<Metrics>,
     spool_capacity: usize,
-) -> (TraceReporter, ReportLoop) {
+    node_id: String,
+    health_every: Duration,
+) -> (TraceReporter, mpsc::Sender<Sample>, ReportLoop) {
     let (tx, rx) = mpsc::channel(spool_capacity.max(MAX_BATCH));
+    let (samples_tx, samples) = mpsc::channel(1024);
     (
         TraceReporter {
             queue: tx,
             metrics: metrics.clone(),
         },
+        samples_tx,
         ReportLoop {
             queue: rx,
+            samples,
+            windows: WindowBuilder::new(node_id, Received::now().unix_ms),
+            health_every,
             client: TraceServiceClient::new(channel),
             metrics,
             spool_capacity,
@@ -78,22 +93,29 @@ struct Connection {
     acks: tonic::Streaming<pb::ReportResponse>,
 }
 
+/// What one batch carries: traces, and the health windows closed since the last one.
+struct Batch {
+    traces: Vec<pb::Trace>,
+    health: Vec<pb::HealthWindow>,
+}
+
 #[derive(Default)]
 struct Spool {
     next_batch: u64,
-    unacked: BTreeMap<u64, Vec<pb::Trace>>,
+    unacked: BTreeMap<u64, Batch>,
     traces: usize,
 }
 
 impl Spool {
-    fn add(&mut self, batch: Vec<pb::Trace>, capacity: usize, metrics: &Metrics) -> u64 {
+    fn add(&mut self, batch: Batch, capacity: usize, metrics: &Metrics) -> u64 {
         self.next_batch += 1;
-        self.traces += batch.len();
+        self.traces += batch.traces.len();
         self.unacked.insert(self.next_batch, batch);
         while self.traces > capacity {
             let Some((_, oldest)) = self.unacked.pop_first() else {
                 break;
             };
+            let oldest = oldest.traces;
             self.traces -= oldest.len();
             metrics.traces_dropped.inc_by(oldest.len() as u64);
             tracing::error!(
@@ -109,7 +131,7 @@ impl Spool {
 
     fn ack(&mut self, batch_id: u64, metrics: &Metrics) {
         if let Some(batch) = self.unacked.remove(&batch_id) {
-            self.traces -= batch.len();
+            self.traces -= batch.traces.len();
         }
         metrics
             .trace_spool_depth
@@ -127,6 +149,8 @@ impl ReportLoop {
         let mut drain_until: Option<Instant> = None;
         let mut ticker = tokio::time::interval(FLUSH_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health: Vec<pb::HealthWindow> = Vec::new();
+        let mut windows_closed_at = Instant::now();
 
         loop {
             if let Some(deadline) = drain_until {
@@ -149,19 +173,28 @@ impl ReportLoop {
                 }
                 trace = self.queue.recv() => match trace {
                     Some(trace) => {
+                        for sample in Sample::from_trace(&trace) {
+                            self.windows.add(&sample);
+                        }
                         batch.push(trace);
                         if batch.len() >= MAX_BATCH {
-                            self.flush(&mut batch, &mut spool, &mut conn);
+                            self.flush(&mut batch, &mut health, &mut spool, &mut conn);
                         }
                     }
                     None => {
                         // Closed: only during shutdown. Flush what is left.
-                        self.flush(&mut batch, &mut spool, &mut conn);
+                        health.extend(self.windows.drain(Received::now().unix_ms));
+                        self.flush(&mut batch, &mut health, &mut spool, &mut conn);
                         drain_until.get_or_insert(Instant::now() + DRAIN_GRACE);
                     }
                 },
+                Some(sample) = self.samples.recv() => self.windows.add(&sample),
                 _ = ticker.tick() => {
-                    self.flush(&mut batch, &mut spool, &mut conn);
+                    if windows_closed_at.elapsed() >= self.health_every {
+                        windows_closed_at = Instant::now();
+                        health.extend(self.windows.drain(Received::now().unix_ms));
+                    }
+                    self.flush(&mut batch, &mut health, &mut spool, &mut conn);
                     if conn.is_none() && Instant::now() >= reconnect_at && !spool.unacked.is_empty() {
                         match self.connect(&spool).await {
                             Ok(c) => conn = Some(c),
@@ -196,20 +229,30 @@ impl ReportLoop {
         }
     }
 
-    /// Moves the open batch into the spool and sends it if connected.
-    fn flush(&self, batch: &mut Vec<pb::Trace>, spool: &mut Spool, conn: &mut Option<Connection>) {
-        if batch.is_empty() {
+    /// Moves the open batch (and closed health windows) into the spool and
+    /// sends it if connected.
+    fn flush(
+        &self,
+        batch: &mut Vec<pb::Trace>,
+        health: &mut Vec<pb::HealthWindow>,
+        spool: &mut Spool,
+        conn: &mut Option<Connection>,
+    ) {
+        if batch.is_empty() && health.is_empty() {
             return;
         }
-        let traces = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
-        let batch_id = spool.add(traces, self.spool_capacity, &self.metrics);
+        let next = Batch {
+            traces: std::mem::replace(batch, Vec::with_capacity(MAX_BATCH)),
+            health: std::mem::take(health),
+        };
+        let batch_id = spool.add(next, self.spool_capacity, &self.metrics);
         if let Some(c) = conn.as_ref()
-            && let Some(traces) = spool.unacked.get(&batch_id)
+            && let Some(batch) = spool.unacked.get(&batch_id)
         {
             let request = pb::ReportRequest {
                 batch_id,
-                traces: traces.clone(),
-                health: Vec::new(),
+                traces: batch.traces.clone(),
+                health: batch.health.clone(),
             };
             if c.outbound.try_send(request).is_err() {
                 // The stream is stuck or gone; the batch stays spooled for the next connection.
@@ -221,11 +264,11 @@ impl ReportLoop {
     /// Opens a report stream and resends every unacked batch, oldest first.
     async fn connect(&mut self, spool: &Spool) -> Result<Connection, tonic::Status> {
         let (tx, rx) = mpsc::channel(spool.unacked.len() + 64);
-        for (&batch_id, traces) in &spool.unacked {
+        for (&batch_id, batch) in &spool.unacked {
             let request = pb::ReportRequest {
                 batch_id,
-                traces: traces.clone(),
-                health: Vec::new(),
+                traces: batch.traces.clone(),
+                health: batch.health.clone(),
             };
             if tx.try_send(request).is_err() {
                 break;

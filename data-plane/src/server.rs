@@ -19,6 +19,8 @@ use crate::breaker::Breakers;
 use crate::config::DataPlaneConfig;
 use crate::edge::{AppState, grpc::InferenceApi, http};
 use crate::engine::{Engine, EngineConfig};
+use crate::health::LocalSignals;
+use crate::health::prober::Prober;
 use crate::metrics::Metrics;
 use crate::subscriber::Subscriber;
 use crate::{DataPlaneError, reporter};
@@ -80,14 +82,21 @@ pub async fn start(
     tokio::task::spawn_blocking(crate::workload::warm_up);
     let metrics = Arc::new(Metrics::new());
     let snapshot = Arc::new(ArcSwapOption::empty());
-    let (trace_reporter, report_loop) =
-        reporter::reporter(control_plane.clone(), metrics.clone(), config.trace_spool);
+    let (trace_reporter, probe_results, report_loop) = reporter::reporter(
+        control_plane.clone(),
+        metrics.clone(),
+        config.trace_spool,
+        config.node_id.clone(),
+        config.health_window,
+    );
     let breakers = Arc::new(Breakers::default());
+    let signals = Arc::new(LocalSignals::default());
     let engine = Arc::new(Engine::new(
-        client,
+        client.clone(),
         trace_reporter,
         metrics.clone(),
         breakers.clone(),
+        signals.clone(),
         EngineConfig {
             max_attempts: config.max_attempts,
             retries_per_target: config.retries_per_target,
@@ -102,6 +111,7 @@ pub async fn start(
         max_body_bytes: config.max_body_bytes,
         fallback_chain: config.fallback_chain,
         breakers: breakers.clone(),
+        signals,
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;
@@ -125,6 +135,14 @@ pub async fn start(
     // The reporter drains after the servers stop, so it has its own token.
     let reporter_shutdown = CancellationToken::new();
     let reporter_task = tasks.spawn(report_loop.run(reporter_shutdown.clone()));
+    tasks.spawn(
+        Prober {
+            cell: snapshot.clone(),
+            client,
+            samples: probe_results,
+        }
+        .run(shutdown.clone()),
+    );
     tasks.spawn(
         Subscriber {
             client: SnapshotServiceClient::new(control_plane),

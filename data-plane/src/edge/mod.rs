@@ -12,6 +12,7 @@ pub use error::ApiError;
 
 use crate::breaker::Breakers;
 use crate::engine::Engine;
+use crate::health::LocalSignals;
 use crate::metrics::Metrics;
 use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
 use crate::scoring::{self, RoutePlan};
@@ -28,13 +29,21 @@ pub struct AppState {
     pub fallback_chain: usize,
     /// This node's circuit breakers, shared with the engine.
     pub breakers: Arc<Breakers>,
+    /// This node's view of each target's speed and load, fed by the engine.
+    pub signals: Arc<LocalSignals>,
 }
 
 impl AppState {
     /// Loads the snapshot once, so the whole request sees one version, and plans the route.
     pub fn route(&self, request: &ChatRequest) -> Result<(Arc<LiveSnapshot>, RoutePlan), ApiError> {
         let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;
-        let plan = scoring::plan(&snapshot, request, self.fallback_chain, &self.breakers)?;
+        let plan = scoring::plan(
+            &snapshot,
+            request,
+            self.fallback_chain,
+            &self.breakers,
+            &self.signals,
+        )?;
         Ok((snapshot, plan))
     }
 }

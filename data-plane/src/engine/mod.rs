@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
+use crate::health::LocalSignals;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels, TokenLabels};
 use crate::providers::{Endpoint, ErrorClass, ProviderError, ToolCall, ToolCallDelta, Usage};
 use crate::reporter::TraceReporter;
@@ -103,6 +104,7 @@ pub struct Engine {
     retries: retry::RetryBudget,
     hedges: HedgeBudget,
     breakers: Arc<Breakers>,
+    signals: Arc<LocalSignals>,
 }
 
 /// A candidate ready to call.
@@ -139,6 +141,7 @@ impl Engine {
         reporter: TraceReporter,
         metrics: Arc<Metrics>,
         breakers: Arc<Breakers>,
+        signals: Arc<LocalSignals>,
         config: EngineConfig,
     ) -> Self {
         Self {
@@ -149,6 +152,7 @@ impl Engine {
             retries: retry::RetryBudget::default(),
             hedges: HedgeBudget::default(),
             breakers,
+            signals,
         }
     }
 
@@ -322,6 +326,7 @@ impl Engine {
 
     /// One attempt on `callee`: its head, then the rest delivered.
     async fn attempt(&self, run: &mut Run<'_>, callee: Callee<'_>) -> Attempted {
+        let _in_flight = self.signals.start(&callee.target.id);
         let id = run.trace.start_attempt(callee.target);
         run.meta.attempts = run.trace.attempts();
         let head = tokio::select! {
@@ -373,6 +378,11 @@ impl Engine {
         hedge: HedgePlan,
         attempts_left: &mut usize,
     ) -> (Attempted, bool) {
+        // Both count as in flight for the whole race (the backup may start late).
+        let _in_flight = (
+            self.signals.start(&primary.target.id),
+            self.signals.start(&backup.target.id),
+        );
         let primary_id = run.trace.start_attempt(primary.target);
         let mut backup_id = None;
         let race = {
@@ -630,7 +640,31 @@ impl Engine {
                 .time_to_first_token
                 .observe(record.ttft_ms as f64 / 1000.0);
         }
+        self.observe_first_tokens(&record);
         self.reporter.submit(record);
+    }
+
+    /// Feeds this node's peak-EWMA with each attempt's time to first token;
+    /// an attempt that timed out waiting counts with the time it waited.
+    fn observe_first_tokens(&self, record: &pb::Trace) {
+        let timeout = i32::from(pb::ErrorClass::Timeout);
+        for a in &record.attempts {
+            let waited = if a.ttft_ms > 0 {
+                a.ttft_ms
+            } else if a.error_class == timeout {
+                a.duration_ms
+            } else {
+                continue;
+            };
+            let started = a
+                .started_at
+                .as_ref()
+                .map(switchyard_domain::timestamp_to_millis)
+                .unwrap_or_default();
+            let seen_at = started + i64::try_from(waited).unwrap_or(i64::MAX / 2);
+            self.signals
+                .observe_ttft(&a.target_id, waited as f64, seen_at);
+        }
     }
 }
 

@@ -113,6 +113,9 @@ impl TraceBuilder {
             attempt.http_status = u32::from(error.http_status);
             attempt.error_class = pb::ErrorClass::from(error.class).into();
             attempt.error_message.clone_from(&error.message);
+            attempt.retry_after_ms = error
+                .retry_after
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         }
     }
 

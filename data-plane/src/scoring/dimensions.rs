@@ -4,8 +4,11 @@
 //! removing a candidate can never reorder the others. The references scale with
 //! the request's tokens, so a 100k-token prompt is judged as fairly as a short one.
 
-use switchyard_domain::{StrategyWeights, Target, TargetTelemetry, Tier, WorkspaceSpec};
+use switchyard_domain::{
+    HealthState, StrategyWeights, Target, TargetTelemetry, Tier, WorkspaceSpec,
+};
 
+use crate::health::LocalView;
 use crate::providers::Endpoint;
 use crate::workload::WorkloadProfile;
 
@@ -34,6 +37,10 @@ pub enum Source {
     Policy,
     /// Fresh fleet telemetry from the control plane, blended by its confidence.
     Telemetry,
+    /// This node's own observations (peak-EWMA time to first token and load).
+    Local,
+    /// The fleet's health state of the target (degraded, or ejected and routed only in panic mode).
+    Fleet,
 }
 
 impl Source {
@@ -44,6 +51,8 @@ impl Source {
             Self::Estimate => "estimate",
             Self::Policy => "policy",
             Self::Telemetry => "telemetry",
+            Self::Local => "local",
+            Self::Fleet => "fleet",
         }
     }
 }
@@ -162,6 +171,10 @@ pub struct Context<'a> {
     pub telemetry: Option<&'a TargetTelemetry>,
     /// This node's breaker for the target lets one probe through: health is halved.
     pub half_open: bool,
+    /// The fleet's state of the target, when fresh.
+    pub fleet_state: HealthState,
+    /// This node's peak-EWMA time to first token and load on the target.
+    pub local: Option<LocalView>,
 }
 
 /// Blends a prior with an observation by the observation's confidence.
@@ -200,13 +213,26 @@ pub fn breakdown(target: &Target, cx: &Context<'_>) -> Breakdown {
             }
         };
     let expected_ms = ttft_ms + workload.output_tokens as f64 * 1000.0 / tokens_per_second;
-    let (latency_ms, source) = match cx.telemetry {
+    let (mut latency_ms, mut source) = match cx.telemetry {
         Some(t) if t.latency_p50_ms > 0.0 => (
             blend(expected_ms, t.latency_p50_ms, t.confidence),
             Source::Telemetry,
         ),
         _ => (expected_ms, source),
     };
+    // This node's view only ever adds: a first token slower than expected, or
+    // a queue of attempts in flight, costs now, before the fleet notices.
+    if let Some(local) = cx.local {
+        let expected_ttft = cx
+            .telemetry
+            .filter(|t| t.ttft_p50_ms > 0.0)
+            .map_or(ttft_ms, |t| blend(ttft_ms, t.ttft_p50_ms, t.confidence));
+        let excess = local.cost_ms() - expected_ttft;
+        if excess > 0.0 {
+            latency_ms += excess;
+            source = Source::Local;
+        }
+    }
     let output = workload.output_tokens as f64;
     let reference_ms = REFERENCE_TTFT_MS + output * 1000.0 / REFERENCE_TOKENS_PER_SECOND;
     let speed = Dimension::new(latency_ms, relative(latency_ms, reference_ms), source);
@@ -229,6 +255,18 @@ pub fn breakdown(target: &Target, cx: &Context<'_>) -> Breakdown {
     };
     if cx.half_open {
         health.score *= 0.5;
+    }
+    match cx.fleet_state {
+        HealthState::Degraded => {
+            health.score *= 0.5;
+            health.source = Source::Fleet;
+        }
+        // Routed despite the fleet's verdict only in panic mode: last resort.
+        HealthState::Ejected | HealthState::RateLimited => {
+            health.score = 0.0;
+            health.source = Source::Fleet;
+        }
+        HealthState::Healthy => {}
     }
 
     let provider = &target.spec.provider;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use switchyard_domain::{Target, WorkspaceSpec};
+use switchyard_domain::{HealthState, Target, WorkspaceSpec};
 
 use crate::breaker;
 use crate::snapshot::LiveSnapshot;
@@ -30,6 +30,11 @@ pub enum Ineligibility {
     CircuitForcedOpen,
     /// The provider cannot be called from this node (no adapter, no credentials).
     Unavailable(String),
+    /// The fleet ejected or rate-limited the target until then (Unix ms).
+    FleetSkipped {
+        state: HealthState,
+        until_ms: i64,
+    },
 }
 
 /// 128000 -> "128k", 12345 -> "12.3k", 900 -> "900".
@@ -71,6 +76,13 @@ impl fmt::Display for Ineligibility {
             Self::CircuitOpen { until_ms } => write!(f, "circuit open until {until_ms} (Unix ms)"),
             Self::CircuitForcedOpen => f.write_str("circuit forced open by operator"),
             Self::Unavailable(reason) => f.write_str(reason),
+            Self::FleetSkipped { state, until_ms } => {
+                write!(
+                    f,
+                    "{} by the fleet until {until_ms} (Unix ms)",
+                    state.as_str()
+                )
+            }
         }
     }
 }

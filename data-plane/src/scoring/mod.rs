@@ -14,9 +14,10 @@ use std::time::Duration;
 
 pub use filter::Ineligibility;
 
-use switchyard_domain::WorkspaceSpec;
+use switchyard_domain::{HealthState, WorkspaceSpec};
 
 use crate::breaker::{self, Breakers};
+use crate::health::LocalSignals;
 use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
 use crate::snapshot::LiveSnapshot;
 
@@ -85,6 +86,7 @@ pub fn plan(
     request: &ChatRequest,
     chain_length: usize,
     breakers: &Breakers,
+    signals: &LocalSignals,
 ) -> Result<RoutePlan, RouteError> {
     let routing = &snapshot.routing;
     // The default workspace needs no registry entry; any other must exist.
@@ -111,6 +113,8 @@ pub fn plan(
 
     let mut candidates = Vec::new();
     let mut ineligible = Vec::new();
+    // Targets the fleet says to skip (ejected, rate-limited), kept aside for panic mode.
+    let mut skipped = Vec::new();
     let mut serving = 0;
     for (index, target) in snapshot.routing.targets.iter().enumerate() {
         if !target.spec.answers_to(&request.model) {
@@ -122,25 +126,44 @@ pub fn plan(
             ineligible.push((target.id.clone(), reason));
             continue;
         }
+        let fleet = routing.telemetry.fresh(&target.id, now_ms);
         let context = dimensions::Context {
             endpoint: snapshot.endpoints.get(&target.spec.provider),
             workload,
             workspace,
-            telemetry: routing.telemetry.fresh(&target.id, now_ms),
+            // An entry without attempts carries a verdict or a probe mark, no numbers.
+            telemetry: fleet.filter(|t| t.attempts > 0),
             half_open: circuit == breaker::State::HalfOpen,
+            fleet_state: fleet.map_or(HealthState::Healthy, |t| t.state),
+            local: signals.view(&target.id),
         };
         let mut breakdown = dimensions::breakdown(target, &context);
         let score = breakdown.weigh(&strategy.weights);
-        candidates.push(ScoredCandidate {
+        let candidate = ScoredCandidate {
             target: index,
             breakdown,
             score,
             chain_position: 0,
             circuit,
-        });
+        };
+        match fleet.filter(|t| t.skipped_at(now_ms)) {
+            Some(t) => skipped.push((candidate, t.state, t.state_until_ms)),
+            None => candidates.push(candidate),
+        }
     }
     if serving == 0 {
         return Err(RouteError::UnknownModel(request.model.clone()));
+    }
+    // Panic mode: when the fleet's verdicts would leave fewer than half of the
+    // eligible targets, route across all of them (skipped ones score 0 on health).
+    let panic = candidates.len() * 2 < candidates.len() + skipped.len();
+    for (candidate, state, until_ms) in skipped {
+        if panic {
+            candidates.push(candidate);
+        } else {
+            let id = snapshot.routing.targets[candidate.target].id.clone();
+            ineligible.push((id, Ineligibility::FleetSkipped { state, until_ms }));
+        }
     }
     // Targets are sorted by id and the sort is stable: ties rank alike on every node.
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -161,6 +184,8 @@ pub fn plan(
                 workspace,
                 telemetry: routing.telemetry.fresh(&target.id, now_ms),
                 half_open: false,
+                fleet_state: HealthState::Healthy,
+                local: None,
             };
             let (p95_ms, _) = dimensions::first_output_p95_ms(target, &context);
             let delay = Duration::from_secs_f64(p95_ms.max(0.0) / 1000.0)
@@ -181,6 +206,11 @@ pub fn plan(
         hedge,
     };
     plan.explanation = explain::explain(&plan, snapshot, &request.model);
+    if panic {
+        plan.explanation.push_str(
+            "; panic mode: the fleet would leave fewer than half of the eligible targets, so all are routed",
+        );
+    }
     if let Some(hedge) = plan.hedge {
         plan.explanation.push_str(&format!(
             "; hedged: the second target starts if the first has no output after {} ms",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use switchyard_domain::{
-    Capabilities, CircuitMode, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot,
+    Capabilities, CircuitMode, HealthState, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot,
     SimulatedParams, StrategySpec, StrategyWeights, TargetTelemetry, Telemetry, Tier,
     WorkspaceSpec, builtin_strategies,
 };
@@ -13,6 +13,7 @@ use switchyard_domain::{
 use super::dimensions::Source;
 use super::*;
 use crate::breaker::Breakers;
+use crate::health::LocalSignals;
 use crate::request::{test_request, test_workload};
 use crate::snapshot::LiveSnapshot;
 use crate::workload::WorkloadProfile;
@@ -130,7 +131,14 @@ fn every_filter_reason_is_kept_in_words() {
     workload.capabilities.vision = true;
     workload.capabilities.json_output = true;
     workload.capabilities.streaming = true;
-    let plan = plan(&snap, &chat(workload, None), 3, &Breakers::default()).unwrap();
+    let plan = plan(
+        &snap,
+        &chat(workload, None),
+        3,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
     assert!(plan.candidates.is_empty());
     let reasons: BTreeMap<String, String> = plan
         .ineligible
@@ -180,6 +188,7 @@ fn each_dimension_moves_its_own_way() {
         &chat(test_workload(1_000, 500), None),
         2,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     let by_id: BTreeMap<String, &ScoredCandidate> = plan
@@ -233,6 +242,7 @@ fn strategies_change_the_order_and_say_so() {
         &chat(test_workload(1_000, 500), Some("cost")),
         2,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     assert_eq!(ids(&snap, &by_cost), ["a/cheap", "b/smart"]);
@@ -261,6 +271,7 @@ fn strategies_change_the_order_and_say_so() {
         &chat(test_workload(1_000, 500), Some("quality")),
         2,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     assert_eq!(ids(&snap, &by_quality), ["b/smart", "a/cheap"]);
@@ -286,6 +297,7 @@ fn simulated_providers_are_scored_on_their_configuration() {
         &chat(test_workload(100, 400), None),
         1,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     let speed = plan.candidates[0].breakdown.speed;
@@ -301,12 +313,26 @@ fn unknown_model_and_strategy_are_errors() {
     );
     let request = test_request("nope", None, test_workload(10, 10));
     assert_eq!(
-        plan(&snap, &request, 3, &Breakers::default()).unwrap_err(),
+        plan(
+            &snap,
+            &request,
+            3,
+            &Breakers::default(),
+            &LocalSignals::default()
+        )
+        .unwrap_err(),
         RouteError::UnknownModel("nope".into())
     );
     let request = test_request("m", Some("nope"), test_workload(10, 10));
     assert_eq!(
-        plan(&snap, &request, 3, &Breakers::default()).unwrap_err(),
+        plan(
+            &snap,
+            &request,
+            3,
+            &Breakers::default(),
+            &LocalSignals::default()
+        )
+        .unwrap_err(),
         RouteError::UnknownStrategy("nope".into())
     );
 }
@@ -334,6 +360,7 @@ fn tools_and_a_100k_context_on_a_mixed_registry() {
         &chat(workload, Some("balanced")),
         3,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     let chain = chain_ids(&snap, &plan);
@@ -399,7 +426,14 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
 
     let mut request = chat(test_workload(1_000, 100), None);
     request.workspace = "team".into();
-    let team = plan(&snap, &request, 3, &Breakers::default()).unwrap();
+    let team = plan(
+        &snap,
+        &request,
+        3,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
     assert_eq!(
         team.strategy, "team-cheap",
         "the workspace's default strategy applies"
@@ -431,7 +465,14 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
     assert_eq!(
         chain_ids(
             &snap,
-            &plan(&snap, &request, 1, &Breakers::default()).unwrap()
+            &plan(
+                &snap,
+                &request,
+                1,
+                &Breakers::default(),
+                &LocalSignals::default()
+            )
+            .unwrap()
         ),
         ["c/eu-other"]
     );
@@ -439,13 +480,27 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
     // Another workspace cannot use the scoped strategy, and unknown workspaces are refused.
     let mut other = chat(test_workload(1_000, 100), Some("team-cheap"));
     assert_eq!(
-        plan(&snap, &other, 3, &Breakers::default()).unwrap_err(),
+        plan(
+            &snap,
+            &other,
+            3,
+            &Breakers::default(),
+            &LocalSignals::default()
+        )
+        .unwrap_err(),
         RouteError::UnknownStrategy("team-cheap".into())
     );
     other.workspace = "nobody".into();
     other.strategy = None;
     assert_eq!(
-        plan(&snap, &other, 3, &Breakers::default()).unwrap_err(),
+        plan(
+            &snap,
+            &other,
+            3,
+            &Breakers::default(),
+            &LocalSignals::default()
+        )
+        .unwrap_err(),
         RouteError::UnknownWorkspace("nobody".into())
     );
 }
@@ -498,7 +553,14 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
     };
 
     let fresh = with(telemetry(now - 1_000));
-    let p = plan(&fresh, &request, 2, &Breakers::default()).unwrap();
+    let p = plan(
+        &fresh,
+        &request,
+        2,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
     assert_eq!(ids(&fresh, &p), ["b/steady", "a/flaky"]);
     let b = &p.candidates[1].breakdown;
     assert_eq!(
@@ -515,7 +577,14 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
 
     // Past its staleness bound the data plane trusts only priors: a tie, broken by id.
     let stale = with(telemetry(now - 61_000));
-    let p = plan(&stale, &request, 2, &Breakers::default()).unwrap();
+    let p = plan(
+        &stale,
+        &request,
+        2,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
     assert_eq!(ids(&stale, &p), ["a/flaky", "b/steady"]);
     assert_eq!(p.candidates[0].breakdown.health.source, Source::Prior);
 }
@@ -535,7 +604,7 @@ fn an_open_circuit_filters_and_a_half_open_one_halves_health() {
     for _ in 0..5 {
         breakers.failure("a/m", now);
     }
-    let p = plan(&snap, &request, 2, &breakers).unwrap();
+    let p = plan(&snap, &request, 2, &breakers, &LocalSignals::default()).unwrap();
     assert_eq!(ids(&snap, &p), ["b/m"]);
     assert!(matches!(
         p.ineligible[0].1,
@@ -550,7 +619,7 @@ fn an_open_circuit_filters_and_a_half_open_one_halves_health() {
     // After the cool-down the breaker half-opens: eligible again, at half health.
     let mut later = chat(test_workload(100, 100), None);
     later.received.unix_ms = now + 5_000;
-    let p = plan(&snap, &later, 2, &breakers).unwrap();
+    let p = plan(&snap, &later, 2, &breakers, &LocalSignals::default()).unwrap();
     let a = p
         .candidates
         .iter()
@@ -587,7 +656,7 @@ fn an_operator_forced_circuit_wins_over_the_breaker() {
     for _ in 0..5 {
         breakers.failure("b/m", now);
     }
-    let p = plan(&snap, &request, 2, &breakers).unwrap();
+    let p = plan(&snap, &request, 2, &breakers, &LocalSignals::default()).unwrap();
     assert_eq!(
         p.ineligible,
         [("a/m".to_owned(), Ineligibility::CircuitForcedOpen)],
@@ -617,7 +686,7 @@ fn an_operator_forced_circuit_wins_over_the_breaker() {
     }
     breakers.apply_overrides(&lifted);
     let lifted = LiveSnapshot::prepare(lifted);
-    let p = plan(&lifted, &request, 2, &breakers).unwrap();
+    let p = plan(&lifted, &request, 2, &breakers, &LocalSignals::default()).unwrap();
     assert!(p.ineligible.is_empty(), "{:?}", p.ineligible);
     assert_eq!(ids(&lifted, &p)[0], "a/m");
 }
@@ -690,8 +759,8 @@ proptest! {
     fn ranking_is_deterministic(targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000) {
         let snap = build(&targets);
         let request = tool_request(input, "balanced");
-        let a = plan(&snap, &request, 3, &Breakers::default()).unwrap();
-        let b = plan(&snap, &request, 3, &Breakers::default()).unwrap();
+        let a = plan(&snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
+        let b = plan(&snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
         prop_assert_eq!(ids(&snap, &a), ids(&snap, &b));
         prop_assert_eq!(chain_ids(&snap, &a), chain_ids(&snap, &b));
         prop_assert_eq!(a.explanation, b.explanation);
@@ -702,7 +771,7 @@ proptest! {
         targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000,
     ) {
         let snap = build(&targets);
-        let plan = plan(&snap, &tool_request(input, "balanced"), 3, &Breakers::default()).unwrap();
+        let plan = plan(&snap, &tool_request(input, "balanced"), 3, &Breakers::default(), &LocalSignals::default()).unwrap();
         let providers: Vec<&str> = plan.candidates.iter().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
         let chain: Vec<&str> = plan.chain().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
         if let Some(primary) = chain.first()
@@ -719,11 +788,11 @@ proptest! {
     ) {
         let before_snap = build(&targets);
         let request = tool_request(input, "balanced");
-        let before = plan(&before_snap, &request, 3, &Breakers::default()).unwrap();
+        let before = plan(&before_snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
         let mut more = targets.clone();
         more.push(Arb { provider: 0, family: 0, region: 0, tier: 2, price: 0.0, context: 1_000_000, tools: false });
         let after_snap = build(&more);
-        let after = plan(&after_snap, &request, 3, &Breakers::default()).unwrap();
+        let after = plan(&after_snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
         prop_assert_eq!(ids(&before_snap, &before), ids(&after_snap, &after));
         prop_assert_eq!(chain_ids(&before_snap, &before), chain_ids(&after_snap, &after));
         let scores = |p: &RoutePlan| p.candidates.iter().map(|c| c.score).collect::<Vec<_>>();
@@ -736,7 +805,7 @@ proptest! {
     ) {
         let snap = build(&targets);
         let request = tool_request(1_000, "balanced");
-        let base = plan(&snap, &request, 3, &Breakers::default()).unwrap();
+        let base = plan(&snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
         let Some(cheapest) = base.candidates.iter().min_by(|a, b| a.breakdown.cost.raw.total_cmp(&b.breakdown.cost.raw)) else {
             return Ok(());
         };
@@ -748,7 +817,7 @@ proptest! {
             s.weights.cost += boost;
         }
         let boosted = LiveSnapshot::prepare(boosted);
-        let after = rank_of(&plan(&boosted, &request, 3, &Breakers::default()).unwrap(), cheapest.target);
+        let after = rank_of(&plan(&boosted, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap(), cheapest.target);
         prop_assert!(after <= before, "rank went from {:?} to {:?}", before, after);
     }
 }
@@ -794,6 +863,7 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         &chat(streamed.clone(), Some("hedged")),
         2,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     let hedge = p.hedge.expect("a hedged strategy with a backup hedges");
@@ -801,7 +871,14 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
     assert_eq!(hedge.delay, Duration::from_millis(600));
     assert!((hedge.max_share - 0.2).abs() < 1e-9);
     // A whole answer also waits for its 150 tokens at the prior 150 tokens/s.
-    let p = plan(&snap, &chat(whole, Some("hedged")), 2, &Breakers::default()).unwrap();
+    let p = plan(
+        &snap,
+        &chat(whole, Some("hedged")),
+        2,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
     assert_eq!(p.hedge.unwrap().delay, Duration::from_millis(2_600));
 
     // Fresh telemetry's p95 wins over the prior.
@@ -829,7 +906,14 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         probe_interval_ms: 0,
     };
     let snap_t = LiveSnapshot::prepare(routing(models.clone()).with_telemetry(telemetry));
-    let p = plan(&snap_t, &request, 2, &Breakers::default()).unwrap();
+    let p = plan(
+        &snap_t,
+        &request,
+        2,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
     assert_eq!(p.hedge.unwrap().delay, Duration::from_millis(250));
     assert!(p.explanation.contains("hedged"), "{}", p.explanation);
 
@@ -839,6 +923,7 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         &chat(streamed.clone(), Some("cost")),
         2,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     assert_eq!(p.hedge, None);
@@ -848,7 +933,133 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         &chat(streamed, Some("hedged")),
         2,
         &Breakers::default(),
+        &LocalSignals::default(),
     )
     .unwrap();
     assert_eq!(p.hedge, None);
+}
+
+#[test]
+fn fleet_verdicts_skip_or_penalise_and_panic_mode_routes_across_all() {
+    let models: Vec<ModelSpec> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|p| model(p, "m", Tier::Standard, 1.0, 100_000))
+        .collect();
+    let request = chat(test_workload(1_000, 100), None);
+    let now = request.received.unix_ms;
+    let verdict = |id: &str, state: HealthState| {
+        let t = TargetTelemetry {
+            target_id: id.into(),
+            state,
+            state_until_ms: now + 10_000,
+            ..Default::default()
+        };
+        (id.to_owned(), t)
+    };
+    let with = |verdicts: Vec<(String, TargetTelemetry)>| {
+        let routing = RoutingSnapshot::new(
+            1,
+            0,
+            0,
+            ["a", "b", "c", "d"].into_iter().map(provider).collect(),
+            models.clone(),
+            builtin_strategies(),
+            "balanced".into(),
+        )
+        .unwrap()
+        .with_telemetry(Telemetry {
+            targets: verdicts.into_iter().collect(),
+            computed_at_ms: now - 1_000,
+            stale_after_ms: 60_000,
+            probe_interval_ms: 0,
+        });
+        LiveSnapshot::prepare(routing)
+    };
+
+    // One ejected, one degraded: the first is skipped with its reason, the second ranks last.
+    let snap = with(vec![
+        verdict("a/m", HealthState::Ejected),
+        verdict("b/m", HealthState::Degraded),
+    ]);
+    let p = plan(
+        &snap,
+        &request,
+        3,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
+    assert_eq!(ids(&snap, &p), ["c/m", "d/m", "b/m"]);
+    assert!(matches!(
+        p.ineligible.as_slice(),
+        [(id, Ineligibility::FleetSkipped { state: HealthState::Ejected, .. })] if id == "a/m"
+    ));
+    assert_eq!(p.candidates[2].breakdown.health.source, Source::Fleet);
+
+    // Three of four skipped would leave fewer than half: panic mode routes across all,
+    // the skipped ones last.
+    let snap = with(vec![
+        verdict("a/m", HealthState::Ejected),
+        verdict("b/m", HealthState::RateLimited),
+        verdict("c/m", HealthState::Ejected),
+    ]);
+    let p = plan(
+        &snap,
+        &request,
+        3,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
+    assert_eq!(ids(&snap, &p)[0], "d/m");
+    assert_eq!(p.candidates.len(), 4);
+    assert!(p.ineligible.is_empty());
+    assert!(p.explanation.contains("panic mode"), "{}", p.explanation);
+
+    // A verdict past its until-time is over.
+    let mut expired = verdict("a/m", HealthState::Ejected);
+    expired.1.state_until_ms = now - 1;
+    let snap = with(vec![expired]);
+    let p = plan(
+        &snap,
+        &request,
+        3,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+    .unwrap();
+    assert_eq!(p.candidates.len(), 4);
+}
+
+#[test]
+fn a_local_first_token_spike_and_load_slow_a_target_down_before_the_fleet_notices() {
+    let models = vec![
+        model("a", "m", Tier::Standard, 1.0, 100_000),
+        model("b", "m", Tier::Standard, 1.0, 100_000),
+    ];
+    let routing = RoutingSnapshot::new(
+        1,
+        0,
+        0,
+        vec![provider("a"), provider("b")],
+        models,
+        builtin_strategies(),
+        "balanced".into(),
+    )
+    .unwrap();
+    let snap = LiveSnapshot::prepare(routing);
+    let request = chat(test_workload(1_000, 100), None);
+    let signals = LocalSignals::default();
+    // Faster than the prior expects: no bonus, the tie stays broken by id.
+    signals.observe_ttft("a/m", 50.0, 0);
+    let p = plan(&snap, &request, 2, &Breakers::default(), &signals).unwrap();
+    assert_eq!(ids(&snap, &p), ["a/m", "b/m"]);
+    // A spike on a, and two attempts in flight on it: b goes first.
+    signals.observe_ttft("a/m", 3_000.0, 1);
+    let _busy = (signals.start("a/m"), signals.start("a/m"));
+    let p = plan(&snap, &request, 2, &Breakers::default(), &signals).unwrap();
+    assert_eq!(ids(&snap, &p), ["b/m", "a/m"]);
+    let a = &p.candidates[1].breakdown.speed;
+    assert_eq!(a.source, Source::Local);
+    assert!(a.raw > 9_000.0, "{}", a.raw);
 }
