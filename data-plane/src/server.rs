@@ -140,6 +140,7 @@ pub async fn start(
             cell: snapshot.clone(),
             client,
             samples: probe_results,
+            breakers: breakers.clone(),
         }
         .run(shutdown.clone()),
     );

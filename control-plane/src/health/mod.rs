@@ -100,9 +100,11 @@ impl Aggregator {
             .iter()
             .map(|t| {
                 let series = self.series.get(&t.id).unwrap_or(&empty);
-                series
-                    .rollup(now_ms, WINDOWS[JUDGE], evidence(&self.states, &t.id))
-                    .counts
+                let since = evidence(&self.states, &t.id);
+                let mut counts = series.rollup(now_ms, WINDOWS[JUDGE], since).counts;
+                // A run of failures counts as it stands now, not as it once stood.
+                counts.consecutive_failures = series.latest_run(now_ms, WINDOWS[JUDGE], since);
+                counts
             })
             .collect();
         let judged_rates: Vec<Option<f64>> = recent

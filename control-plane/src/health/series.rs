@@ -77,6 +77,17 @@ impl Series {
         rollup
     }
 
+    /// The newest bucket's runs of failures, if it falls within the last
+    /// `seconds` and after `not_before_ms`: what the nodes say right now.
+    pub fn latest_run(&self, now_ms: i64, seconds: u32, not_before_ms: i64) -> u64 {
+        let first =
+            (now_ms.div_euclid(1000) - i64::from(seconds)).max(not_before_ms.div_euclid(1000));
+        self.buckets
+            .back()
+            .filter(|b| b.second > first)
+            .map_or(0, |b| b.counts.consecutive_failures)
+    }
+
     /// When the target last had an attempt, in Unix ms; 0 for never (within the horizon).
     pub fn last_seen_ms(&self) -> i64 {
         self.buckets.back().map_or(0, |b| b.second * 1000)

@@ -22,6 +22,8 @@ pub struct HealthConfig {
     pub min_requests: u64,
     /// Failure share that ejects.
     pub eject_failure_rate: f64,
+    /// Failures in a row on one data plane that eject (its breaker opens at the same count).
+    pub eject_consecutive_failures: u64,
     /// Below the peers' success rate by more than this (or 1.9 standard
     /// deviations, if more) is an outlier.
     pub degraded_margin: f64,
@@ -42,6 +44,7 @@ impl Default for HealthConfig {
         Self {
             min_requests: 5,
             eject_failure_rate: 0.5,
+            eject_consecutive_failures: 5,
             degraded_margin: 0.1,
             enter_degraded_after: 2,
             leave_degraded_after: 5,
@@ -204,23 +207,29 @@ impl TargetState {
             return;
         }
 
-        if judged >= config.min_requests {
-            let success_rate = 1.0 - failure_rate;
-            if failure_rate >= config.eject_failure_rate {
-                let why = format!(
+        let run = recent.consecutive_failures;
+        let failing = judged >= config.min_requests && failure_rate >= config.eject_failure_rate;
+        if failing || run >= config.eject_consecutive_failures {
+            let why = if failing {
+                format!(
                     "{} of {judged} attempts failed in the last 10 s",
                     recent.failures()
+                )
+            } else {
+                format!("{run} failures in a row on a data plane")
+            };
+            if may_eject {
+                self.eject(now_ms, config, why);
+            } else {
+                let reason = format!(
+                    "{why}; not ejected: that would leave fewer than half of its model's targets"
                 );
-                if may_eject {
-                    self.eject(now_ms, config, why);
-                } else {
-                    let reason = format!(
-                        "{why}; not ejected: that would leave fewer than half of its model's targets"
-                    );
-                    self.enter(HealthState::Degraded, now_ms, 0, reason);
-                }
-                return;
+                self.enter(HealthState::Degraded, now_ms, 0, reason);
             }
+            return;
+        }
+        if judged >= config.min_requests {
+            let success_rate = 1.0 - failure_rate;
             let floor = baseline.success_rate - baseline.margin;
             if success_rate < floor {
                 self.bad_streak += 1;
@@ -312,6 +321,17 @@ mod tests {
         // Calm minutes forgive past ejections.
         s.step(95_000, &counts(20, 0, 0), PEERS, true, &config);
         assert_eq!(s.ejections, 1);
+    }
+
+    #[test]
+    fn a_run_of_failures_on_one_node_ejects_even_when_the_window_looks_mixed() {
+        let config = HealthConfig::default();
+        let mut s = TargetState::new(0);
+        let mut mixed = counts(10, 6, 0);
+        mixed.consecutive_failures = 5;
+        s.step(1_000, &mixed, PEERS, true, &config);
+        assert_eq!(s.state, HealthState::Ejected);
+        assert!(s.reason.contains("5 failures in a row"), "{}", s.reason);
     }
 
     #[test]

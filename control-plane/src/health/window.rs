@@ -27,6 +27,8 @@ pub struct Counts {
     pub tpot_ms: QuantileSketch,
     /// Latest Retry-After a 429 asked for (Unix ms); 0 when none.
     pub retry_after_until_ms: i64,
+    /// The longest run of failures any node reported at a window's end.
+    pub consecutive_failures: u64,
 }
 
 impl Counts {
@@ -42,6 +44,7 @@ impl Counts {
         self.ttft_ms.merge(&other.ttft_ms);
         self.tpot_ms.merge(&other.tpot_ms);
         self.retry_after_until_ms = self.retry_after_until_ms.max(other.retry_after_until_ms);
+        self.consecutive_failures = self.consecutive_failures.max(other.consecutive_failures);
     }
 
     pub fn rate_limited(&self) -> u64 {
@@ -133,6 +136,7 @@ impl TryFrom<&pb::HealthWindow> for WindowRecord {
                 .as_ref()
                 .map(timestamp_to_millis)
                 .unwrap_or_default(),
+            consecutive_failures: w.consecutive_failures,
         };
         let outcomes = counts.successes.checked_add(counts.errors.values().sum());
         if outcomes.is_none_or(|n| n > counts.attempts)
