@@ -360,6 +360,23 @@ impl Breakers {
         }
     }
 
+    /// An active probe, sent after the breaker opened, succeeded: unlike a
+    /// late answer, it proves the target is back, so the breaker closes even
+    /// while cooling down.
+    pub fn probe_succeeded(&self, target: &str) {
+        let Some(breaker) = self.get(target) else {
+            return;
+        };
+        if breaker.overridden() {
+            return;
+        }
+        breaker.consecutive_failures.store(0, Ordering::Release);
+        let until = breaker.open_until_ms.load(Ordering::Acquire);
+        if until != 0 {
+            breaker.close(until);
+        }
+    }
+
     /// A failure that says something about the target (not the request, not the client).
     pub fn failure(&self, target: &str, now_ms: i64) {
         let breaker = self.get_or_create(target);
@@ -405,6 +422,20 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_good_active_probe_closes_the_breaker_even_while_it_cools_down() {
+        let b = Breakers::default();
+        for _ in 0..OPEN_AFTER {
+            b.failure("t", 0);
+        }
+        assert!(matches!(b.state("t", 1), State::Open { .. }));
+        // A late answer does not close it; a probe does.
+        b.success_at("t", 1);
+        assert!(matches!(b.state("t", 1), State::Open { .. }));
+        b.probe_succeeded("t");
+        assert_eq!(b.state("t", 1), State::Closed);
+    }
 
     #[test]
     fn opens_after_consecutive_failures_half_opens_after_cool_down_and_closes_on_a_good_probe() {

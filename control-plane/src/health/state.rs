@@ -131,6 +131,20 @@ impl TargetState {
         self.enter(HealthState::Ejected, now_ms, now_ms + span, reason);
     }
 
+    fn good_evaluation(
+        &mut self,
+        now_ms: i64,
+        config: &HealthConfig,
+        why: impl FnOnce() -> String,
+    ) {
+        self.good_streak += 1;
+        self.bad_streak = 0;
+        if self.state == HealthState::Degraded && self.good_streak >= config.leave_degraded_after {
+            let reason = format!("{} for {} evaluations", why(), self.good_streak);
+            self.enter(HealthState::Healthy, now_ms, 0, reason);
+        }
+    }
+
     /// One evaluation. `recent` holds the windows since `evidence_since_ms`
     /// within the evaluation window; `may_eject` is false when ejecting would
     /// leave fewer than half of a model's targets.
@@ -246,19 +260,17 @@ impl TargetState {
                     self.enter(HealthState::Degraded, now_ms, 0, reason);
                 }
             } else if success_rate >= baseline.success_rate - baseline.margin / 2.0 {
-                self.good_streak += 1;
-                self.bad_streak = 0;
-                if self.state == HealthState::Degraded
-                    && self.good_streak >= config.leave_degraded_after
-                {
-                    let reason = format!(
-                        "success rate {:.1} % back in line with its peers for {} evaluations",
-                        success_rate * 100.0,
-                        self.good_streak
-                    );
-                    self.enter(HealthState::Healthy, now_ms, 0, reason);
-                }
+                self.good_evaluation(now_ms, config, || {
+                    format!(
+                        "success rate {:.1} % back in line with its peers",
+                        success_rate * 100.0
+                    )
+                });
             }
+        } else if recent.failures() == 0 {
+            // Too little traffic to judge, and nothing against it: a degraded
+            // target that routing now avoids must not stay degraded for want of evidence.
+            self.good_evaluation(now_ms, config, || "no failures since".to_owned());
         }
 
         if now_ms - self.forgiven_at_ms >= ms(config.forgive_after) {
@@ -381,9 +393,25 @@ mod tests {
         }
         s.step(8_000, &counts(100, 0, 0), PEERS, true, &config);
         assert_eq!(s.state, HealthState::Healthy);
-        // Too little evidence judges nothing.
+        // Too little evidence judges nothing…
         let mut quiet = TargetState::new(0);
         quiet.step(1_000, &counts(0, 4, 0), PEERS, true, &config);
         assert_eq!(quiet.state, HealthState::Healthy);
+        // …but a degraded target that routing avoids recovers once failures stop.
+        s.step(9_000, &poor, PEERS, true, &config);
+        s.step(10_000, &poor, PEERS, true, &config);
+        assert_eq!(s.state, HealthState::Degraded);
+        for t in 0..4 {
+            s.step(11_000 + t * 1000, &counts(0, 1, 0), PEERS, true, &config);
+            assert_eq!(
+                s.state,
+                HealthState::Degraded,
+                "a failure keeps it degraded"
+            );
+        }
+        for t in 0..5 {
+            s.step(20_000 + t * 1000, &counts(1, 0, 0), PEERS, true, &config);
+        }
+        assert_eq!(s.state, HealthState::Healthy);
     }
 }

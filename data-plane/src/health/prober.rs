@@ -154,7 +154,7 @@ impl Probe {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let error_class = match &result {
             Ok(_) => {
-                self.breakers.success(&self.target_id);
+                self.breakers.probe_succeeded(&self.target_id);
                 None
             }
             Err(e) => {

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use sqlx::Connection;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::cluster_service_client::ClusterServiceClient;
+use switchyard_proto::v1::health_service_client::HealthServiceClient;
 use switchyard_proto::v1::inference_service_client::InferenceServiceClient;
 use switchyard_proto::v1::registry_service_client::RegistryServiceClient;
 use switchyard_proto::v1::trace_service_client::TraceServiceClient;
@@ -127,6 +128,11 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub async fn start(bootstrap_yaml: &str) -> anyhow::Result<Self> {
+        Self::start_with(bootstrap_yaml, &[]).await
+    }
+
+    /// Starts with further flags, e.g. shorter health timings.
+    pub async fn start_with(bootstrap_yaml: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let database_url = fresh_database().await?;
         let port = free_port();
         let dir = tempfile::tempdir()?;
@@ -145,7 +151,10 @@ impl ControlPlane {
             "500ms".into(),
             "--quality-interval".into(),
             "300ms".into(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|a| (*a).to_owned()))
+        .collect::<Vec<String>>();
         let addr = format!("http://127.0.0.1:{port}");
         let process = spawn_control_plane(&args, &addr).await?;
         Ok(Self {
@@ -183,6 +192,10 @@ impl ControlPlane {
 
     pub async fn traces(&self) -> TraceServiceClient<Channel> {
         TraceServiceClient::new(self.channel().await)
+    }
+
+    pub async fn health(&self) -> HealthServiceClient<Channel> {
+        HealthServiceClient::new(self.channel().await)
     }
 
     pub async fn cluster(&self) -> ClusterServiceClient<Channel> {
@@ -236,6 +249,11 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub async fn start(control_plane: &ControlPlane) -> anyhow::Result<Self> {
+        Self::start_as(control_plane, "test-dp").await
+    }
+
+    /// Starts one of several data planes, each with its own node id.
+    pub async fn start_as(control_plane: &ControlPlane, node_id: &str) -> anyhow::Result<Self> {
         let (http_port, grpc_port) = (free_port(), free_port());
         let args = vec![
             "--http-listen".into(),
@@ -245,7 +263,7 @@ impl DataPlane {
             "--control-plane".into(),
             control_plane.addr.clone(),
             "--node-id".into(),
-            "test-dp".into(),
+            node_id.into(),
             "--max-body-bytes".into(),
             "65536".into(),
         ];
@@ -256,6 +274,8 @@ impl DataPlane {
                 ("MOCK_API_KEY", MOCK_KEY.to_owned()),
                 // Short, so tests of a stalled provider run quickly.
                 ("SWITCHYARD_FIRST_TOKEN_TIMEOUT", "1s".to_owned()),
+                // Short, so the fleet's view follows quickly.
+                ("SWITCHYARD_HEALTH_WINDOW", "500ms".to_owned()),
             ],
         )?;
         let http = format!("http://127.0.0.1:{http_port}");
