@@ -116,6 +116,28 @@ async fn a_registry_change_reaches_the_data_plane_as_a_new_acked_snapshot() {
     panic!("the data plane never acked the newest version");
 }
 
+/// The snapshot version once the control plane's first fleet telemetry (which
+/// publishes versions of its own) has gone out: unchanged for 1.5 s.
+async fn settled_version(cp: &ControlPlane) -> u64 {
+    let mut cluster = cp.cluster().await;
+    let mut last = (0, std::time::Instant::now());
+    for _ in 0..100 {
+        let version = cluster
+            .status(pb::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshot_version;
+        if version != last.0 {
+            last = (version, std::time::Instant::now());
+        } else if last.1.elapsed() >= Duration::from_millis(1500) {
+            return version;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the snapshot version never settled");
+}
+
 #[tokio::test]
 async fn registry_validation_names_the_bad_field_and_changes_nothing() {
     let mock = MockProvider::start().await.unwrap();
@@ -123,14 +145,7 @@ async fn registry_validation_names_the_bad_field_and_changes_nothing() {
         .await
         .unwrap();
     let mut registry = cp.registry().await;
-    let revision_before = cp
-        .cluster()
-        .await
-        .status(pb::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot_version;
+    let revision_before = settled_version(&cp).await;
 
     let bad_url = pb::Provider {
         name: "beta".into(),
