@@ -104,17 +104,26 @@ struct Spool {
     next_batch: u64,
     unacked: BTreeMap<u64, Batch>,
     traces: usize,
+    windows: usize,
 }
+
+/// Health windows kept while unacked. Past it the oldest go first: the control
+/// plane judges on minutes of windows, so old ones are worth little, and unlike
+/// traces they are aggregates nobody asks for one by one.
+const MAX_SPOOLED_WINDOWS: usize = 20_000;
 
 impl Spool {
     fn add(&mut self, batch: Batch, capacity: usize, metrics: &Metrics) -> u64 {
         self.next_batch += 1;
         self.traces += batch.traces.len();
+        self.windows += batch.health.len();
         self.unacked.insert(self.next_batch, batch);
+        self.shed_windows();
         while self.traces > capacity {
             let Some((_, oldest)) = self.unacked.pop_first() else {
                 break;
             };
+            self.windows -= oldest.health.len();
             let oldest = oldest.traces;
             self.traces -= oldest.len();
             metrics.traces_dropped.inc_by(oldest.len() as u64);
@@ -129,9 +138,34 @@ impl Spool {
         self.next_batch
     }
 
+    /// Drops the oldest batches' health windows while there are too many;
+    /// a batch left with nothing goes.
+    fn shed_windows(&mut self) {
+        let mut shed = 0;
+        while self.windows > MAX_SPOOLED_WINDOWS {
+            let Some((&id, oldest)) = self.unacked.iter_mut().find(|(_, b)| !b.health.is_empty())
+            else {
+                break;
+            };
+            shed += oldest.health.len();
+            self.windows -= oldest.health.len();
+            oldest.health.clear();
+            if oldest.traces.is_empty() {
+                self.unacked.remove(&id);
+            }
+        }
+        if shed > 0 {
+            tracing::warn!(
+                shed,
+                "health window spool full: dropped the oldest unacked windows"
+            );
+        }
+    }
+
     fn ack(&mut self, batch_id: u64, metrics: &Metrics) {
         if let Some(batch) = self.unacked.remove(&batch_id) {
             self.traces -= batch.traces.len();
+            self.windows -= batch.health.len();
         }
         metrics
             .trace_spool_depth
@@ -290,5 +324,36 @@ async fn next_ack(
     match conn {
         Some(c) => c.acks.message().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(traces: usize, windows: usize) -> Batch {
+        Batch {
+            traces: vec![pb::Trace::default(); traces],
+            health: vec![pb::HealthWindow::default(); windows],
+        }
+    }
+
+    #[test]
+    fn old_health_windows_are_shed_first_and_traces_are_kept() {
+        let metrics = Metrics::new();
+        let mut spool = Spool::default();
+        let only_windows = spool.add(batch(0, 10_000), 100, &metrics);
+        let with_traces = spool.add(batch(5, 10_000), 100, &metrics);
+        assert_eq!(spool.windows, 20_000);
+        spool.add(batch(0, 1), 100, &metrics);
+        // The oldest windows went, and their batch with them; the traces stay.
+        assert!(!spool.unacked.contains_key(&only_windows));
+        assert_eq!((spool.windows, spool.traces), (10_001, 5));
+        spool.add(batch(0, 10_000), 100, &metrics);
+        let kept = &spool.unacked[&with_traces];
+        assert_eq!((kept.traces.len(), kept.health.len()), (5, 0));
+        assert_eq!(spool.windows, 10_001);
+        spool.ack(with_traces, &metrics);
+        assert_eq!(spool.traces, 0);
     }
 }
