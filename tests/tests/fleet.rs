@@ -488,3 +488,79 @@ async fn a_failing_target_is_ejected_by_the_fleet_and_wins_its_traffic_back_afte
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_burst_that_removes_most_targets_is_held_until_the_registry_still_says_so() {
+    let mock = MockProvider::start().await.unwrap();
+    let url = mock.base_url();
+    let cp = ControlPlane::start_with(
+        &registry_yaml(&[("p1", &url), ("p2", &url), ("p3", &url), ("p4", &url)]),
+        &["--mass-removal-hold", "3s"],
+    )
+    .await
+    .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let route = |dp_grpc: String| async move {
+        let channel = tonic::transport::Channel::from_shared(dp_grpc)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        switchyard_proto::v1::inference_service_client::InferenceServiceClient::new(channel)
+            .route(pb::CompleteRequest {
+                model: "mock-model".into(),
+                messages: vec![pb::ChatMessage {
+                    role: "user".into(),
+                    content: "hi".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .candidates
+            .len()
+    };
+    assert_eq!(route(dp.grpc.clone()).await, 4);
+
+    // Three of four targets deleted at once: the writes succeed, the snapshot waits.
+    let deletes: Vec<_> = ["p1", "p2", "p3"]
+        .into_iter()
+        .map(|p| {
+            let cp_registry = cp.registry();
+            async move {
+                cp_registry
+                    .await
+                    .delete_model(pb::DeleteModelRequest {
+                        provider: p.into(),
+                        name: "mock-model".into(),
+                    })
+                    .await
+                    .unwrap()
+            }
+        })
+        .collect();
+    futures::future::join_all(deletes).await;
+    let held_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        route(dp.grpc.clone()).await,
+        4,
+        "the mass removal was published at once"
+    );
+
+    // Still what the registry says after the hold: published.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while route(dp.grpc.clone()).await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the held snapshot was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        held_at.elapsed() >= Duration::from_secs(2),
+        "published before the hold ended"
+    );
+}
