@@ -40,7 +40,8 @@ impl Sample {
             .enumerate()
             .filter(|(_, a)| a.error_class != CANCELLED)
             .map(move |(i, a)| {
-                let answered = a.success && a.target_id == trace.final_target;
+                // Only a stream shows the pace of its tokens; a whole answer arrives at once.
+                let answered = a.success && a.target_id == trace.final_target && trace.stream;
                 let tpot_ms = if answered && trace.tokens_out > 1 && a.ttft_ms > 0 {
                     a.duration_ms.saturating_sub(a.ttft_ms) as f64 / (trace.tokens_out - 1) as f64
                 } else {
@@ -199,6 +200,7 @@ mod tests {
     fn traces_become_windows_with_429s_apart_and_cancellations_left_out() {
         let trace = pb::Trace {
             final_target: "b/m".into(),
+            stream: true,
             tokens_out: 11,
             attempts: vec![
                 attempt("a/m", false, pb::ErrorClass::RateLimited, 10),

@@ -119,12 +119,13 @@ impl QuantileSketch {
     }
 
     /// The value at quantile `q` in [0, 1], within the relative accuracy of the
-    /// true one (the value of rank floor(q × (n − 1)) among the n added); 0 when empty.
+    /// true one: the nearest-rank value, the ⌈q × n⌉-th smallest of the n added
+    /// (so the p99 of two values is the larger); 0 when empty.
     pub fn quantile(&self, q: f64) -> f64 {
         if self.count == 0 {
             return 0.0;
         }
-        let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).clamp(1, self.count) - 1;
         let mut seen = self.zero_count;
         if rank < seen {
             return self.min.max(0.0).min(MIN_INDEXABLE);
@@ -213,7 +214,8 @@ mod tests {
     use super::*;
 
     fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
     }
 
     fn within(estimate: f64, truth: f64) -> bool {
@@ -278,5 +280,10 @@ mod tests {
         assert!(s.is_empty());
         s.add(1e12);
         assert!(within(s.quantile(0.5), 1e12));
+        // Nearest rank: the tail of two values is the larger one.
+        let mut two = QuantileSketch::new();
+        two.add(50.0);
+        two.add(160.0);
+        assert!(within(two.quantile(0.99), 160.0) && within(two.quantile(0.5), 50.0));
     }
 }
