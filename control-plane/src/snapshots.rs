@@ -90,13 +90,17 @@ fn enabled_targets(snapshot: &RoutingSnapshot) -> HashSet<String> {
         .collect()
 }
 
+/// What a debounced publication produced: the version, or whether the
+/// registry was at fault and why not.
+type Published = Result<u64, (bool, String)>;
+
 /// Registry writes waiting for the next debounced publication.
 struct Debounce {
     /// Bumped by every request.
     requested: AtomicU64,
     wake: Notify,
     /// The last request served, with the version it produced or why none.
-    done: watch::Sender<(u64, Result<u64, (bool, String)>)>,
+    done: watch::Sender<(u64, Published)>,
 }
 
 pub struct SnapshotPublisher {

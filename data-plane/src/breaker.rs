@@ -344,7 +344,8 @@ impl Breakers {
         self.success_at(target, unix_now_ms());
     }
 
-    fn success_at(&self, target: &str, now_ms: i64) {
+    /// A success at `now_ms` (for callers with their own clock).
+    pub fn success_at(&self, target: &str, now_ms: i64) {
         let breaker = self.get_or_create(target);
         if breaker.overridden() {
             return;

@@ -116,7 +116,7 @@ impl TryFrom<&pb::HealthWindow> for WindowRecord {
                 || e.error_class == CANCELLED
             {
                 return Err(ValidationError::new(
-                    &format!("errors[{i}].error_class"),
+                    format!("errors[{i}].error_class"),
                     format!("{} is not a failure class", e.error_class),
                 ));
             }

@@ -3,7 +3,11 @@
 //! sample at once and forgets it gradually, so a target that turns slow is
 //! avoided now, not after the fleet notices. Multiplied by the attempts in
 //! flight (plus one, for the request being scored), it is the load-aware cost
-//! the speed dimension adds when it exceeds the fleet's expectation.
+//! the speed dimension adds when it exceeds the fleet's expectation. Hosted
+//! models answer many requests side by side, so in-flight counts are taken
+//! relative to the target's usual level here (an average over recent
+//! attempts): a steady 20 in flight costs nothing, a sudden surge to 40 costs
+//! about 70 % more.
 //! (Consecutive failures are the breakers' part: they eject passively.)
 //! Lock-free on the request path, like the breakers.
 
@@ -16,9 +20,14 @@ use arc_swap::ArcSwap;
 /// How fast old samples fade, in milliseconds.
 const DECAY_MS: f64 = 10_000.0;
 
+/// Weight of each new in-flight sample in the usual level.
+const USUAL_WEIGHT: f64 = 0.02;
+
 #[derive(Debug, Default)]
 struct Signal {
     inflight: AtomicI64,
+    /// f64 bits of the usual number in flight when an attempt starts.
+    usual_bits: AtomicU64,
     /// f64 bits of the EWMA, in milliseconds; 0 before the first sample.
     ewma_bits: AtomicU64,
     stamp_ms: AtomicI64,
@@ -29,12 +38,15 @@ struct Signal {
 pub struct LocalView {
     pub ttft_ewma_ms: f64,
     pub inflight: u32,
+    /// How many are usually in flight when an attempt starts.
+    pub usual_inflight: f64,
 }
 
 impl LocalView {
-    /// Expected wait for a first token here: the EWMA times the queue ahead, plus one.
+    /// Expected wait for a first token here: the EWMA times the load ahead
+    /// (the attempts in flight plus this one) relative to the usual load.
     pub fn cost_ms(&self) -> f64 {
-        self.ttft_ewma_ms * f64::from(self.inflight + 1)
+        self.ttft_ewma_ms * (f64::from(self.inflight) + 1.0) / (self.usual_inflight + 1.0)
     }
 }
 
@@ -71,7 +83,11 @@ impl LocalSignals {
     /// Marks an attempt on `target` in flight until the guard is dropped.
     pub fn start(&self, target: &str) -> InFlight {
         let signal = self.get_or_create(target);
-        signal.inflight.fetch_add(1, Ordering::Relaxed);
+        let ahead = signal.inflight.fetch_add(1, Ordering::Relaxed).max(0) as f64;
+        let usual = f64::from_bits(signal.usual_bits.load(Ordering::Relaxed));
+        // Racing starters may lose an update; the average stays fair.
+        let next = usual + (ahead - usual) * USUAL_WEIGHT;
+        signal.usual_bits.store(next.to_bits(), Ordering::Relaxed);
         InFlight(signal)
     }
 
@@ -102,6 +118,7 @@ impl LocalSignals {
         (ewma > 0.0).then(|| LocalView {
             ttft_ewma_ms: ewma,
             inflight: u32::try_from(s.inflight.load(Ordering::Relaxed).max(0)).unwrap_or(u32::MAX),
+            usual_inflight: f64::from_bits(s.usual_bits.load(Ordering::Relaxed)),
         })
     }
 }
@@ -127,14 +144,29 @@ mod tests {
     }
 
     #[test]
-    fn attempts_in_flight_multiply_the_cost() {
+    fn a_surge_above_the_usual_load_multiplies_the_cost_and_a_steady_load_does_not() {
         let s = LocalSignals::default();
         s.observe_ttft("t", 200.0, 0);
         let a = s.start("t");
         let b = s.start("t");
-        assert_eq!(s.view("t").unwrap().cost_ms(), 600.0);
+        // New to the target: the usual level is still about zero.
+        let cost = s.view("t").unwrap().cost_ms();
+        assert!((580.0..=600.0).contains(&cost), "{cost}");
         drop(a);
         drop(b);
-        assert_eq!(s.view("t").unwrap().cost_ms(), 200.0);
+        // A steady 20 in flight becomes the usual level and costs nothing extra.
+        let steady: Vec<_> = (0..20).map(|_| s.start("t")).collect();
+        for _ in 0..500 {
+            drop(s.start("t"));
+        }
+        let view = s.view("t").unwrap();
+        assert_eq!(view.inflight, 20);
+        assert!((view.cost_ms() - 200.0).abs() < 10.0, "{view:?}");
+        // A sudden surge to twice that raises it by about 70 % (the surge
+        // itself lifts the usual level a little as its attempts start).
+        let surge: Vec<_> = (0..21).map(|_| s.start("t")).collect();
+        let cost = s.view("t").unwrap().cost_ms();
+        assert!((320.0..=360.0).contains(&cost), "{cost}");
+        drop((steady, surge));
     }
 }

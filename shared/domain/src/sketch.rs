@@ -128,7 +128,7 @@ impl QuantileSketch {
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).clamp(1, self.count) - 1;
         let mut seen = self.zero_count;
         if rank < seen {
-            return self.min.max(0.0).min(MIN_INDEXABLE);
+            return self.min.clamp(0.0, MIN_INDEXABLE);
         }
         for (i, &c) in self.counts.iter().enumerate() {
             seen += c;
