@@ -170,10 +170,7 @@ impl Aggregator {
             }
 
             let series = self.series.get(&target.id).unwrap_or(&empty);
-            let windows: Vec<Rollup> = WINDOWS
-                .iter()
-                .map(|&seconds| series.rollup(now_ms, seconds, state.evidence_since_ms))
-                .collect();
+            let windows = series.rollups(now_ms, &WINDOWS, state.evidence_since_ms);
             let idle_ms = i64::try_from(self.probe_idle.as_millis()).unwrap_or(i64::MAX);
             let last_seen = series.last_seen_ms();
             let probe = target.enabled

@@ -62,19 +62,31 @@ impl Series {
     /// The last `seconds` up to `now_ms`, counting only windows that ended at
     /// or after `not_before_ms` (evidence older than a state change is moot).
     pub fn rollup(&self, now_ms: i64, seconds: u32, not_before_ms: i64) -> Rollup {
-        let first =
-            (now_ms.div_euclid(1000) - i64::from(seconds)).max(not_before_ms.div_euclid(1000));
-        let mut rollup = Rollup {
-            seconds,
-            ..Default::default()
-        };
+        self.rollups(now_ms, &[seconds], not_before_ms).remove(0)
+    }
+
+    /// Several windows at once, shortest first (`spans` ascending): each one
+    /// extends the one before, so every bucket is merged once.
+    pub fn rollups(&self, now_ms: i64, spans: &[u32], not_before_ms: i64) -> Vec<Rollup> {
+        let now_s = now_ms.div_euclid(1000);
+        let floor = not_before_ms.div_euclid(1000);
+        let mut out = Vec::with_capacity(spans.len());
+        let mut counts = Counts::default();
         let mut nodes = BTreeSet::new();
-        for bucket in self.buckets.iter().rev().take_while(|b| b.second > first) {
-            rollup.counts.merge(&bucket.counts);
-            nodes.extend(bucket.nodes.iter());
+        let mut newest_first = self.buckets.iter().rev().peekable();
+        for &seconds in spans {
+            let first = (now_s - i64::from(seconds)).max(floor);
+            while let Some(bucket) = newest_first.next_if(|b| b.second > first) {
+                counts.merge(&bucket.counts);
+                nodes.extend(bucket.nodes.iter());
+            }
+            out.push(Rollup {
+                seconds,
+                counts: counts.clone(),
+                nodes: nodes.len(),
+            });
         }
-        rollup.nodes = nodes.len();
-        rollup
+        out
     }
 
     /// The newest bucket's runs of failures, if it falls within the last
@@ -125,6 +137,12 @@ mod tests {
         assert_eq!((ten.counts.attempts, ten.nodes), (7, 2));
         assert_eq!(s.rollup(101_000, 3, 0).counts.attempts, 6);
         assert_eq!(s.rollup(101_000, 10, 99_000).counts.attempts, 6);
+        let nested: Vec<u64> = s
+            .rollups(101_000, &[3, 10], 0)
+            .iter()
+            .map(|r| r.counts.attempts)
+            .collect();
+        assert_eq!(nested, [6, 7]);
         s.prune(101_000 + 1000 * HORIZON_SECONDS - 2000);
         assert_eq!(s.rollup(399_000, 300, 0).counts.attempts, 6);
         s.prune(200_000 + 1000 * HORIZON_SECONDS);

@@ -104,15 +104,30 @@ impl QuantileSketch {
         self.offset += excess as i32;
     }
 
-    /// Adds every value `other` holds.
+    /// Adds every value `other` holds: one resize, then aligned counts added
+    /// (merging is what the aggregator does most).
     pub fn merge(&mut self, other: &Self) {
         if other.count == 0 {
             return;
         }
-        for (i, &c) in other.counts.iter().enumerate() {
-            if c > 0 {
-                self.bump(other.offset + i as i32, c);
+        if !other.counts.is_empty() {
+            if self.counts.is_empty() {
+                self.offset = other.offset;
             }
+            let low = self.offset.min(other.offset);
+            let high = (self.offset + self.counts.len() as i32)
+                .max(other.offset + other.counts.len() as i32);
+            if low < self.offset {
+                let grow = (self.offset - low) as usize;
+                self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+                self.offset = low;
+            }
+            self.counts.resize((high - low) as usize, 0);
+            let at = (other.offset - self.offset) as usize;
+            for (mine, theirs) in self.counts[at..].iter_mut().zip(&other.counts) {
+                *mine += theirs;
+            }
+            self.fold_lowest();
         }
         self.zero_count += other.zero_count;
         self.note(other.min, other.max, other.count, other.sum);
