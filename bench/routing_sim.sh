@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the routing-quality simulation in release mode and runs it: a seeded
 # market of drifting targets with an outage, served by Switchyard's real
-# scoring, breakers, local signals and fleet-health aggregation in virtual
-# time, against an oracle and three baselines. Takes seconds once built.
+# scoring, breakers, local signals, probe schedule and fleet-health
+# aggregation in virtual time, against an oracle and three baselines. Takes
+# seconds once built.
 #
 #   ./bench/routing_sim.sh                      # print the report
 #   ./bench/routing_sim.sh --write              # ... and put it into bench/README.md

@@ -1,10 +1,10 @@
 //! `switchyard-routing-sim`: routing quality in a simulated market. A seeded
 //! market of five targets serving one alias, whose latency, error rate and
 //! price drift, one of which has a one-minute outage and recovers, is served
-//! by Switchyard's real data-plane scoring, circuit breakers and local
-//! signals on four simulated data planes, fed by the real control-plane
-//! health aggregation through snapshots published with production's delays,
-//! all in virtual time. The same market is served by an oracle that knows
+//! by Switchyard's real data-plane scoring, circuit breakers, local signals
+//! and probe schedule on four simulated data planes, fed by the real
+//! control-plane health aggregation through snapshots published with
+//! production's delays, all in virtual time. The same market is served by an oracle that knows
 //! the true state and by three baselines (fixed priority, round robin,
 //! latency EWMA). It prints a markdown report: utility as a share of the
 //! oracle's, requests sent into the outage, time to shift traffic away and

@@ -1,6 +1,6 @@
 //! The routing-quality simulation: a seeded market of drifting targets with
 //! an outage, driven through Switchyard's real scoring, breakers, local
-//! signals and fleet-health aggregation in virtual time, and through an
+//! signals, probe schedule and fleet-health aggregation in virtual time, and through an
 //! oracle and three baselines on the very same market. See the README's
 //! "Routing quality (simulation)" section for what is measured and why.
 
@@ -239,7 +239,7 @@ pub fn simulate(seed: u64) -> anyhow::Result<Simulated> {
             "Switchyard, no in-flight count",
             switchyard::Options {
                 in_flight: false,
-                peak_ewma: true,
+                ..switchyard::Options::default()
             },
         ),
         (
@@ -247,6 +247,14 @@ pub fn simulate(seed: u64) -> anyhow::Result<Simulated> {
             switchyard::Options {
                 in_flight: false,
                 peak_ewma: false,
+                ..switchyard::Options::default()
+            },
+        ),
+        (
+            "Switchyard, no probes to open breakers",
+            switchyard::Options {
+                probes_to_open_breakers: false,
+                ..switchyard::Options::default()
             },
         ),
     ] {

@@ -21,10 +21,7 @@ use switchyard_domain::{
 
 use super::market::{ALIAS, INPUT_TOKENS, Market, OUTPUT_TOKENS, PROFILES};
 
-/// Virtual time 0 in Unix milliseconds. Fixed, so runs repeat exactly, and
-/// in the past, so that `Breakers::success`, which reads the wall clock
-/// rather than taking the time, always sees a cool-down as over (see the
-/// README's caveats).
+/// Virtual time 0 in Unix milliseconds. Fixed, so runs repeat exactly.
 pub const EPOCH_MS: i64 = 1_600_000_000_000;
 
 /// Fallback chain length (the data plane's default `--fallback-chain`).

@@ -10,10 +10,12 @@ use switchyard_domain::HealthState;
 
 use super::market::{Market, PROFILES, utility};
 use super::switchyard::{
-    DEBOUNCE_MS, EVALUATE_MS, PROPAGATION_MS, REPORT_MS, STALE_AFTER_MS, TELEMETRY_REFRESH_MS,
-    WINDOW_MS,
+    Closing, DEBOUNCE_MS, EVALUATE_MS, Inside, PROPAGATION_MS, REPORT_MS, ROUTE_WINDOW_MS,
+    STALE_AFTER_MS, TELEMETRY_REFRESH_MS, WINDOW_MS,
 };
-use super::{AWAY_SHARE, BEFORE_MS, GRACE_MS, Kind, Outcome, SHARE_WINDOW_MS, Simulated};
+use super::{
+    AWAY_SHARE, BEFORE_MS, GRACE_MS, Kind, Outcome, SHARE_WINDOW_MS, Simulated, TIMELINE_MS,
+};
 
 /// The section's heading; `--write` replaces from it to the next `## ` heading.
 pub const HEADING: &str = "## Routing quality (simulation)";
@@ -193,6 +195,49 @@ fn answered_by(served: &[usize]) -> String {
         .join(", ")
 }
 
+/// How the outage target's breakers closed again after the outage.
+struct Recovery {
+    /// From the outage's end until every node's breaker on it had closed.
+    all_closed_ms: i64,
+    /// Of those closings (each node's first after the end), how many came
+    /// before the cool-down was over (a probe's success).
+    early: usize,
+    /// The fleet's error rate, attempts and confidence on it in the
+    /// snapshot of the node whose breaker closed last.
+    fleet: Option<(f64, u64, f64)>,
+    /// Failed probes on it within the routing window before then, and how
+    /// many of them were sent to open breakers while the fleet said healthy.
+    failed_probes: usize,
+    failed_to_open: usize,
+}
+
+fn recovery(market: &Market, inside: &Inside) -> Option<Recovery> {
+    let target = market.scenario.outage_target;
+    let (_, end) = market.scenario.outage;
+    let firsts: Vec<&Closing> = (0..market.scenario.nodes)
+        .map(|n| {
+            inside
+                .closings
+                .iter()
+                .find(|c| c.target == target && c.node == n && c.at_ms >= end)
+        })
+        .collect::<Option<_>>()?;
+    let last = firsts.iter().max_by_key(|c| c.at_ms)?;
+    let window = last.at_ms - ROUTE_WINDOW_MS..=last.at_ms;
+    let failed: Vec<&(i64, usize, bool)> = inside
+        .failed_probes
+        .iter()
+        .filter(|(t, who, _)| *who == target && window.contains(t))
+        .collect();
+    Some(Recovery {
+        all_closed_ms: last.at_ms - end,
+        early: firsts.iter().filter(|c| c.cooling).count(),
+        fleet: last.fleet,
+        failed_probes: failed.len(),
+        failed_to_open: failed.iter().filter(|f| f.2).count(),
+    })
+}
+
 fn inside_facts(out: &mut String, market: &Market, us: &Outcome, oracle: &Outcome) {
     let Some(inside) = &us.inside else {
         return;
@@ -223,17 +268,30 @@ fn inside_facts(out: &mut String, market: &Market, us: &Outcome, oracle: &Outcom
         .iter()
         .filter(|(t, who, s)| *who != target && *t >= 0 && *s != HealthState::Healthy)
         .count();
+    let added = b.mean(b.added_ms) / 1000.0;
     let _ = writeln!(
         out,
-        "- In the minute before the outage, when a data plane scored a request it had {:.1} attempts in flight on `{id}` on average and a peak-EWMA of its time to first token of {:.0} ms, so the scorer added about {:.1} s to its expected time for a whole answer, which was truly {:.1} s.",
+        "- In the minute before the outage, when a data plane scored a request it had {:.1} attempts in flight on `{id}` on average, against a usual {:.1} when an attempt started there, and a peak-EWMA of its time to first token of {:.0} ms, so the in-flight count {} its expected time for a whole answer, which was truly {:.1} s.",
         b.mean(b.in_flight),
+        b.mean(b.usual_in_flight),
         b.mean(b.ewma_ms),
-        b.mean(b.added_ms) / 1000.0,
+        if added >= 0.0 {
+            format!("added about {added:.2} s to")
+        } else {
+            format!("took about {:.2} s off", -added)
+        },
         b.mean(b.latency_ms) / 1000.0,
     );
+    let closed = recovery(market, inside).map_or_else(String::new, |r| {
+        format!(
+            " After it, every node's breaker on it had closed within {} of its end, {} of {nodes} by a probe before the cool-down was over.",
+            at(r.all_closed_ms),
+            r.early
+        )
+    });
     let _ = writeln!(
         out,
-        "- Outage ({} to {}): breakers on {} opened {}; they opened on it {} times in all, each failed probe doubling the cool-down. The fleet's verdict on it: {}.",
+        "- Outage ({} to {}): breakers on {} opened {}; they opened on it {} times in all, each failed probe in half-open doubling the cool-down. The fleet's verdict on it: {}.{closed}",
         at(start),
         at(end),
         if all_open.is_some() {
@@ -260,13 +318,50 @@ fn inside_facts(out: &mut String, market: &Market, us: &Outcome, oracle: &Outcom
     );
     let _ = writeln!(
         out,
-        "- {} snapshots published over the run (warm-up included), {} active probes sent ({} to `{id}`); other targets were judged unhealthy {others} times. Wall-clock artefacts (see caveats): {} answers closed a breaker still cooling down, and {} breakers were opened by the failure-ratio rule rather than by five failures in a row.",
+        "- {} snapshots published over the run (warm-up included), {} active probes sent ({} to `{id}`, {} of those while the probing node's breaker on it was open and the fleet called it healthy); other targets were judged unhealthy {others} times; {} breakers were opened by the failure-ratio rule rather than by five failures in a row.",
         inside.snapshots,
         inside.probes,
         inside.probes_to.get(target).copied().unwrap_or(0),
-        inside.late_closings,
+        inside.probes_to_open.get(target).copied().unwrap_or(0),
         inside.ratio_openings,
     );
+}
+
+/// "gains 1.2 points", "costs 3.0 points", or "makes little difference (-0.3 points)".
+fn effect(points: f64) -> String {
+    if points >= 0.5 {
+        format!("gains {points:.1} points")
+    } else if points <= -0.5 {
+        format!("costs {:.1} points", -points)
+    } else {
+        format!("makes little difference ({points:+.1} points)")
+    }
+}
+
+/// A router's mean share of the oracle's utility over every seed's run.
+fn mean_share(runs: &[Simulated], name: &str) -> Option<f64> {
+    let shares: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            let oracle = r.outcomes.iter().find(|o| o.kind == Kind::Oracle)?;
+            let o = r.outcomes.iter().find(|o| o.name == name)?;
+            Some(of_oracle(o, oracle))
+        })
+        .collect();
+    (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+}
+
+/// What `us` lost against the oracle from `from` to `to` (virtual ms, on
+/// the timeline's grid), in points of the oracle's whole utility.
+fn points_lost(us: &Outcome, oracle: &Outcome, from: i64, to: i64) -> f64 {
+    let slices = usize::try_from(from / TIMELINE_MS).unwrap_or(0)
+        ..usize::try_from(to / TIMELINE_MS).unwrap_or(0);
+    let sum = |o: &Outcome| {
+        o.timeline
+            .get(slices.clone())
+            .map_or(0.0, |s| s.iter().map(|s| s.utility).sum::<f64>())
+    };
+    100.0 * (sum(oracle) - sum(us)) / oracle.utility
 }
 
 /// Data-driven sentences on the first seed's numbers.
@@ -309,23 +404,53 @@ fn what_the_numbers_say(
             .find(|o| o.name == name)
             .map(|o| of_oracle(o, oracle))
     };
-    if let (Some(truth), Some(no_count), Some(no_local)) = (
+    let over_seeds = |name: &str| {
+        if runs.len() < 2 {
+            return String::new();
+        }
+        mean_share(runs, name)
+            .zip(mean_share(runs, "Switchyard"))
+            .map_or_else(String::new, |(without, with)| {
+                format!(
+                    "; over all {} seeds it {}",
+                    runs.len(),
+                    effect(100.0 * (with - without))
+                )
+            })
+    };
+    if let (Some(truth), Some(no_count), Some(no_local), Some(no_open)) = (
         find("Scoring with the true state"),
         find("Switchyard, no in-flight count"),
         find("Switchyard, no local signals"),
+        find("Switchyard, no probes to open breakers"),
     ) {
+        let load = us
+            .inside
+            .as_ref()
+            .map(|i| i.before)
+            .filter(|b| b.requests > 0 && b.ewma_ms > 0.0)
+            .zip(market)
+            .map_or_else(String::new, |(b, market)| {
+                format!(
+                    " (in the minute before the outage `{}` had {:.1} attempts in flight on a node against a usual {:.1}, so it looked {:.2} times as slow as its EWMA)",
+                    outage_id(market),
+                    b.mean(b.in_flight),
+                    b.mean(b.usual_in_flight),
+                    1.0 + b.added_ms / b.ewma_ms,
+                )
+            });
         let _ = writeln!(
             out,
-            "\nThe diagnostics split the gap. The real scoring fed the true state reached {}: the {:.1} points it leaves are the balanced formula's own preferences, not missing information (its cost score 1 / (1 + price / reference) is steep for cheap models, so it accepts more latency for a lower price than this utility does). Switchyard without the count of attempts in flight reached {} and without any local signals {}; the in-flight count alone costs {:.1} points here. It multiplies a target's time to first token by the attempts in flight plus one, as if each attempt queued behind the others, but a hosted provider serves them side by side; so the favourite target, which carries most of the load, looks {:.1} times as slow as it is, and traffic spills to worse targets, most of all during the outage, when the whole load lands on the second best.",
+            "\nThe diagnostics split the gap. The real scoring fed the true state reached {}: the {:.1} points it leaves are the balanced formula's own preferences, not missing information (its cost score 1 / (1 + price / reference) is steep for cheap models, so it accepts more latency for a lower price than this utility does). Switchyard without the count of attempts in flight reached {} and without any local signals {}. The count is taken relative to each target's usual level, so a hosted target's steady load does not make it look slow{load}: the in-flight count {} here{}. Switchyard without the probes the prober sends to a target whose breaker is open while the fleet calls it healthy reached {}: sending those probes {} here{} (see below).",
             pct(truth),
             100.0 * (1.0 - truth),
             pct(no_count),
             pct(no_local),
-            100.0 * (no_count - goals.oracle_share),
-            us.inside.as_ref().map_or(1.0, |i| {
-                let b = &i.before;
-                (b.mean(b.latency_ms) + b.mean(b.added_ms)) / b.mean(b.latency_ms).max(1.0)
-            }),
+            effect(100.0 * (goals.oracle_share - no_count)),
+            over_seeds("Switchyard, no in-flight count"),
+            pct(no_open),
+            effect(100.0 * (goals.oracle_share - no_open)),
+            over_seeds("Switchyard, no probes to open breakers"),
         );
     }
     if runs.len() > 1 {
@@ -362,7 +487,8 @@ fn what_the_numbers_say(
     if let (Some(back), Some(market)) = (us.shift_back_ms, market) {
         let (start, end) = market.scenario.outage;
         let target = market.scenario.outage_target;
-        let healthy = us.inside.as_ref().and_then(|i| {
+        let inside = us.inside.as_ref();
+        let healthy = inside.and_then(|i| {
             i.verdicts
                 .iter()
                 .rfind(|(t, who, state)| {
@@ -381,11 +507,75 @@ fn what_the_numbers_say(
             ),
             None => "the fleet's verdict on it never left healthy".to_owned(),
         };
-        let _ = writeln!(
+        let lost = points_lost(us, oracle, end, end + 60_000);
+        let gap = 100.0 * (1.0 - goals.oracle_share);
+        let during = points_lost(us, oracle, start, end);
+        let share_of_gap = if lost > gap && during < 0.0 {
+            format!(
+                "more than the {gap:.1} it left in all (during the outage it got {:.1} points more than the oracle)",
+                -during
+            )
+        } else {
+            format!("of the {gap:.1} it left in all")
+        };
+        let _ = write!(
             out,
-            "\nTraffic came back to the recovered target {:.1} s after the outage ended; {verdict}. What holds it back is each data plane's breaker: it stays open until its cool-down ends, the cool-down doubled with every failed probe during the outage (5, 10, 20, 40 s, up to 60 s), and the prober probes a breaker only once it is half-open.",
-            back as f64 / 1000.0
+            "\nTraffic came back to the recovered target {:.1} s after the outage ended; {verdict}. The minute after the outage alone cost Switchyard {lost:.1} points of the oracle's utility, {share_of_gap}.",
+            back as f64 / 1000.0,
         );
+        let recovered = inside.and_then(|i| recovery(market, i));
+        let without = outcomes
+            .iter()
+            .find(|o| o.name == "Switchyard, no probes to open breakers");
+        match (inside, recovered) {
+            (Some(inside), Some(r)) if r.all_closed_ms + 2_000 < back => {
+                let fleet = r.fleet.map_or_else(String::new, |(error_rate, attempts, confidence)| {
+                    format!(
+                        " when the last breaker closed, that node's snapshot put its error rate over the last {} s at {} across {attempts} attempts (confidence {confidence:.2}), with {} failed probes in that window, {} of them sent to open breakers while the fleet called it healthy.",
+                        ROUTE_WINDOW_MS / 1000,
+                        pct(error_rate),
+                        r.failed_probes,
+                        r.failed_to_open,
+                    )
+                });
+                let flips: Vec<String> = inside
+                    .verdicts
+                    .iter()
+                    .filter(|(t, who, state)| {
+                        *who == target && (start..end).contains(t) && *state == HealthState::Healthy
+                    })
+                    .map(|(t, _, _)| format!("{:.1} s", *t as f64 / 1000.0))
+                    .collect();
+                let why = if flips.is_empty() || r.failed_to_open == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        " The fleet called the target healthy while it was still down (at {}) because the breakers kept traffic off it: with no failure in its 10 s judging window for five evaluations in a row, a degraded verdict lapses. Every node then probed it every 2 s, and the failures turned the verdict back and stayed in the routing window past the recovery, making its error rate there both high and trusted (the scorer weighs the error rate by its confidence, which grows with the attempts behind it).{}",
+                        flips.join(" and "),
+                        without
+                            .and_then(|o| o.shift_back_ms)
+                            .map_or_else(String::new, |ms| format!(
+                                " Without those probes (the diagnostic) traffic came back {:.1} s after the outage.",
+                                ms as f64 / 1000.0
+                            )),
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    " Every node's breaker on it had closed {:.1} s after the end ({} of {} by a probe before the cool-down was over), so for the {:.1} s between, it was the fleet's telemetry that held traffic back, not the breakers:{fleet} The scorer kept the target behind the others until those failures aged out of the window and answers took their place.{why}",
+                    r.all_closed_ms as f64 / 1000.0,
+                    r.early,
+                    market.scenario.nodes,
+                    (back - r.all_closed_ms) as f64 / 1000.0,
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    " What holds it back is each data plane's breaker: it stays open until its cool-down ends (5, 10, 20, 40 s, up to 60 s, doubled by every failed probe in half-open), unless a probe, which the prober sends every 2 s to an open breaker once the fleet calls the target healthy, succeeds first."
+                );
+            }
+        }
     }
 }
 
@@ -483,7 +673,7 @@ pub fn section(seed: u64, runs: &[Simulated], elapsed: Duration) -> String {
     let _ = writeln!(out, "{HEADING}\n");
     let _ = writeln!(
         out,
-        "How much of what a perfect router would get out of a moving market does Switchyard get? `switchyard-routing-sim` drives Switchyard's real routing and health code (in the data plane `scoring::plan`, `Breakers`, `LocalSignals` and `WindowBuilder`; in the control plane `Aggregator`) in virtual time against a seeded market of simulated targets whose latency, error rate and price drift, one of which goes down for a minute and comes back. On the very same market it runs an oracle that knows the true state and three baselines, and reports utility as a share of the oracle's, requests sent into the outage, and how long traffic takes to shift away and back.\n"
+        "How much of what a perfect router would get out of a moving market does Switchyard get? `switchyard-routing-sim` drives Switchyard's real routing and health code (in the data plane `scoring::plan`, `Breakers`, `LocalSignals`, `WindowBuilder` and the prober's `ProbeSchedule`; in the control plane `Aggregator`) in virtual time against a seeded market of simulated targets whose latency, error rate and price drift, one of which goes down for a minute and comes back. On the very same market it runs an oracle that knows the true state and three baselines, and reports utility as a share of the oracle's, requests sent into the outage, and how long traffic takes to shift away and back.\n"
     );
     let _ = writeln!(
         out,
@@ -523,7 +713,7 @@ pub fn section(seed: u64, runs: &[Simulated], elapsed: Duration) -> String {
     out.push_str("### Routers\n\n");
     let _ = writeln!(
         out,
-        "- **Switchyard**: {nodes} data planes, each with its own breakers, local signals (a peak-EWMA of time to first token, times the attempts in flight plus one) and health windows, scoring every request with the real `scoring::plan` (strategy `balanced`, chain of 3) on the snapshot it last received, and executing as the engine does: the chain in order, skipping a target its breaker does not admit, one retry on the same target after a 5xx within the retry budget, at most 3 attempts; breakers hear every failure and success, the local signals every attempt and time to first token, the windows every attempt. Every {w} s a node closes its health windows (nodes staggered), stored {r} ms later. Every {e} s the control plane feeds the stored windows to the real `Aggregator` (default `HealthConfig`; targets' model names as peers, as the control plane passes them) and offers the telemetry (trusted for {st} s) to the publisher, which publishes at once when a verdict changes and otherwise at most every {tr} s while the numbers move; a price change is published {d} ms after the registry write. A snapshot reaches the data planes {p} ms after publication. Each node's prober probes, once a second, every target its breaker holds half-open, and every target the fleet marks (idle for 60 s, or ejected) every 30 s × {nodes} nodes (± 20 %), as the control plane's defaults set it.\n- **Fixed priority**: always the registry's first and cheapest target, then down the list on failure.\n- **Round robin**: each node takes the targets in turn; a failure moves on to the next.\n- **Latency EWMA**: each node tries the target with the lowest EWMA (10 s decay) of the response times it has seen, answers and errors alike, untried ones first; no health, price or quality.\n- Diagnostics, to explain Switchyard's numbers: *scoring with the true state* runs the real `scoring::plan` on a snapshot whose telemetry is the truth (fresh, full confidence, the outage target ejected while down), with no breakers or local signals, so what separates it from the oracle is the scoring formula, not information; *no in-flight count* is Switchyard with the peak-EWMA fed but attempts in flight never counted; *no local signals* is Switchyard with neither.\n\nThe baselines fall back without retrying the same target; every router makes at most 3 attempts per request.\n",
+        "- **Switchyard**: {nodes} data planes, each with its own breakers, local signals (a peak-EWMA of time to first token, times the attempts in flight plus one over the usual number plus one) and health windows, scoring every request with the real `scoring::plan` (strategy `balanced`, chain of 3) on the snapshot it last received, and executing as the engine does: the chain in order, skipping a target its breaker does not admit, one retry on the same target after a 5xx within the retry budget, at most 3 attempts; breakers hear every failure and success, the local signals every attempt and time to first token, the windows every attempt. Every {w} s a node closes its health windows (nodes staggered), stored {r} ms later. Every {e} s the control plane feeds the stored windows to the real `Aggregator` (default `HealthConfig`; targets' model names as peers, as the control plane passes them) and offers the telemetry (trusted for {st} s) to the publisher, which publishes at once when a verdict changes and otherwise at most every {tr} s while the numbers move; a price change is published {d} ms after the registry write. A snapshot reaches the data planes {p} ms after publication. Once a second each node's prober asks the data plane's own `ProbeSchedule` what to probe: every target its breaker holds half-open (taking the breaker's probe lease), every 2 s a target whose breaker is open while the fleet's verdict is healthy, and every target the fleet marks (idle for 60 s, or ejected) every 30 s × {nodes} nodes (± 20 %), as the control plane's defaults set it. A probe's success closes the breaker even while it cools down; a failure reaches the breaker and the health windows, as in the prober.\n- **Fixed priority**: always the registry's first and cheapest target, then down the list on failure.\n- **Round robin**: each node takes the targets in turn; a failure moves on to the next.\n- **Latency EWMA**: each node tries the target with the lowest EWMA (10 s decay) of the response times it has seen, answers and errors alike, untried ones first; no health, price or quality.\n- Diagnostics, to explain Switchyard's numbers: *scoring with the true state* runs the real `scoring::plan` on a snapshot whose telemetry is the truth (fresh, full confidence, the outage target ejected while down), with no breakers or local signals, so what separates it from the oracle is the scoring formula, not information; *no in-flight count* is Switchyard with the peak-EWMA fed but attempts in flight never counted; *no local signals* is Switchyard with neither; *no probes to open breakers* is Switchyard with the probes the schedule asks for while the node's breaker is open and the fleet says healthy dropped (its other rules unchanged).\n\nThe baselines fall back without retrying the same target; every router makes at most 3 attempts per request.\n",
         nodes = s.nodes,
         w = WINDOW_MS / 1000,
         r = REPORT_MS,
@@ -565,7 +755,7 @@ pub fn section(seed: u64, runs: &[Simulated], elapsed: Duration) -> String {
 
     out.push_str("### Caveats\n\n");
     out.push_str(
-        "- `Breakers::success` takes no time: it reads the wall clock (`success_at`, which takes one, is private). The simulation's clock starts in September 2020, so to `success` every cool-down is over: an answer that arrives while its breaker still cools down closes it (counted above), and successes never enter the failure-ratio window, whose rule then sees only failures (it needs 20 in 10 s on one node). Outage streams are cut off rather than answered, so the outage itself never meets this.\n- Restated rather than driven, because the code is private or bound to the wall clock and the network: the engine's loop over the chain (admission, retry budget, fallback), the publisher's rule for when telemetry is republished, and the prober's schedule. They follow the code as of this run; a change there is not picked up until this benchmark is changed too.\n- The market has hosted providers only: latency does not grow with the requests in flight, and there are no rate limits (no 429s), so the in-flight count and the rate-limited state get no chance to help; a self-hosted target with limited capacity would be the case for them. One request shape, one strategy, one kind of outage (a hard one: every attempt fails fast and streams under way are cut). Probes cost nothing in the utility.\n",
+        "- Restated rather than driven, because the code is private or bound to the wall clock and the network: the engine's loop over the chain (admission, retry budget, fallback), the publisher's rule for when telemetry is republished, and the prober's loop around `ProbeSchedule::due` (sending the probe, and what `Probe::run` does with its result). They follow the code as of this run; a change there is not picked up until this benchmark is changed too. Everything else is called as it is, with the virtual time wherever it takes one (`Breakers::success_at`, `ProbeSchedule::due`, …).\n- The market has hosted providers only: latency does not grow with the requests in flight, and there are no rate limits (no 429s), so the in-flight count and the rate-limited state get no chance to help; a self-hosted target with limited capacity would be the case for them. One request shape, one strategy, one kind of outage (a hard one: every attempt fails fast and streams under way are cut). Probes cost nothing in the utility.\n",
     );
     out
 }

@@ -1,11 +1,19 @@
 //! Switchyard as deployed, in virtual time: several data planes, each with
 //! its own circuit breakers, local signals (peak-EWMA of time to first token
-//! and attempts in flight) and health-window builder, scoring every request
-//! with the real `scoring::plan` on the snapshot it last received; and one
-//! control plane that ingests their windows into the real `Aggregator`,
-//! judges every target once a second, and publishes snapshots by the
-//! publisher's rules. Only the glue is simulated: clocks, transport delays
-//! and the publisher's decision (private in the control plane, restated here).
+//! and attempts in flight relative to the usual level) and health-window
+//! builder, scoring every request with the real `scoring::plan` on the
+//! snapshot it last received, and each with a prober deciding what to probe
+//! with the real `ProbeSchedule`; and one control plane that ingests their
+//! windows into the real `Aggregator`, judges every target once a second, and
+//! publishes snapshots by the publisher's rules. Every call into this code
+//! takes the virtual time.
+//!
+//! Restated here, because the code is private or bound to the wall clock and
+//! the network: the publisher's decision when to publish (private in the
+//! control plane), the prober's loop around `ProbeSchedule::due` (a
+//! wall-clock ticker spawning HTTP calls; what it does with a result is
+//! restated from `Probe::run`), and the engine's loop over the chain (in
+//! `engine`). The rest of the glue is clocks and transport delays.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +22,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use switchyard_control_plane::health::{Aggregator, HealthConfig, TargetInfo, WindowRecord};
 use switchyard_data_plane::breaker::{Breakers, State};
+use switchyard_data_plane::health::prober::ProbeSchedule;
 use switchyard_data_plane::health::{InFlight, LocalSignals, Sample, WindowBuilder};
+use switchyard_data_plane::providers::ErrorClass;
 use switchyard_data_plane::request::ChatRequest;
 use switchyard_data_plane::snapshot::LiveSnapshot;
 use switchyard_domain::{HealthState, Telemetry};
@@ -43,6 +53,9 @@ pub const STALE_AFTER_MS: u64 = 60_000;
 /// of nodes (the control plane's defaults).
 pub const PROBE_EVERY_MS: u64 = 30_000;
 pub const PROBE_IDLE: Duration = Duration::from_secs(60);
+/// The window the fleet's routing telemetry covers (the aggregator's
+/// `WINDOWS[1]`, 60 s): what the scorer reads of a target's error rate.
+pub const ROUTE_WINDOW_MS: i64 = 60_000;
 /// A data plane's prober looks at its snapshot and breakers this often.
 pub const PROBE_TICK_MS: i64 = 1_000;
 /// Retry budget (the data plane's): earned per first attempt on a target,
@@ -51,13 +64,18 @@ const RETRY_EARNED: f64 = 0.2;
 const RETRY_CAP: f64 = 10.0;
 
 /// What to switch off, for diagnostics: the two halves of the local
-/// signals the scorer adds to a target's expected latency.
+/// signals the scorer adds to a target's expected latency, and the probes
+/// the prober sends to a target whose breaker is open here.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Count attempts in flight (`LocalSignals::start`).
     pub in_flight: bool,
     /// Feed the peak-EWMA of time to first token (`LocalSignals::observe_ttft`).
     pub peak_ewma: bool,
+    /// Send the probes `ProbeSchedule::due` asks for while the target's
+    /// breaker is open here (the fleet says it is healthy); when off they
+    /// are dropped, which leaves the schedule's other rules as they are.
+    pub probes_to_open_breakers: bool,
 }
 
 impl Default for Options {
@@ -65,6 +83,7 @@ impl Default for Options {
         Self {
             in_flight: true,
             peak_ewma: true,
+            probes_to_open_breakers: true,
         }
     }
 }
@@ -76,8 +95,9 @@ struct Node {
     snapshot: Arc<LiveSnapshot>,
     retry_banks: Vec<f64>,
     in_flight: HashMap<u64, InFlight>,
-    /// When the prober next probes each marked target.
-    probe_due: HashMap<usize, i64>,
+    /// The prober's schedule, and how many times it has been asked (seeds its draws).
+    probes: ProbeSchedule,
+    probe_ticks: usize,
     /// Failures in a row per target, as the breaker counts them while closed.
     runs: Vec<u32>,
 }
@@ -89,7 +109,10 @@ enum Job {
     Publish,
     Arrive(usize, Arc<LiveSnapshot>),
     ProbeTick(usize),
-    ProbeEnd(usize, usize, Attempt),
+    /// A probe's result: node, target, outcome, and whether it was sent
+    /// while the node's breaker on the target was open and the fleet said
+    /// it was healthy.
+    ProbeEnd(usize, usize, Attempt, bool),
 }
 
 /// What happened inside, for the report.
@@ -99,20 +122,39 @@ pub struct Inside {
     /// Active probes sent, in all and to each target.
     pub probes: u64,
     pub probes_to: Vec<u64>,
+    /// Of those, the probes sent to each target while its breaker was open
+    /// on the probing node and the fleet said it was healthy.
+    pub probes_to_open: Vec<u64>,
     /// The fleet's verdict on each target whenever it changed: (virtual ms, target, state).
     pub verdicts: Vec<(i64, usize, HealthState)>,
     /// Breaker openings per target, all nodes together (virtual ms, target, node).
     pub openings: Vec<(i64, usize, usize)>,
-    /// Answers that closed a breaker still cooling down: an artefact of
-    /// `Breakers::success` reading the wall clock.
-    pub late_closings: u64,
     /// Breakers a closed breaker's failure opened with fewer than five
-    /// failures in a row: the failure-ratio rule, which the wall clock in
-    /// `Breakers::success` leaves seeing failures only.
+    /// failures in a row: the failure-ratio rule.
     pub ratio_openings: u64,
+    /// Every breaker that closed again.
+    pub closings: Vec<Closing>,
+    /// Every failed probe: (virtual ms it ended, target, whether it was sent
+    /// while the node's breaker on the target was open and the fleet said
+    /// it was healthy).
+    pub failed_probes: Vec<(i64, usize, bool)>,
     /// The outage target as the data planes saw it when scoring requests in
     /// the minute before the outage.
     pub before: Before,
+}
+
+/// A breaker closing on a node, and the fleet's view of the target in that
+/// node's snapshot at the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Closing {
+    pub at_ms: i64,
+    pub target: usize,
+    pub node: usize,
+    /// Closed while its cool-down was still running (only a probe's
+    /// success can; else an answer or a probe after the cool-down).
+    pub cooling: bool,
+    /// The fleet's error rate, attempts and confidence on the target.
+    pub fleet: Option<(f64, u64, f64)>,
 }
 
 /// Sums over the requests scored in the minute before the outage, of what
@@ -121,9 +163,12 @@ pub struct Inside {
 pub struct Before {
     pub requests: u64,
     pub in_flight: f64,
+    /// How many were usually in flight there when an attempt started.
+    pub usual_in_flight: f64,
     /// Its peak-EWMA of time to first token.
     pub ewma_ms: f64,
-    /// What the in-flight count adds to its expected latency (EWMA × in flight).
+    /// What the in-flight count adds to its expected latency
+    /// (`LocalView::cost_ms` less the EWMA; negative when below the usual level).
     pub added_ms: f64,
     /// Its true mean time to a whole answer.
     pub latency_ms: f64,
@@ -179,7 +224,8 @@ impl Switchyard {
                 snapshot: first.clone(),
                 retry_banks: vec![RETRY_CAP; ids.len()],
                 in_flight: HashMap::new(),
-                probe_due: HashMap::new(),
+                probes: ProbeSchedule::default(),
+                probe_ticks: 0,
                 runs: vec![0; ids.len()],
             })
             .collect();
@@ -210,6 +256,7 @@ impl Switchyard {
             inside: Inside {
                 snapshots: 1,
                 probes_to: vec![0; PROFILES.len()],
+                probes_to_open: vec![0; PROFILES.len()],
                 ..Inside::default()
             },
         };
@@ -254,7 +301,9 @@ impl Switchyard {
                 self.probe_tick(market, n, now);
                 self.schedule(now + PROBE_TICK_MS, Job::ProbeTick(n));
             }
-            Job::ProbeEnd(n, target, outcome) => self.probe_ended(n, target, outcome, now),
+            Job::ProbeEnd(n, target, outcome, open) => {
+                self.probe_ended(n, target, outcome, open, now);
+            }
             Job::Arrive(n, snapshot) => {
                 let node = &mut self.nodes[n];
                 if snapshot.version() > node.snapshot.version() {
@@ -325,60 +374,75 @@ impl Switchyard {
     }
 }
 
-/// The data plane's prober (`health::prober`), restated in virtual time: its
-/// loop reads the wall clock and spawns HTTP calls, so it cannot be driven.
+/// The data plane's prober (`health::prober::Prober`), its loop restated in
+/// virtual time: it reads the wall clock and spawns HTTP calls, so it cannot
+/// be driven. What to probe is decided by the real `ProbeSchedule`.
 impl Switchyard {
-    /// One tick of a node's prober: the breaker's one probe for every target
-    /// held half-open, and a probe every interval (± 20 %, the first at a
-    /// random share of it) for every target the fleet marks.
+    /// One tick of a node's prober: the real schedule says which targets are
+    /// due; each gets a probe, whose result comes back after its duration.
     fn probe_tick(&mut self, market: &Market, n: usize, now: i64) {
         let seed = market.scenario.seed ^ 0x9_0BE5;
         let node = &mut self.nodes[n];
-        let telemetry = &node.snapshot.routing.telemetry;
-        let interval = i64::try_from(telemetry.probe_interval_ms).unwrap_or(i64::MAX);
-        let mut due = Vec::new();
-        for (t, id) in self.ids.iter().enumerate() {
-            if node.breakers.state(id, unix(now)) == State::HalfOpen {
-                if node.breakers.admit(id, unix(now)) {
-                    due.push(t);
-                }
+        node.probe_ticks += 1;
+        // The draws of one tick: uniform(0), uniform(1), … of a noise keyed
+        // by the node and the tick, so every run repeats exactly.
+        let noise = Noise::new(seed ^ 0x71C4, node.probe_ticks, n, 0);
+        let mut k = 0;
+        let draw = || {
+            k += 1;
+            noise.uniform(k - 1)
+        };
+        let due = node
+            .probes
+            .due(&node.snapshot, &node.breakers, unix(now), draw);
+        for index in due {
+            let Some(&t) = self
+                .index
+                .get(&self.nodes[n].snapshot.routing.targets[index].id)
+            else {
                 continue;
-            }
-            let marked = interval > 0
-                && telemetry
+            };
+            // The schedule's rule for a breaker open here while the fleet
+            // says the target is healthy.
+            let node = &self.nodes[n];
+            let id = &self.ids[t];
+            let open = matches!(node.breakers.state(id, unix(now)), State::Open { .. })
+                && node
+                    .snapshot
+                    .routing
+                    .telemetry
                     .fresh(id, unix(now))
-                    .is_some_and(|telemetry| telemetry.probe);
-            if !marked {
-                node.probe_due.remove(&t);
+                    .is_some_and(|fleet| fleet.state == HealthState::Healthy);
+            if open && !self.options.probes_to_open_breakers {
                 continue;
             }
-            let draw = Noise::new(seed, self.inside.probes as usize + 1, n, t);
-            let at = *node
-                .probe_due
-                .entry(t)
-                .or_insert_with(|| now + (draw.uniform(0) * interval as f64) as i64);
-            if now >= at {
-                let jittered = (interval as f64 * (0.8 + 0.4 * draw.uniform(1))) as i64;
-                node.probe_due.insert(t, now + jittered);
-                due.push(t);
-            }
-        }
-        for t in due {
             self.inside.probes += 1;
             self.inside.probes_to[t] += 1;
+            self.inside.probes_to_open[t] += u64::from(open);
             let noise = Noise::new(seed, self.inside.probes as usize, n, t);
             let outcome = market.probe(t, now, noise);
-            self.schedule(now + outcome.duration_ms, Job::ProbeEnd(n, t, outcome));
+            self.schedule(
+                now + outcome.duration_ms,
+                Job::ProbeEnd(n, t, outcome, open),
+            );
         }
     }
 
-    fn probe_ended(&mut self, n: usize, target: usize, outcome: Attempt, now: i64) {
+    /// A probe's result, as `Probe::run` handles it: a success closes the
+    /// breaker even while cooling down, a failure reaches the breaker if its
+    /// class trips breakers (a 5xx does); either joins the health windows.
+    fn probe_ended(&mut self, n: usize, target: usize, outcome: Attempt, open: bool, now: i64) {
+        if !outcome.ok {
+            self.inside.failed_probes.push((now, target, open));
+        }
         let node = &mut self.nodes[n];
         let id = &self.ids[target];
         if outcome.ok {
+            let before = node.breakers.state(id, unix(now));
             node.runs[target] = 0;
             node.breakers.probe_succeeded(id);
-        } else {
+            self.closed(n, target, before, now);
+        } else if ErrorClass::Transient.trips_breaker() {
             self.failed(n, target, now);
         }
         let node = &mut self.nodes[n];
@@ -418,6 +482,30 @@ impl Switchyard {
     }
 }
 
+impl Switchyard {
+    /// Notes node `n`'s breaker on `target` closing, if it was not closed `before`.
+    fn closed(&mut self, n: usize, target: usize, before: State, now: i64) {
+        let node = &self.nodes[n];
+        let id = &self.ids[target];
+        if before == State::Closed || node.breakers.state(id, unix(now)) != State::Closed {
+            return;
+        }
+        let fleet = node
+            .snapshot
+            .routing
+            .telemetry
+            .fresh(id, unix(now))
+            .map(|t| (t.error_rate, t.attempts, t.confidence));
+        self.inside.closings.push(Closing {
+            at_ms: now,
+            target,
+            node: n,
+            cooling: matches!(before, State::Open { .. }),
+            fleet,
+        });
+    }
+}
+
 impl Router for Switchyard {
     fn advance(&mut self, market: &Market, now: i64) -> anyhow::Result<()> {
         while let Some(entry) = self.jobs.first_entry() {
@@ -440,10 +528,10 @@ impl Router for Switchyard {
             before.requests += 1;
             before.latency_ms += market.mean_latency_ms(target, now);
             if let Some(view) = node.signals.view(&self.ids[target]) {
-                let in_flight = f64::from(view.inflight);
-                before.in_flight += in_flight;
+                before.in_flight += f64::from(view.inflight);
+                before.usual_in_flight += view.usual_inflight;
                 before.ewma_ms += view.ttft_ewma_ms;
-                before.added_ms += view.ttft_ewma_ms * in_flight;
+                before.added_ms += view.cost_ms() - view.ttft_ewma_ms;
             }
         }
         self.request.received.unix_ms = unix(now);
@@ -488,12 +576,10 @@ impl Router for Switchyard {
         let node = &mut self.nodes[n];
         node.in_flight.remove(&attempt);
         if outcome.ok {
-            let id = &self.ids[target];
-            if matches!(node.breakers.state(id, unix(now)), State::Open { .. }) {
-                self.inside.late_closings += 1;
-            }
+            let before = node.breakers.state(&self.ids[target], unix(now));
             node.runs[target] = 0;
-            node.breakers.success(id);
+            node.breakers.success_at(&self.ids[target], unix(now));
+            self.closed(n, target, before, now);
         } else {
             self.failed(n, target, now);
         }
@@ -535,6 +621,14 @@ mod tests {
     use super::*;
     use crate::routing_sim::engine;
     use crate::routing_sim::market::Scenario;
+
+    #[test]
+    fn the_routing_window_is_the_aggregators() {
+        assert_eq!(
+            ROUTE_WINDOW_MS,
+            i64::from(switchyard_control_plane::health::WINDOWS[1]) * 1000
+        );
+    }
 
     #[test]
     fn breakers_and_the_fleet_take_the_outage_target_out_and_bring_it_back() {
