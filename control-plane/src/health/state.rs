@@ -29,6 +29,8 @@ pub struct HealthConfig {
     pub degraded_margin: f64,
     pub enter_degraded_after: u32,
     pub leave_degraded_after: u32,
+    /// Evaluations with too little traffic to judge and no failure that heal a degraded target.
+    pub leave_degraded_quietly_after: u32,
     pub base_ejection: Duration,
     pub max_ejection: Duration,
     /// Share of 429s among attempts that makes a target rate-limited.
@@ -48,6 +50,7 @@ impl Default for HealthConfig {
             degraded_margin: 0.1,
             enter_degraded_after: 2,
             leave_degraded_after: 5,
+            leave_degraded_quietly_after: 30,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
             rate_limited_share: 0.5,
@@ -85,6 +88,8 @@ pub struct TargetState {
     rate_limits: u32,
     bad_streak: u32,
     good_streak: u32,
+    /// Evaluations in a row with too little traffic to judge and no failure.
+    quiet_streak: u32,
     /// Evidence from windows that ended before this is ignored.
     pub evidence_since_ms: i64,
     /// When a past ejection or rate limit was last forgiven (or the state began).
@@ -102,6 +107,7 @@ impl TargetState {
             rate_limits: 0,
             bad_streak: 0,
             good_streak: 0,
+            quiet_streak: 0,
             evidence_since_ms: 0,
             forgiven_at_ms: now_ms,
             reason: "no evidence against it".into(),
@@ -113,6 +119,7 @@ impl TargetState {
             self.since_ms = now_ms;
             self.bad_streak = 0;
             self.good_streak = 0;
+            self.quiet_streak = 0;
         }
         self.state = state;
         self.until_ms = until_ms;
@@ -269,8 +276,20 @@ impl TargetState {
             }
         } else if recent.failures() == 0 {
             // Too little traffic to judge, and nothing against it: a degraded
-            // target that routing now avoids must not stay degraded for want of evidence.
-            self.good_evaluation(now_ms, config, || "no failures since".to_owned());
+            // target that routing now avoids must not stay degraded for want
+            // of evidence, but silence heals slower than successes do.
+            self.quiet_streak = self.quiet_streak.saturating_add(1);
+            if self.state == HealthState::Degraded
+                && self.quiet_streak >= config.leave_degraded_quietly_after
+            {
+                let reason = format!(
+                    "no failure in {} evaluations, with too little traffic to judge",
+                    self.quiet_streak
+                );
+                self.enter(HealthState::Healthy, now_ms, 0, reason);
+            }
+        } else {
+            self.quiet_streak = 0;
         }
 
         if now_ms - self.forgiven_at_ms >= ms(config.forgive_after) {
@@ -409,9 +428,11 @@ mod tests {
                 "a failure keeps it degraded"
             );
         }
-        for t in 0..5 {
+        for t in 0..29 {
             s.step(20_000 + t * 1000, &counts(1, 0, 0), PEERS, true, &config);
+            assert_eq!(s.state, HealthState::Degraded, "silence heals slowly");
         }
+        s.step(49_000, &counts(1, 0, 0), PEERS, true, &config);
         assert_eq!(s.state, HealthState::Healthy);
     }
 }

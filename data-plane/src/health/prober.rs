@@ -8,9 +8,8 @@
 //!
 //! A target whose breaker on this node is half-open is probed too, holding
 //! the breaker's probe lease: scoring ranks a half-open target lower, so
-//! client traffic alone might never try it and it would stay half-open. So is
-//! one whose breaker is open while the fleet says it is healthy again. Every
-//! probe's result goes to this node's breaker.
+//! client traffic alone might never try it and it would stay half-open. Every
+//! probe's result goes to this node's breaker; a good one closes it at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +29,6 @@ use crate::snapshot::SnapshotCell;
 use crate::workload::{Intent, RequiredCapabilities, Source, TimeoutProfile, WorkloadProfile};
 
 const TICK: Duration = Duration::from_secs(1);
-/// A target whose breaker is open here but healthy in the fleet is probed this often.
-const OPEN_PROBE_EVERY_MS: i64 = 2_000;
 /// A probe waits no longer than this for its answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,9 +81,6 @@ impl ProbeSchedule {
     /// The targets (indices into the snapshot's targets) to probe now:
     /// - the breaker's one probe for every target held half-open here (the
     ///   lease is taken, so client traffic does not race it);
-    /// - every target whose breaker is open here while the fleet's fresh
-    ///   verdict says it is healthy: the fleet saw it recover, this node's
-    ///   cool-down (doubled by failed probes) need not be waited out;
     /// - a probe every interval (±20 %, the first after a random share of it)
     ///   for each target the fleet marks `probe`.
     ///
@@ -105,24 +99,11 @@ impl ProbeSchedule {
         let mut due = Vec::new();
         for (index, target) in snapshot.routing.targets.iter().enumerate() {
             let fleet = telemetry.fresh(&target.id, now_ms);
-            match circuits.state(&target.id, now_ms) {
-                breaker::State::HalfOpen => {
-                    if breakers.admit(&target.id, now_ms) {
-                        due.push(index);
-                    }
-                    continue;
+            if circuits.state(&target.id, now_ms) == breaker::State::HalfOpen {
+                if breakers.admit(&target.id, now_ms) {
+                    due.push(index);
                 }
-                breaker::State::Open { .. }
-                    if fleet.is_some_and(|t| t.state == HealthState::Healthy) =>
-                {
-                    if self.next_due.get(&target.id).is_none_or(|&at| now_ms >= at) {
-                        self.next_due
-                            .insert(target.id.clone(), now_ms + OPEN_PROBE_EVERY_MS);
-                        due.push(index);
-                    }
-                    continue;
-                }
-                _ => {}
+                continue;
             }
             if !(interval > 0 && fleet.is_some_and(|t| t.probe)) {
                 self.next_due.remove(&target.id);
@@ -305,14 +286,14 @@ mod tests {
             now,
         );
         let breakers = Breakers::default();
-        // a: open here, healthy in the fleet. c: half-open here.
+        // a: open here (healthy in the fleet: its cool-down is still waited out). c: half-open here.
         for _ in 0..5 {
             breakers.failure("a/m", now);
             breakers.failure("c/m", now - 60_000);
         }
         let mut schedule = ProbeSchedule::default();
         // The marked target's first probe waits half the interval (draw 0.5).
-        assert_eq!(schedule.due(&snap, &breakers, now, || 0.5), [0, 2]);
+        assert_eq!(schedule.due(&snap, &breakers, now, || 0.5), [2]);
         // The half-open lease is taken, the open one waits its turn, b is not due yet.
         assert!(
             schedule
