@@ -108,7 +108,7 @@ pub struct SnapshotPublisher {
     epoch: u64,
     default_strategy: String,
     current: watch::Sender<Option<Arc<pb::Snapshot>>>,
-    /// Latest telemetry from the quality engine; published with the next snapshot.
+    /// Latest telemetry from the health aggregation; published with the next snapshot.
     telemetry: Mutex<Telemetry>,
     /// One rebuild at a time, so versions are published in order.
     published: Mutex<Inputs>,

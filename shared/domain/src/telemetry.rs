@@ -1,4 +1,4 @@
-//! Fleet telemetry per target, as the control plane's quality engine computes it
+//! Fleet telemetry per target, as the control plane's health aggregation computes it
 //! and the snapshot carries it to data planes.
 
 use switchyard_proto::v1 as pb;
