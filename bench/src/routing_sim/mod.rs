@@ -247,14 +247,6 @@ pub fn simulate(seed: u64) -> anyhow::Result<Simulated> {
             switchyard::Options {
                 in_flight: false,
                 peak_ewma: false,
-                ..switchyard::Options::default()
-            },
-        ),
-        (
-            "Switchyard, no probes to open breakers",
-            switchyard::Options {
-                probes_to_open_breakers: false,
-                ..switchyard::Options::default()
             },
         ),
     ] {

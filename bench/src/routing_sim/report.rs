@@ -205,10 +205,8 @@ struct Recovery {
     /// The fleet's error rate, attempts and confidence on it in the
     /// snapshot of the node whose breaker closed last.
     fleet: Option<(f64, u64, f64)>,
-    /// Failed probes on it within the routing window before then, and how
-    /// many of them were sent to open breakers while the fleet said healthy.
+    /// Failed probes on it within the routing window before then.
     failed_probes: usize,
-    failed_to_open: usize,
 }
 
 fn recovery(market: &Market, inside: &Inside) -> Option<Recovery> {
@@ -224,17 +222,16 @@ fn recovery(market: &Market, inside: &Inside) -> Option<Recovery> {
         .collect::<Option<_>>()?;
     let last = firsts.iter().max_by_key(|c| c.at_ms)?;
     let window = last.at_ms - ROUTE_WINDOW_MS..=last.at_ms;
-    let failed: Vec<&(i64, usize, bool)> = inside
+    let failed_probes = inside
         .failed_probes
         .iter()
-        .filter(|(t, who, _)| *who == target && window.contains(t))
-        .collect();
+        .filter(|(t, who)| *who == target && window.contains(t))
+        .count();
     Some(Recovery {
         all_closed_ms: last.at_ms - end,
         early: firsts.iter().filter(|c| c.cooling).count(),
         fleet: last.fleet,
-        failed_probes: failed.len(),
-        failed_to_open: failed.iter().filter(|f| f.2).count(),
+        failed_probes,
     })
 }
 
@@ -318,11 +315,10 @@ fn inside_facts(out: &mut String, market: &Market, us: &Outcome, oracle: &Outcom
     );
     let _ = writeln!(
         out,
-        "- {} snapshots published over the run (warm-up included), {} active probes sent ({} to `{id}`, {} of those while the probing node's breaker on it was open and the fleet called it healthy); other targets were judged unhealthy {others} times; {} breakers were opened by the failure-ratio rule rather than by five failures in a row.",
+        "- {} snapshots published over the run (warm-up included), {} active probes sent ({} to `{id}`); other targets were judged unhealthy {others} times; {} breakers were opened by the failure-ratio rule rather than by five failures in a row.",
         inside.snapshots,
         inside.probes,
         inside.probes_to.get(target).copied().unwrap_or(0),
-        inside.probes_to_open.get(target).copied().unwrap_or(0),
         inside.ratio_openings,
     );
 }
@@ -418,11 +414,10 @@ fn what_the_numbers_say(
                 )
             })
     };
-    if let (Some(truth), Some(no_count), Some(no_local), Some(no_open)) = (
+    if let (Some(truth), Some(no_count), Some(no_local)) = (
         find("Scoring with the true state"),
         find("Switchyard, no in-flight count"),
         find("Switchyard, no local signals"),
-        find("Switchyard, no probes to open breakers"),
     ) {
         let load = us
             .inside
@@ -441,16 +436,13 @@ fn what_the_numbers_say(
             });
         let _ = writeln!(
             out,
-            "\nThe diagnostics split the gap. The real scoring fed the true state reached {}: the {:.1} points it leaves are the balanced formula's own preferences, not missing information (its cost score 1 / (1 + price / reference) is steep for cheap models, so it accepts more latency for a lower price than this utility does). Switchyard without the count of attempts in flight reached {} and without any local signals {}. The count is taken relative to each target's usual level, so a hosted target's steady load does not make it look slow{load}: the in-flight count {} here{}. Switchyard without the probes the prober sends to a target whose breaker is open while the fleet calls it healthy reached {}: sending those probes {} here{} (see below).",
+            "\nThe diagnostics split the gap. The real scoring fed the true state reached {}: the {:.1} points it leaves are the balanced formula's own preferences, not missing information (its cost score 1 / (1 + price / reference) is steep for cheap models, so it accepts more latency for a lower price than this utility does). Switchyard without the count of attempts in flight reached {} and without any local signals {}. The count is taken relative to each target's usual level, so a hosted target's steady load does not make it look slow{load}: the in-flight count {} here{}.",
             pct(truth),
             100.0 * (1.0 - truth),
             pct(no_count),
             pct(no_local),
             effect(100.0 * (goals.oracle_share - no_count)),
             over_seeds("Switchyard, no in-flight count"),
-            pct(no_open),
-            effect(100.0 * (goals.oracle_share - no_open)),
-            over_seeds("Switchyard, no probes to open breakers"),
         );
     }
     if runs.len() > 1 {
@@ -524,45 +516,19 @@ fn what_the_numbers_say(
             back as f64 / 1000.0,
         );
         let recovered = inside.and_then(|i| recovery(market, i));
-        let without = outcomes
-            .iter()
-            .find(|o| o.name == "Switchyard, no probes to open breakers");
-        match (inside, recovered) {
-            (Some(inside), Some(r)) if r.all_closed_ms + 2_000 < back => {
+        match recovered {
+            Some(r) if r.all_closed_ms + 2_000 < back => {
                 let fleet = r.fleet.map_or_else(String::new, |(error_rate, attempts, confidence)| {
                     format!(
-                        " when the last breaker closed, that node's snapshot put its error rate over the last {} s at {} across {attempts} attempts (confidence {confidence:.2}), with {} failed probes in that window, {} of them sent to open breakers while the fleet called it healthy.",
+                        " when the last breaker closed, that node's snapshot put its error rate over the last {} s at {} across {attempts} attempts (confidence {confidence:.2}), with {} failed probes in that window.",
                         ROUTE_WINDOW_MS / 1000,
                         pct(error_rate),
                         r.failed_probes,
-                        r.failed_to_open,
                     )
                 });
-                let flips: Vec<String> = inside
-                    .verdicts
-                    .iter()
-                    .filter(|(t, who, state)| {
-                        *who == target && (start..end).contains(t) && *state == HealthState::Healthy
-                    })
-                    .map(|(t, _, _)| format!("{:.1} s", *t as f64 / 1000.0))
-                    .collect();
-                let why = if flips.is_empty() || r.failed_to_open == 0 {
-                    String::new()
-                } else {
-                    format!(
-                        " The fleet called the target healthy while it was still down (at {}) because the breakers kept traffic off it: with no failure in its 10 s judging window for five evaluations in a row, a degraded verdict lapses. Every node then probed it every 2 s, and the failures turned the verdict back and stayed in the routing window past the recovery, making its error rate there both high and trusted (the scorer weighs the error rate by its confidence, which grows with the attempts behind it).{}",
-                        flips.join(" and "),
-                        without
-                            .and_then(|o| o.shift_back_ms)
-                            .map_or_else(String::new, |ms| format!(
-                                " Without those probes (the diagnostic) traffic came back {:.1} s after the outage.",
-                                ms as f64 / 1000.0
-                            )),
-                    )
-                };
                 let _ = writeln!(
                     out,
-                    " Every node's breaker on it had closed {:.1} s after the end ({} of {} by a probe before the cool-down was over), so for the {:.1} s between, it was the fleet's telemetry that held traffic back, not the breakers:{fleet} The scorer kept the target behind the others until those failures aged out of the window and answers took their place.{why}",
+                    " Every node's breaker on it had closed {:.1} s after the end ({} of {} by a probe before the cool-down was over), so for the {:.1} s between, it was the fleet's telemetry that held traffic back, not the breakers:{fleet} The scorer kept the target behind the others until those failures aged out of the window and answers took their place.",
                     r.all_closed_ms as f64 / 1000.0,
                     r.early,
                     market.scenario.nodes,
@@ -572,7 +538,7 @@ fn what_the_numbers_say(
             _ => {
                 let _ = writeln!(
                     out,
-                    " What holds it back is each data plane's breaker: it stays open until its cool-down ends (5, 10, 20, 40 s, up to 60 s, doubled by every failed probe in half-open), unless a probe, which the prober sends every 2 s to an open breaker once the fleet calls the target healthy, succeeds first."
+                    " What holds it back is each data plane's breaker: it stays open until its cool-down ends (5, 10, 20, 40 s, up to 60 s, doubled by every failed probe in half-open), unless a probe succeeds first (before the cool-down ends, the prober probes only a target the fleet marks: idle for 60 s, or ejected)."
                 );
             }
         }
@@ -713,7 +679,7 @@ pub fn section(seed: u64, runs: &[Simulated], elapsed: Duration) -> String {
     out.push_str("### Routers\n\n");
     let _ = writeln!(
         out,
-        "- **Switchyard**: {nodes} data planes, each with its own breakers, local signals (a peak-EWMA of time to first token, times the attempts in flight plus one over the usual number plus one) and health windows, scoring every request with the real `scoring::plan` (strategy `balanced`, chain of 3) on the snapshot it last received, and executing as the engine does: the chain in order, skipping a target its breaker does not admit, one retry on the same target after a 5xx within the retry budget, at most 3 attempts; breakers hear every failure and success, the local signals every attempt and time to first token, the windows every attempt. Every {w} s a node closes its health windows (nodes staggered), stored {r} ms later. Every {e} s the control plane feeds the stored windows to the real `Aggregator` (default `HealthConfig`; targets' model names as peers, as the control plane passes them) and offers the telemetry (trusted for {st} s) to the publisher, which publishes at once when a verdict changes and otherwise at most every {tr} s while the numbers move; a price change is published {d} ms after the registry write. A snapshot reaches the data planes {p} ms after publication. Once a second each node's prober asks the data plane's own `ProbeSchedule` what to probe: every target its breaker holds half-open (taking the breaker's probe lease), every 2 s a target whose breaker is open while the fleet's verdict is healthy, and every target the fleet marks (idle for 60 s, or ejected) every 30 s × {nodes} nodes (± 20 %), as the control plane's defaults set it. A probe's success closes the breaker even while it cools down; a failure reaches the breaker and the health windows, as in the prober.\n- **Fixed priority**: always the registry's first and cheapest target, then down the list on failure.\n- **Round robin**: each node takes the targets in turn; a failure moves on to the next.\n- **Latency EWMA**: each node tries the target with the lowest EWMA (10 s decay) of the response times it has seen, answers and errors alike, untried ones first; no health, price or quality.\n- Diagnostics, to explain Switchyard's numbers: *scoring with the true state* runs the real `scoring::plan` on a snapshot whose telemetry is the truth (fresh, full confidence, the outage target ejected while down), with no breakers or local signals, so what separates it from the oracle is the scoring formula, not information; *no in-flight count* is Switchyard with the peak-EWMA fed but attempts in flight never counted; *no local signals* is Switchyard with neither; *no probes to open breakers* is Switchyard with the probes the schedule asks for while the node's breaker is open and the fleet says healthy dropped (its other rules unchanged).\n\nThe baselines fall back without retrying the same target; every router makes at most 3 attempts per request.\n",
+        "- **Switchyard**: {nodes} data planes, each with its own breakers, local signals (a peak-EWMA of time to first token, times the attempts in flight plus one over the usual number plus one) and health windows, scoring every request with the real `scoring::plan` (strategy `balanced`, chain of 3) on the snapshot it last received, and executing as the engine does: the chain in order, skipping a target its breaker does not admit, one retry on the same target after a 5xx within the retry budget, at most 3 attempts; breakers hear every failure and success, the local signals every attempt and time to first token, the windows every attempt. Every {w} s a node closes its health windows (nodes staggered), stored {r} ms later. Every {e} s the control plane feeds the stored windows to the real `Aggregator` (default `HealthConfig`; targets' model names as peers, as the control plane passes them) and offers the telemetry (trusted for {st} s) to the publisher, which publishes at once when a verdict changes and otherwise at most every {tr} s while the numbers move; a price change is published {d} ms after the registry write. A snapshot reaches the data planes {p} ms after publication. Once a second each node's prober asks the data plane's own `ProbeSchedule` what to probe: every target its breaker holds half-open (taking the breaker's probe lease), and every target the fleet marks (idle for 60 s, or ejected) every 30 s × {nodes} nodes (± 20 %), as the control plane's defaults set it. A probe's success closes the breaker even while it cools down; a failure reaches the breaker and the health windows, as in the prober.\n- **Fixed priority**: always the registry's first and cheapest target, then down the list on failure.\n- **Round robin**: each node takes the targets in turn; a failure moves on to the next.\n- **Latency EWMA**: each node tries the target with the lowest EWMA (10 s decay) of the response times it has seen, answers and errors alike, untried ones first; no health, price or quality.\n- Diagnostics, to explain Switchyard's numbers: *scoring with the true state* runs the real `scoring::plan` on a snapshot whose telemetry is the truth (fresh, full confidence, the outage target ejected while down), with no breakers or local signals, so what separates it from the oracle is the scoring formula, not information; *no in-flight count* is Switchyard with the peak-EWMA fed but attempts in flight never counted; *no local signals* is Switchyard with neither.\n\nThe baselines fall back without retrying the same target; every router makes at most 3 attempts per request.\n",
         nodes = s.nodes,
         w = WINDOW_MS / 1000,
         r = REPORT_MS,

@@ -64,18 +64,13 @@ const RETRY_EARNED: f64 = 0.2;
 const RETRY_CAP: f64 = 10.0;
 
 /// What to switch off, for diagnostics: the two halves of the local
-/// signals the scorer adds to a target's expected latency, and the probes
-/// the prober sends to a target whose breaker is open here.
+/// signals the scorer adds to a target's expected latency.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Count attempts in flight (`LocalSignals::start`).
     pub in_flight: bool,
     /// Feed the peak-EWMA of time to first token (`LocalSignals::observe_ttft`).
     pub peak_ewma: bool,
-    /// Send the probes `ProbeSchedule::due` asks for while the target's
-    /// breaker is open here (the fleet says it is healthy); when off they
-    /// are dropped, which leaves the schedule's other rules as they are.
-    pub probes_to_open_breakers: bool,
 }
 
 impl Default for Options {
@@ -83,7 +78,6 @@ impl Default for Options {
         Self {
             in_flight: true,
             peak_ewma: true,
-            probes_to_open_breakers: true,
         }
     }
 }
@@ -109,10 +103,8 @@ enum Job {
     Publish,
     Arrive(usize, Arc<LiveSnapshot>),
     ProbeTick(usize),
-    /// A probe's result: node, target, outcome, and whether it was sent
-    /// while the node's breaker on the target was open and the fleet said
-    /// it was healthy.
-    ProbeEnd(usize, usize, Attempt, bool),
+    /// A probe's result: node, target, outcome.
+    ProbeEnd(usize, usize, Attempt),
 }
 
 /// What happened inside, for the report.
@@ -122,9 +114,6 @@ pub struct Inside {
     /// Active probes sent, in all and to each target.
     pub probes: u64,
     pub probes_to: Vec<u64>,
-    /// Of those, the probes sent to each target while its breaker was open
-    /// on the probing node and the fleet said it was healthy.
-    pub probes_to_open: Vec<u64>,
     /// The fleet's verdict on each target whenever it changed: (virtual ms, target, state).
     pub verdicts: Vec<(i64, usize, HealthState)>,
     /// Breaker openings per target, all nodes together (virtual ms, target, node).
@@ -134,10 +123,8 @@ pub struct Inside {
     pub ratio_openings: u64,
     /// Every breaker that closed again.
     pub closings: Vec<Closing>,
-    /// Every failed probe: (virtual ms it ended, target, whether it was sent
-    /// while the node's breaker on the target was open and the fleet said
-    /// it was healthy).
-    pub failed_probes: Vec<(i64, usize, bool)>,
+    /// Every failed probe: (virtual ms it ended, target).
+    pub failed_probes: Vec<(i64, usize)>,
     /// The outage target as the data planes saw it when scoring requests in
     /// the minute before the outage.
     pub before: Before,
@@ -256,7 +243,6 @@ impl Switchyard {
             inside: Inside {
                 snapshots: 1,
                 probes_to: vec![0; PROFILES.len()],
-                probes_to_open: vec![0; PROFILES.len()],
                 ..Inside::default()
             },
         };
@@ -301,8 +287,8 @@ impl Switchyard {
                 self.probe_tick(market, n, now);
                 self.schedule(now + PROBE_TICK_MS, Job::ProbeTick(n));
             }
-            Job::ProbeEnd(n, target, outcome, open) => {
-                self.probe_ended(n, target, outcome, open, now);
+            Job::ProbeEnd(n, target, outcome) => {
+                self.probe_ended(n, target, outcome, now);
             }
             Job::Arrive(n, snapshot) => {
                 let node = &mut self.nodes[n];
@@ -402,38 +388,20 @@ impl Switchyard {
             else {
                 continue;
             };
-            // The schedule's rule for a breaker open here while the fleet
-            // says the target is healthy.
-            let node = &self.nodes[n];
-            let id = &self.ids[t];
-            let open = matches!(node.breakers.state(id, unix(now)), State::Open { .. })
-                && node
-                    .snapshot
-                    .routing
-                    .telemetry
-                    .fresh(id, unix(now))
-                    .is_some_and(|fleet| fleet.state == HealthState::Healthy);
-            if open && !self.options.probes_to_open_breakers {
-                continue;
-            }
             self.inside.probes += 1;
             self.inside.probes_to[t] += 1;
-            self.inside.probes_to_open[t] += u64::from(open);
             let noise = Noise::new(seed, self.inside.probes as usize, n, t);
             let outcome = market.probe(t, now, noise);
-            self.schedule(
-                now + outcome.duration_ms,
-                Job::ProbeEnd(n, t, outcome, open),
-            );
+            self.schedule(now + outcome.duration_ms, Job::ProbeEnd(n, t, outcome));
         }
     }
 
     /// A probe's result, as `Probe::run` handles it: a success closes the
     /// breaker even while cooling down, a failure reaches the breaker if its
     /// class trips breakers (a 5xx does); either joins the health windows.
-    fn probe_ended(&mut self, n: usize, target: usize, outcome: Attempt, open: bool, now: i64) {
+    fn probe_ended(&mut self, n: usize, target: usize, outcome: Attempt, now: i64) {
         if !outcome.ok {
-            self.inside.failed_probes.push((now, target, open));
+            self.inside.failed_probes.push((now, target));
         }
         let node = &mut self.nodes[n];
         let id = &self.ids[target];
