@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde_json::{Map, Value, json};
-use switchyard_domain::HealthState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -213,8 +212,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use switchyard_domain::{
-        ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, TargetTelemetry, Telemetry, Tier,
-        builtin_strategies,
+        HealthState, ModelSpec, ProviderKind, ProviderSpec, RoutingSnapshot, TargetTelemetry,
+        Telemetry, Tier, builtin_strategies,
     };
 
     use super::*;
