@@ -62,18 +62,6 @@ struct Inputs {
     held: Option<(Revision, Instant)>,
 }
 
-/// Whether new telemetry says something routing must hear now: a target
-/// appeared or went, or its state, until-time or probe flag changed.
-fn verdicts_changed(old: &Telemetry, new: &Telemetry) -> bool {
-    old.targets.len() != new.targets.len()
-        || new.targets.iter().any(|(id, t)| {
-            old.targets.get(id).is_none_or(|o| {
-                (o.state, o.state_until_ms, o.probe) != (t.state, t.state_until_ms, t.probe)
-            })
-        })
-        || old.probe_interval_ms != new.probe_interval_ms
-}
-
 /// Enabled targets (of enabled providers) of a snapshot.
 fn enabled_targets(snapshot: &RoutingSnapshot) -> HashSet<String> {
     snapshot
@@ -164,7 +152,7 @@ impl SnapshotPublisher {
                 .computed_at_ms
                 .saturating_sub(published.telemetry.computed_at_ms);
             let stale_half = i64::try_from(telemetry.stale_after_ms / 2).unwrap_or(i64::MAX);
-            verdicts_changed(&published.telemetry, &telemetry)
+            telemetry.verdicts_differ(&published.telemetry)
                 || (published.telemetry.targets != telemetry.targets && age >= TELEMETRY_REFRESH_MS)
                 || (!telemetry.targets.is_empty() && age >= stale_half)
         };

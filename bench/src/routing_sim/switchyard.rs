@@ -185,19 +185,6 @@ pub struct Switchyard {
     inside: Inside,
 }
 
-/// Whether new telemetry says something routing must hear now (the
-/// publisher's rule): a target appeared or went, or its state, until-time
-/// or probe flag changed.
-fn verdicts_changed(old: &Telemetry, new: &Telemetry) -> bool {
-    old.targets.len() != new.targets.len()
-        || new.targets.iter().any(|(id, t)| {
-            old.targets.get(id).is_none_or(|o| {
-                (o.state, o.state_until_ms, o.probe) != (t.state, t.state_until_ms, t.probe)
-            })
-        })
-        || old.probe_interval_ms != new.probe_interval_ms
-}
-
 impl Switchyard {
     pub fn new(market: &Market, options: Options) -> anyhow::Result<Self> {
         let start = -market.scenario.warmup_ms;
@@ -333,7 +320,7 @@ impl Switchyard {
         };
         let age = telemetry.computed_at_ms - self.published.computed_at_ms;
         let stale_half = i64::try_from(STALE_AFTER_MS / 2).unwrap_or(i64::MAX);
-        let due = verdicts_changed(&self.published, &telemetry)
+        let due = telemetry.verdicts_differ(&self.published)
             || (self.published.targets != telemetry.targets && age >= TELEMETRY_REFRESH_MS)
             || (!telemetry.targets.is_empty() && age >= stale_half);
         self.latest = telemetry;

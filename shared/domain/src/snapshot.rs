@@ -46,6 +46,19 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Whether `self` says something routing must hear at once compared with
+    /// `published`: a target appeared or went, or its state, until-time or
+    /// probe flag changed, or the probe interval did. (Numbers alone moving do not.)
+    pub fn verdicts_differ(&self, published: &Telemetry) -> bool {
+        published.targets.len() != self.targets.len()
+            || self.targets.iter().any(|(id, t)| {
+                published.targets.get(id).is_none_or(|o| {
+                    (o.state, o.state_until_ms, o.probe) != (t.state, t.state_until_ms, t.probe)
+                })
+            })
+            || published.probe_interval_ms != self.probe_interval_ms
+    }
+
     /// The telemetry of `target_id` if it is fresh at `now_ms`.
     pub fn fresh(&self, target_id: &str, now_ms: i64) -> Option<&TargetTelemetry> {
         let age = now_ms.saturating_sub(self.computed_at_ms);
@@ -398,6 +411,28 @@ mod tests {
         assert_eq!(snap.targets[0].id, "a/m2");
         let back = RoutingSnapshot::try_from(snap.to_wire()).unwrap();
         assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn only_verdicts_not_moving_numbers_differ() {
+        let with = |state, attempts| Telemetry {
+            targets: [(
+                "a/m".to_owned(),
+                crate::TargetTelemetry {
+                    target_id: "a/m".into(),
+                    attempts,
+                    state,
+                    ..Default::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let published = with(crate::HealthState::Healthy, 10);
+        assert!(!with(crate::HealthState::Healthy, 99).verdicts_differ(&published));
+        assert!(with(crate::HealthState::Ejected, 10).verdicts_differ(&published));
+        assert!(Telemetry::default().verdicts_differ(&published));
     }
 
     #[test]
