@@ -134,7 +134,14 @@ pub fn plan(
             // An entry without attempts carries a verdict or a probe mark, no numbers.
             telemetry: fleet.filter(|t| t.attempts > 0),
             half_open: circuit == breaker::State::HalfOpen,
-            fleet_state: fleet.map_or(HealthState::Healthy, |t| t.state),
+            // A verdict past its until-time is over, whatever the snapshot still says.
+            fleet_state: fleet.map_or(HealthState::Healthy, |t| {
+                if t.state.skips() && !t.skipped_at(now_ms) {
+                    HealthState::Healthy
+                } else {
+                    t.state
+                }
+            }),
             local: signals.view(&target.id),
         };
         let mut breakdown = dimensions::breakdown(target, &context);

@@ -1029,6 +1029,7 @@ fn fleet_verdicts_skip_or_penalise_and_panic_mode_routes_across_all() {
     )
     .unwrap();
     assert_eq!(p.candidates.len(), 4);
+    assert!(p.candidates.iter().all(|c| c.breakdown.health.score == 1.0));
 }
 
 #[test]
