@@ -8,7 +8,7 @@ mod series;
 mod state;
 mod window;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use switchyard_domain::{HealthState, TargetTelemetry, confidence, timestamp_from_millis};
@@ -85,31 +85,31 @@ impl Aggregator {
     /// Judges every target at `now_ms` and returns the aggregate of each, in
     /// the order of `targets`. Windows of targets no longer registered are dropped.
     pub fn evaluate(&mut self, now_ms: i64, targets: &[TargetInfo]) -> Vec<TargetView> {
-        self.series
-            .retain(|id, _| targets.iter().any(|t| &t.id == id));
-        self.states
-            .retain(|id, _| targets.iter().any(|t| &t.id == id));
+        let registered: HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+        self.series.retain(|id, _| registered.contains(id.as_str()));
+        self.states.retain(|id, _| registered.contains(id.as_str()));
         for series in self.series.values_mut() {
             series.prune(now_ms);
         }
         let empty = Series::default();
-        let evidence = |states: &HashMap<String, TargetState>, id: &str| {
-            states.get(id).map_or(0, |s| s.evidence_since_ms)
-        };
-        let recent: Vec<Counts> = targets
+        let rollups_since = |series: &Series, since: i64| series.rollups(now_ms, &WINDOWS, since);
+        // Every window of every target, on the evidence as it stands before judging.
+        let mut windows: Vec<Vec<Rollup>> = targets
             .iter()
             .map(|t| {
                 let series = self.series.get(&t.id).unwrap_or(&empty);
-                let since = evidence(&self.states, &t.id);
-                let mut counts = series.rollup(now_ms, WINDOWS[JUDGE], since).counts;
+                let since = self.states.get(&t.id).map_or(0, |s| s.evidence_since_ms);
+                let mut rollups = rollups_since(series, since);
                 // A run of failures counts as it stands now, not as it once stood.
-                counts.consecutive_failures = series.latest_run(now_ms, WINDOWS[JUDGE], since);
-                counts
+                rollups[JUDGE].counts.consecutive_failures =
+                    series.latest_run(now_ms, WINDOWS[JUDGE], since);
+                rollups
             })
             .collect();
-        let judged_rates: Vec<Option<f64>> = recent
+        let judged_rates: Vec<Option<f64>> = windows
             .iter()
-            .map(|c| {
+            .map(|w| {
+                let c = &w[JUDGE].counts;
                 let judged = c.judged();
                 (judged >= self.config.min_requests).then(|| c.successes as f64 / judged as f64)
             })
@@ -158,7 +158,14 @@ impl Aggregator {
                 .unwrap_or(0)
                 - usize::from(was_ejected);
             let cap = group_size.get(target.model.as_str()).copied().unwrap_or(0) / 2;
-            state.step(now_ms, &recent[i], baseline, skipped < cap, &self.config);
+            let evidence_since = state.evidence_since_ms;
+            state.step(
+                now_ms,
+                &windows[i][JUDGE].counts,
+                baseline,
+                skipped < cap,
+                &self.config,
+            );
             let is_ejected = state.state == HealthState::Ejected;
             if is_ejected != was_ejected {
                 let n = group_skipped.entry(&target.model).or_default();
@@ -170,7 +177,12 @@ impl Aggregator {
             }
 
             let series = self.series.get(&target.id).unwrap_or(&empty);
-            let windows = series.rollups(now_ms, &WINDOWS, state.evidence_since_ms);
+            // Judging may have restarted the evidence (an ejection began or ended).
+            let windows = if state.evidence_since_ms == evidence_since {
+                std::mem::take(&mut windows[i])
+            } else {
+                rollups_since(series, state.evidence_since_ms)
+            };
             let idle_ms = i64::try_from(self.probe_idle.as_millis()).unwrap_or(i64::MAX);
             let last_seen = series.last_seen_ms();
             let probe = target.enabled

@@ -93,6 +93,21 @@ fn chat(workload: WorkloadProfile, strategy: Option<&str>) -> crate::request::Ch
     test_request("chat", strategy, workload)
 }
 
+/// Plans on a fresh node: no breaker history, no local signals.
+fn plan_alone(
+    snap: &LiveSnapshot,
+    request: &crate::request::ChatRequest,
+    chain_length: usize,
+) -> Result<RoutePlan, RouteError> {
+    plan(
+        snap,
+        request,
+        chain_length,
+        &Breakers::default(),
+        &LocalSignals::default(),
+    )
+}
+
 #[test]
 fn every_filter_reason_is_kept_in_words() {
     let mut off = model("a", "off", Tier::Standard, 1.0, 100_000);
@@ -131,14 +146,7 @@ fn every_filter_reason_is_kept_in_words() {
     workload.capabilities.vision = true;
     workload.capabilities.json_output = true;
     workload.capabilities.streaming = true;
-    let plan = plan(
-        &snap,
-        &chat(workload, None),
-        3,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let plan = plan_alone(&snap, &chat(workload, None), 3).unwrap();
     assert!(plan.candidates.is_empty());
     let reasons: BTreeMap<String, String> = plan
         .ineligible
@@ -183,14 +191,7 @@ fn each_dimension_moves_its_own_way() {
             model("b", "smart", Tier::Frontier, 10.0, 100_000),
         ],
     );
-    let plan = plan(
-        &snap,
-        &chat(test_workload(1_000, 500), None),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let plan = plan_alone(&snap, &chat(test_workload(1_000, 500), None), 2).unwrap();
     let by_id: BTreeMap<String, &ScoredCandidate> = plan
         .candidates
         .iter()
@@ -237,14 +238,7 @@ fn strategies_change_the_order_and_say_so() {
             model("b", "smart", Tier::Frontier, 10.0, 100_000),
         ],
     );
-    let by_cost = plan(
-        &snap,
-        &chat(test_workload(1_000, 500), Some("cost")),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let by_cost = plan_alone(&snap, &chat(test_workload(1_000, 500), Some("cost")), 2).unwrap();
     assert_eq!(ids(&snap, &by_cost), ["a/cheap", "b/smart"]);
     assert!(
         by_cost.explanation.starts_with("chose a/cheap (cost, ")
@@ -266,14 +260,8 @@ fn strategies_change_the_order_and_say_so() {
         "{}",
         by_cost.explanation
     );
-    let by_quality = plan(
-        &snap,
-        &chat(test_workload(1_000, 500), Some("quality")),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let by_quality =
+        plan_alone(&snap, &chat(test_workload(1_000, 500), Some("quality")), 2).unwrap();
     assert_eq!(ids(&snap, &by_quality), ["b/smart", "a/cheap"]);
 }
 
@@ -292,14 +280,7 @@ fn simulated_providers_are_scored_on_their_configuration() {
         vec![sim],
         vec![model("sim", "m", Tier::Frontier, 1.0, 100_000)],
     );
-    let plan = plan(
-        &snap,
-        &chat(test_workload(100, 400), None),
-        1,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let plan = plan_alone(&snap, &chat(test_workload(100, 400), None), 1).unwrap();
     let speed = plan.candidates[0].breakdown.speed;
     assert_eq!(speed.source, Source::Simulated);
     assert!((speed.raw - 1_040.0).abs() < 1e-9);
@@ -313,26 +294,12 @@ fn unknown_model_and_strategy_are_errors() {
     );
     let request = test_request("nope", None, test_workload(10, 10));
     assert_eq!(
-        plan(
-            &snap,
-            &request,
-            3,
-            &Breakers::default(),
-            &LocalSignals::default()
-        )
-        .unwrap_err(),
+        plan_alone(&snap, &request, 3).unwrap_err(),
         RouteError::UnknownModel("nope".into())
     );
     let request = test_request("m", Some("nope"), test_workload(10, 10));
     assert_eq!(
-        plan(
-            &snap,
-            &request,
-            3,
-            &Breakers::default(),
-            &LocalSignals::default()
-        )
-        .unwrap_err(),
+        plan_alone(&snap, &request, 3).unwrap_err(),
         RouteError::UnknownStrategy("nope".into())
     );
 }
@@ -355,14 +322,7 @@ fn tools_and_a_100k_context_on_a_mixed_registry() {
     );
     let mut workload = test_workload(100_000, 1_000);
     workload.capabilities.tools = true;
-    let plan = plan(
-        &snap,
-        &chat(workload, Some("balanced")),
-        3,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let plan = plan_alone(&snap, &chat(workload, Some("balanced")), 3).unwrap();
     let chain = chain_ids(&snap, &plan);
     // Cheapest adequate first, then the best on another provider, then a new tier.
     assert_eq!(
@@ -426,14 +386,7 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
 
     let mut request = chat(test_workload(1_000, 100), None);
     request.workspace = "team".into();
-    let team = plan(
-        &snap,
-        &request,
-        3,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let team = plan_alone(&snap, &request, 3).unwrap();
     assert_eq!(
         team.strategy, "team-cheap",
         "the workspace's default strategy applies"
@@ -463,44 +416,20 @@ fn workspaces_restrict_regions_steer_providers_and_scope_strategies() {
     // With fit weighed in, the preferred provider wins an otherwise equal race.
     request.strategy = Some("balanced".into());
     assert_eq!(
-        chain_ids(
-            &snap,
-            &plan(
-                &snap,
-                &request,
-                1,
-                &Breakers::default(),
-                &LocalSignals::default()
-            )
-            .unwrap()
-        ),
+        chain_ids(&snap, &plan_alone(&snap, &request, 1).unwrap()),
         ["c/eu-other"]
     );
 
     // Another workspace cannot use the scoped strategy, and unknown workspaces are refused.
     let mut other = chat(test_workload(1_000, 100), Some("team-cheap"));
     assert_eq!(
-        plan(
-            &snap,
-            &other,
-            3,
-            &Breakers::default(),
-            &LocalSignals::default()
-        )
-        .unwrap_err(),
+        plan_alone(&snap, &other, 3).unwrap_err(),
         RouteError::UnknownStrategy("team-cheap".into())
     );
     other.workspace = "nobody".into();
     other.strategy = None;
     assert_eq!(
-        plan(
-            &snap,
-            &other,
-            3,
-            &Breakers::default(),
-            &LocalSignals::default()
-        )
-        .unwrap_err(),
+        plan_alone(&snap, &other, 3).unwrap_err(),
         RouteError::UnknownWorkspace("nobody".into())
     );
 }
@@ -553,14 +482,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
     };
 
     let fresh = with(telemetry(now - 1_000));
-    let p = plan(
-        &fresh,
-        &request,
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&fresh, &request, 2).unwrap();
     assert_eq!(ids(&fresh, &p), ["b/steady", "a/flaky"]);
     let b = &p.candidates[1].breakdown;
     assert_eq!(
@@ -577,14 +499,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
 
     // Past its staleness bound the data plane trusts only priors: a tie, broken by id.
     let stale = with(telemetry(now - 61_000));
-    let p = plan(
-        &stale,
-        &request,
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&stale, &request, 2).unwrap();
     assert_eq!(ids(&stale, &p), ["a/flaky", "b/steady"]);
     assert_eq!(p.candidates[0].breakdown.health.source, Source::Prior);
 }
@@ -759,8 +674,8 @@ proptest! {
     fn ranking_is_deterministic(targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000) {
         let snap = build(&targets);
         let request = tool_request(input, "balanced");
-        let a = plan(&snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
-        let b = plan(&snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
+        let a = plan_alone(&snap, &request, 3).unwrap();
+        let b = plan_alone(&snap, &request, 3).unwrap();
         prop_assert_eq!(ids(&snap, &a), ids(&snap, &b));
         prop_assert_eq!(chain_ids(&snap, &a), chain_ids(&snap, &b));
         prop_assert_eq!(a.explanation, b.explanation);
@@ -771,7 +686,7 @@ proptest! {
         targets in prop::collection::vec(arb_target(), 1..12), input in 100u64..150_000,
     ) {
         let snap = build(&targets);
-        let plan = plan(&snap, &tool_request(input, "balanced"), 3, &Breakers::default(), &LocalSignals::default()).unwrap();
+        let plan = plan_alone(&snap, &tool_request(input, "balanced"), 3).unwrap();
         let providers: Vec<&str> = plan.candidates.iter().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
         let chain: Vec<&str> = plan.chain().map(|c| snap.routing.targets[c.target].spec.provider.as_str()).collect();
         if let Some(primary) = chain.first()
@@ -788,11 +703,11 @@ proptest! {
     ) {
         let before_snap = build(&targets);
         let request = tool_request(input, "balanced");
-        let before = plan(&before_snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
+        let before = plan_alone(&before_snap, &request, 3).unwrap();
         let mut more = targets.clone();
         more.push(Arb { provider: 0, family: 0, region: 0, tier: 2, price: 0.0, context: 1_000_000, tools: false });
         let after_snap = build(&more);
-        let after = plan(&after_snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
+        let after = plan_alone(&after_snap, &request, 3).unwrap();
         prop_assert_eq!(ids(&before_snap, &before), ids(&after_snap, &after));
         prop_assert_eq!(chain_ids(&before_snap, &before), chain_ids(&after_snap, &after));
         let scores = |p: &RoutePlan| p.candidates.iter().map(|c| c.score).collect::<Vec<_>>();
@@ -805,7 +720,7 @@ proptest! {
     ) {
         let snap = build(&targets);
         let request = tool_request(1_000, "balanced");
-        let base = plan(&snap, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap();
+        let base = plan_alone(&snap, &request, 3).unwrap();
         let Some(cheapest) = base.candidates.iter().min_by(|a, b| a.breakdown.cost.raw.total_cmp(&b.breakdown.cost.raw)) else {
             return Ok(());
         };
@@ -817,7 +732,7 @@ proptest! {
             s.weights.cost += boost;
         }
         let boosted = LiveSnapshot::prepare(boosted);
-        let after = rank_of(&plan(&boosted, &request, 3, &Breakers::default(), &LocalSignals::default()).unwrap(), cheapest.target);
+        let after = rank_of(&plan_alone(&boosted, &request, 3).unwrap(), cheapest.target);
         prop_assert!(after <= before, "rank went from {:?} to {:?}", before, after);
     }
 }
@@ -858,27 +773,13 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
     streamed.capabilities.streaming = true;
     let whole = test_workload(10, 150);
 
-    let p = plan(
-        &snap,
-        &chat(streamed.clone(), Some("hedged")),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap, &chat(streamed.clone(), Some("hedged")), 2).unwrap();
     let hedge = p.hedge.expect("a hedged strategy with a backup hedges");
     // Economy prior: 300 ms to first token, doubled for a p95.
     assert_eq!(hedge.delay, Duration::from_millis(600));
     assert!((hedge.max_share - 0.2).abs() < 1e-9);
     // A whole answer also waits for its 150 tokens at the prior 150 tokens/s.
-    let p = plan(
-        &snap,
-        &chat(whole, Some("hedged")),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap, &chat(whole, Some("hedged")), 2).unwrap();
     assert_eq!(p.hedge.unwrap().delay, Duration::from_millis(2_600));
 
     // Fresh telemetry's p95 wins over the prior.
@@ -906,36 +807,15 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         probe_interval_ms: 0,
     };
     let snap_t = LiveSnapshot::prepare(routing(models.clone()).with_telemetry(telemetry));
-    let p = plan(
-        &snap_t,
-        &request,
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap_t, &request, 2).unwrap();
     assert_eq!(p.hedge.unwrap().delay, Duration::from_millis(250));
     assert!(p.explanation.contains("hedged"), "{}", p.explanation);
 
     // Not with a strategy that does not hedge, nor without a backup.
-    let p = plan(
-        &snap,
-        &chat(streamed.clone(), Some("cost")),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap, &chat(streamed.clone(), Some("cost")), 2).unwrap();
     assert_eq!(p.hedge, None);
     let alone = LiveSnapshot::prepare(routing(models[..1].to_vec()));
-    let p = plan(
-        &alone,
-        &chat(streamed, Some("hedged")),
-        2,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&alone, &chat(streamed, Some("hedged")), 2).unwrap();
     assert_eq!(p.hedge, None);
 }
 
@@ -981,14 +861,7 @@ fn fleet_verdicts_skip_or_penalise_and_panic_mode_routes_across_all() {
         verdict("a/m", HealthState::Ejected),
         verdict("b/m", HealthState::Degraded),
     ]);
-    let p = plan(
-        &snap,
-        &request,
-        3,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap, &request, 3).unwrap();
     assert_eq!(ids(&snap, &p), ["c/m", "d/m", "b/m"]);
     assert!(matches!(
         p.ineligible.as_slice(),
@@ -1003,14 +876,7 @@ fn fleet_verdicts_skip_or_penalise_and_panic_mode_routes_across_all() {
         verdict("b/m", HealthState::RateLimited),
         verdict("c/m", HealthState::Ejected),
     ]);
-    let p = plan(
-        &snap,
-        &request,
-        3,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap, &request, 3).unwrap();
     assert_eq!(ids(&snap, &p)[0], "d/m");
     assert_eq!(p.candidates.len(), 4);
     assert!(p.ineligible.is_empty());
@@ -1020,14 +886,7 @@ fn fleet_verdicts_skip_or_penalise_and_panic_mode_routes_across_all() {
     let mut expired = verdict("a/m", HealthState::Ejected);
     expired.1.state_until_ms = now - 1;
     let snap = with(vec![expired]);
-    let p = plan(
-        &snap,
-        &request,
-        3,
-        &Breakers::default(),
-        &LocalSignals::default(),
-    )
-    .unwrap();
+    let p = plan_alone(&snap, &request, 3).unwrap();
     assert_eq!(p.candidates.len(), 4);
     assert!(p.candidates.iter().all(|c| c.breakdown.health.score == 1.0));
 }
