@@ -59,14 +59,10 @@ impl Series {
         }
     }
 
-    /// The last `seconds` up to `now_ms`, counting only windows that ended at
-    /// or after `not_before_ms` (evidence older than a state change is moot).
-    pub fn rollup(&self, now_ms: i64, seconds: u32, not_before_ms: i64) -> Rollup {
-        self.rollups(now_ms, &[seconds], not_before_ms).remove(0)
-    }
-
-    /// Several windows at once, shortest first (`spans` ascending): each one
-    /// extends the one before, so every bucket is merged once.
+    /// Windows of the last `spans` seconds up to `now_ms`, counting only
+    /// windows that ended at or after `not_before_ms` (evidence older than a
+    /// state change is moot). Shortest first (`spans` ascending): each extends
+    /// the one before, so every bucket is merged once.
     pub fn rollups(&self, now_ms: i64, spans: &[u32], not_before_ms: i64) -> Vec<Rollup> {
         let now_s = now_ms.div_euclid(1000);
         let floor = not_before_ms.div_euclid(1000);
@@ -133,10 +129,10 @@ mod tests {
         s.add(&record("b", 100_500, 2));
         s.add(&record("a", 95_000, 1));
         s.add(&record("a", 100_200, 4));
-        let ten = s.rollup(101_000, 10, 0);
+        let ten = &s.rollups(101_000, &[10], 0)[0];
         assert_eq!((ten.counts.attempts, ten.nodes), (7, 2));
-        assert_eq!(s.rollup(101_000, 3, 0).counts.attempts, 6);
-        assert_eq!(s.rollup(101_000, 10, 99_000).counts.attempts, 6);
+        assert_eq!(s.rollups(101_000, &[3], 0)[0].counts.attempts, 6);
+        assert_eq!(s.rollups(101_000, &[10], 99_000)[0].counts.attempts, 6);
         let nested: Vec<u64> = s
             .rollups(101_000, &[3, 10], 0)
             .iter()
@@ -144,7 +140,7 @@ mod tests {
             .collect();
         assert_eq!(nested, [6, 7]);
         s.prune(101_000 + 1000 * HORIZON_SECONDS - 2000);
-        assert_eq!(s.rollup(399_000, 300, 0).counts.attempts, 6);
+        assert_eq!(s.rollups(399_000, &[300], 0)[0].counts.attempts, 6);
         s.prune(200_000 + 1000 * HORIZON_SECONDS);
         assert!(s.buckets.is_empty());
     }
