@@ -18,7 +18,7 @@ const EXAMPLE_CONFIG: &str = include_str!("../../examples/switchyard.yaml");
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
-    /// Where the SQLite database lives.
+    /// Where the SQLite database and the data plane's state live.
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = ".switchyard")]
     data_dir: PathBuf,
     /// Registry to load instead of the built-in example.
@@ -78,7 +78,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             bootstrap: Some(bootstrap),
             node_id: "dev-cp".into(),
             default_strategy: switchyard_domain::DEFAULT_STRATEGY.into(),
-            registry_poll: Duration::from_secs(2),
+            registry_poll: Duration::from_secs(1),
+            relay_poll: Duration::from_millis(100),
+            election: None,
             aggregation: AggregationConfig::default(),
             mass_removal_hold: Duration::from_secs(30),
         },
@@ -90,7 +92,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         DataPlaneConfig {
             http_listen: args.http_listen,
             grpc_listen: args.grpc_listen,
-            control_plane: format!("http://{}", control_plane.local_addr),
+            control_planes: vec![format!("http://{}", control_plane.local_addr)],
             node_id: "dev-dp".into(),
             region: "local".into(),
             max_attempts: 3,
@@ -98,7 +100,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             retries_per_target: 1,
             first_token_timeout: Duration::from_secs(15),
             max_body_bytes: 4 << 20,
-            trace_spool: 100_000,
+            state_dir: args.data_dir.join("data-plane"),
+            trace_spool: 1_000_000,
+            trace_spool_memory: 10_000,
             health_window: Duration::from_secs(2),
         },
         dp_shutdown.clone(),

@@ -2,6 +2,9 @@
 //! through any replica, lets the aggregator judge every registered target,
 //! adds strategy effectiveness from the trace store, posts the result for the
 //! health RPC and offers it to the snapshot publisher as telemetry.
+//!
+//! Only the leader aggregates. Each term starts afresh from the stored
+//! windows, so a new leader judges on the same evidence the old one had.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fleet::Fleet;
 use crate::health::{Aggregator, HealthConfig, TargetInfo, TargetView, WindowRecord};
+use crate::leadership::{Leadership, Role};
 use crate::quality::{self, QualityConfig};
 use crate::snapshots::SnapshotPublisher;
-use crate::store::{Store, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 
 /// Windows re-read from before the cursor, for rows committed out of arrival order.
 const OVERLAP_MS: i64 = 3_000;
@@ -105,6 +109,7 @@ pub struct AggregationLoop {
     pub publisher: Arc<SnapshotPublisher>,
     pub fleet: Arc<Fleet>,
     pub board: Arc<HealthBoard>,
+    pub leadership: Arc<Leadership>,
     pub config: AggregationConfig,
 }
 
@@ -119,11 +124,40 @@ struct Progress {
 }
 
 impl AggregationLoop {
+    /// Aggregates during every term this replica leads.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut role = self.leadership.subscribe();
+        loop {
+            let current = role.borrow_and_update().clone();
+            let epoch = match current {
+                Role::Leader { epoch } => epoch,
+                Role::Follower => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        changed = role.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.lead(epoch) => {}
+                _ = role.changed() => {}
+            }
+            self.board.latest.send_replace(Arc::new(Board::default()));
+        }
+    }
+
+    /// One term: judges every interval until the caller stops it.
+    async fn lead(&self, epoch: u64) {
         let mut progress = Progress {
             aggregator: Aggregator::new(self.config.health, self.config.probe_idle),
             seen: HashMap::new(),
-            // Rebuild the longest window from what is stored: a restart loses nothing.
+            // Rebuild the longest window from what is stored: a new term loses nothing.
             cursor_ms: now_ms() - 300_000,
             effectiveness: HashMap::new(),
             effectiveness_at: None,
@@ -132,11 +166,8 @@ impl AggregationLoop {
         let mut ticker = tokio::time::interval(self.config.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            self.tick(&mut progress).await;
+            ticker.tick().await;
+            self.tick(&mut progress, epoch).await;
         }
     }
 
@@ -184,7 +215,7 @@ impl AggregationLoop {
         progress.seen.retain(|_, end| *end >= oldest);
     }
 
-    async fn tick(&self, progress: &mut Progress) {
+    async fn tick(&self, progress: &mut Progress, epoch: u64) {
         self.read_windows(progress).await;
         let Some(snapshot) = self.publisher.current() else {
             return;
@@ -236,9 +267,17 @@ impl AggregationLoop {
 
         if progress.cleaned_at.elapsed() >= CLEANUP_EVERY {
             progress.cleaned_at = Instant::now();
-            match self.store.delete_windows_before(now - RETENTION_MS).await {
+            match self
+                .store
+                .delete_windows_before(epoch, now - RETENTION_MS)
+                .await
+            {
                 Ok(n) if n > 0 => tracing::debug!(deleted = n, "old health windows deleted"),
                 Ok(_) => {}
+                Err(e @ StoreError::Fenced { .. }) => {
+                    tracing::warn!(error = %e, "not deleting old health windows");
+                    self.leadership.deposed(epoch);
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot delete old health windows"),
             }
         }

@@ -9,6 +9,7 @@ use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY};
 use switchyard_telemetry::LogFormat;
 
 use crate::aggregation::AggregationConfig;
+use crate::election::ElectionConfig;
 use crate::health::HealthConfig;
 use crate::quality::QualityConfig;
 
@@ -45,9 +46,28 @@ pub struct ControlPlaneArgs {
     /// How long data planes may trust telemetry before they fall back to priors.
     #[arg(long, env = "SWITCHYARD_TELEMETRY_STALE_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
     pub telemetry_stale_after: Duration,
-    /// How often to look for registry writes made through other replicas.
-    #[arg(long, env = "SWITCHYARD_REGISTRY_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// How often the leader looks for registry writes made through other replicas.
+    #[arg(long, env = "SWITCHYARD_REGISTRY_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub registry_poll: Duration,
+    /// etcd endpoints (comma-separated) for leader election among replicas;
+    /// without them this replica is the only one and leads.
+    #[arg(long, env = "SWITCHYARD_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// etcd key prefix of the election and the replica registry; replicas
+    /// sharing it elect one leader.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ELECTION_PREFIX",
+        default_value = "switchyard/control-plane"
+    )]
+    pub election_prefix: String,
+    /// Leader lease time-to-live: a leader that dies is replaced after about
+    /// this long; one cut off from etcd steps down after two thirds of it.
+    #[arg(long, env = "SWITCHYARD_LEASE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// How often a follower looks for the leader's newest snapshot to relay.
+    #[arg(long, env = "SWITCHYARD_RELAY_POLL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub relay_poll: Duration,
     /// How often every target's health is judged from the data planes' windows.
     #[arg(long, env = "SWITCHYARD_HEALTH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
@@ -78,6 +98,9 @@ pub struct ControlPlaneConfig {
     pub node_id: String,
     pub default_strategy: String,
     pub registry_poll: Duration,
+    pub relay_poll: Duration,
+    /// None without etcd: the single replica leads.
+    pub election: Option<ElectionConfig>,
     pub aggregation: AggregationConfig,
     pub mass_removal_hold: Duration,
 }
@@ -101,6 +124,16 @@ pub enum ConfigError {
     },
     #[error("--registry-poll: must be between 100ms and 1h")]
     RegistryPoll,
+    #[error("--relay-poll: must be between 10ms and 10s")]
+    RelayPoll,
+    #[error(
+        "--lease-ttl: must be whole seconds between 2s and 60s (etcd counts leases in seconds)"
+    )]
+    LeaseTtl,
+    #[error("--etcd-endpoints: {0:?} is not an http:// or https:// URL")]
+    EtcdEndpoint(String),
+    #[error("--election-prefix: must be non-empty, without a trailing '/'")]
+    ElectionPrefix,
     #[error(
         "--quality-interval, --quality-window and --telemetry-stale-after: need 100ms <= interval < stale-after and interval <= window <= 24h"
     )]
@@ -132,6 +165,7 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
                 Some(config)
             }
         };
+        let election = election_config(&args)?;
         let database_url = match args.database_url {
             Some(url) => url,
             None => {
@@ -145,6 +179,10 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
         if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.registry_poll) {
             return Err(ConfigError::RegistryPoll);
         }
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&args.relay_poll) {
+            return Err(ConfigError::RelayPoll);
+        }
+
         let quality = QualityConfig {
             interval: args.quality_interval,
             window: args.quality_window,
@@ -186,8 +224,41 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             node_id: args.node_id.unwrap_or_else(default_node_id),
             default_strategy: args.default_strategy,
             registry_poll: args.registry_poll,
+            relay_poll: args.relay_poll,
+            election,
         })
     }
+}
+
+fn election_config(args: &ControlPlaneArgs) -> Result<Option<ElectionConfig>, ConfigError> {
+    let endpoints: Vec<String> = args
+        .etcd_endpoints
+        .iter()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    if let Some(bad) = endpoints
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        return Err(ConfigError::EtcdEndpoint(bad.clone()));
+    }
+    let ttl = args.lease_ttl;
+    if !(Duration::from_secs(2)..=Duration::from_secs(60)).contains(&ttl) || ttl.subsec_nanos() != 0
+    {
+        return Err(ConfigError::LeaseTtl);
+    }
+    if args.election_prefix.is_empty() || args.election_prefix.ends_with('/') {
+        return Err(ConfigError::ElectionPrefix);
+    }
+    Ok(Some(ElectionConfig {
+        endpoints,
+        prefix: args.election_prefix.clone(),
+        lease_ttl: ttl,
+    }))
 }
 
 /// The embedded database: a SQLite file created on first use.

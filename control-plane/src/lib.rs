@@ -9,8 +9,10 @@ mod aggregation;
 mod api;
 mod bootstrap;
 pub mod config;
+mod election;
 mod fleet;
 pub mod health;
+mod leadership;
 pub mod quality;
 mod server;
 mod snapshots;
@@ -18,6 +20,7 @@ pub mod store;
 
 pub use aggregation::AggregationConfig;
 pub use config::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};
+pub use election::ElectionConfig;
 pub use server::{RunningControlPlane, start};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,8 @@ pub enum ControlPlaneError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("leader election setup failed: {0}")]
+    Election(#[from] election::ElectionError),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] switchyard_proto::ReflectionError),
 }

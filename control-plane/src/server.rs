@@ -19,13 +19,12 @@ use crate::api::{
     traces::TraceApi,
 };
 use crate::config::ControlPlaneConfig;
+use crate::election::Election;
 use crate::fleet::Fleet;
-use crate::snapshots::SnapshotPublisher;
+use crate::leadership::{Leadership, Role};
+use crate::snapshots::{SnapshotError, SnapshotPublisher};
 use crate::store::Store;
 use crate::{ControlPlaneError, bootstrap};
-
-/// Without etcd the single control plane leads at epoch 0.
-const STANDALONE_EPOCH: u64 = 0;
 
 /// A started control plane. Cancel the token passed to [`start`] to stop it,
 /// then await [`RunningControlPlane::wait`].
@@ -51,13 +50,36 @@ pub async fn start(
     let store = Store::connect(&config.database_url).await?;
     bootstrap::apply(&store, config.bootstrap.as_ref()).await?;
 
+    // With etcd this replica follows until it wins an election; without it,
+    // it is the only replica and leads at the stored epoch.
+    let (leadership, election) = match &config.election {
+        Some(election) => {
+            let leadership = Arc::new(Leadership::follower());
+            let election = Election::new(
+                election.clone(),
+                config.node_id.clone(),
+                store.clone(),
+                leadership.clone(),
+            )
+            .await?;
+            (leadership, Some(election))
+        }
+        None => {
+            let epoch = store.adopt_epoch(&config.node_id).await?;
+            (Arc::new(Leadership::standalone(epoch)), None)
+        }
+    };
     let publisher = Arc::new(SnapshotPublisher::new(
         store.clone(),
-        STANDALONE_EPOCH,
+        leadership.clone(),
         config.default_strategy.clone(),
         config.mass_removal_hold,
     ));
-    let snapshot_version = publisher.refresh().await?;
+    // A leader publishes at once; a follower starts from the leader's newest.
+    let snapshot_version = match publisher.refresh().await {
+        Err(SnapshotError::NotLeader) => publisher.relay().await?,
+        other => other?,
+    };
     let fleet = Arc::new(Fleet::default());
     let board = Arc::new(HealthBoard::default());
 
@@ -117,29 +139,43 @@ pub async fn start(
         .add_service(TraceServiceServer::new(TraceApi::new(store.clone())))
         .add_service(ClusterServiceServer::new(ClusterApi::new(
             config.node_id.clone(),
-            STANDALONE_EPOCH,
+            leadership.clone(),
+            election.as_ref().map(Election::view),
             publisher.clone(),
             fleet.clone(),
         )))
-        .add_service(HealthServiceServer::new(HealthApi::new(board.clone())));
+        .add_service(HealthServiceServer::new(HealthApi::new(
+            board.clone(),
+            leadership.clone(),
+        )));
 
     let tasks = TaskTracker::new();
     tasks.spawn(
         publisher
             .clone()
-            .poll(config.registry_poll, shutdown.clone()),
+            .poll(config.registry_poll, config.relay_poll, shutdown.clone()),
     );
     tasks.spawn(publisher.clone().debounce(shutdown.clone()));
+    tasks.spawn(take_over_on_election(
+        publisher.clone(),
+        leadership.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(
         AggregationLoop {
             store: store.clone(),
             publisher,
             fleet,
             board,
+            leadership,
             config: config.aggregation,
         }
         .run(shutdown.clone()),
     );
+    if let Some(election) = election {
+        // On shutdown it steps down and resigns, so a successor takes over at once.
+        tasks.spawn(election.run(shutdown.clone()));
+    }
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = router
@@ -153,11 +189,42 @@ pub async fn start(
         }
     });
     tasks.close();
-    tracing::info!(addr = %local_addr, node = %config.node_id, snapshot_version, "control plane listening");
+    tracing::info!(addr = %local_addr, node = %config.node_id, snapshot_version, elected = config.election.is_some(), "control plane listening");
     Ok(RunningControlPlane {
         local_addr,
         snapshot_version,
         tasks,
         store,
     })
+}
+
+/// Publishes under the new epoch as soon as this replica wins an election,
+/// so data planes hear from the new leader without waiting for a change.
+async fn take_over_on_election(
+    publisher: Arc<SnapshotPublisher>,
+    leadership: Arc<Leadership>,
+    shutdown: CancellationToken,
+) {
+    let mut role = leadership.subscribe();
+    // A standalone leader published at start already.
+    role.borrow_and_update();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = role.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let Role::Leader { epoch } = role.borrow_and_update().clone() else {
+            continue;
+        };
+        match publisher.take_over().await {
+            Ok(version) => tracing::info!(epoch, version, "published as the new leader"),
+            Err(e) => {
+                tracing::warn!(error = %e, epoch, "first publication as leader failed; the registry poll retries")
+            }
+        }
+    }
 }

@@ -9,6 +9,10 @@
 //! would remove most targets at once is held until the registry has said so
 //! for a while, so a half-read or wrongly emptied registry never reaches data
 //! planes.
+//!
+//! Only the leader publishes: each snapshot is stored under the leader's
+//! epoch fence, so a deposed leader publishes nothing. A follower relays the
+//! leader's stored snapshots to the data planes connected to it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::leadership::Leadership;
 use crate::store::{Revision, Store, StoreError, now_ms};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,8 @@ pub enum SnapshotError {
     },
     #[error("the publisher stopped")]
     Stopped,
+    #[error("this replica does not lead")]
+    NotLeader,
     /// A debounced publication failed; `invalid` when the registry was at fault.
     #[error("{message}")]
     Deferred { invalid: bool, message: String },
@@ -93,7 +100,7 @@ struct Debounce {
 
 pub struct SnapshotPublisher {
     store: Store,
-    epoch: u64,
+    leadership: Arc<Leadership>,
     default_strategy: String,
     current: watch::Sender<Option<Arc<pb::Snapshot>>>,
     /// Latest telemetry from the health aggregation; published with the next snapshot.
@@ -108,13 +115,13 @@ pub struct SnapshotPublisher {
 impl SnapshotPublisher {
     pub fn new(
         store: Store,
-        epoch: u64,
+        leadership: Arc<Leadership>,
         default_strategy: String,
         mass_removal_hold: Duration,
     ) -> Self {
         Self {
             store,
-            epoch,
+            leadership,
             default_strategy,
             current: watch::Sender::new(None),
             telemetry: Mutex::new(Telemetry::default()),
@@ -171,8 +178,13 @@ impl SnapshotPublisher {
     }
 
     /// Asks for a publication after a registry write and waits for it; writes
-    /// arriving together share one snapshot. Returns its version.
+    /// arriving together share one snapshot. Returns its version. On a
+    /// follower it returns at once: the leader publishes the write when its
+    /// registry poll sees it.
     pub async fn publish_soon(&self) -> Result<u64, SnapshotError> {
+        if self.leadership.leading_epoch().is_none() {
+            return Ok(self.current_version());
+        }
         let ticket = self.debounce.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut done = self.debounce.done.subscribe();
         self.debounce.wake.notify_one();
@@ -213,10 +225,13 @@ impl SnapshotPublisher {
                 }
             }
             let served = self.debounce.requested.load(Ordering::SeqCst);
-            let result = self
-                .publish(false)
-                .await
-                .map_err(|e| (matches!(e, SnapshotError::Invalid { .. }), e.to_string()));
+            let result = match self.publish(false).await {
+                // Leadership moved on meanwhile; the new leader publishes the write.
+                Err(SnapshotError::NotLeader) => Ok(self.current_version()),
+                other => {
+                    other.map_err(|e| (matches!(e, SnapshotError::Invalid { .. }), e.to_string()))
+                }
+            };
             if let Err((_, e)) = &result {
                 tracing::warn!(error = %e, "snapshot publication failed; data planes keep the last good snapshot");
             }
@@ -226,6 +241,10 @@ impl SnapshotPublisher {
 
     async fn publish(&self, telemetry_changed: bool) -> Result<u64, SnapshotError> {
         let mut published = self.published.lock().await;
+        let epoch = self
+            .leadership
+            .leading_epoch()
+            .ok_or(SnapshotError::NotLeader)?;
         let revision = self.store.revision().await?;
         if published.revision == Some(revision) && !telemetry_changed {
             return Ok(self.current_version());
@@ -239,7 +258,7 @@ impl SnapshotPublisher {
         // Validate before taking a version number, so a bad registry burns none.
         let snapshot = RoutingSnapshot::new(
             u64::MAX,
-            self.epoch,
+            epoch,
             now_ms(),
             state.providers,
             state.models,
@@ -253,12 +272,19 @@ impl SnapshotPublisher {
         if self.hold_mass_removal(&mut published, &targets, state.revision) {
             return Ok(self.current_version());
         }
-        let version = self.store.next_snapshot_version().await?;
         let mut wire = snapshot.to_wire();
-        wire.version = version;
+        let version = match self.store.publish_snapshot(epoch, &mut wire).await {
+            Ok(version) => version,
+            Err(e @ StoreError::Fenced { .. }) => {
+                self.leadership.deposed(epoch);
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.current.send_replace(Some(Arc::new(wire)));
         tracing::info!(
             version,
+            epoch,
             revision = state.revision,
             telemetry_targets = telemetry.targets.len(),
             "published snapshot"
@@ -313,18 +339,90 @@ impl SnapshotPublisher {
         true
     }
 
-    /// Picks up registry writes made through other control-plane replicas.
-    pub async fn poll(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(every);
+    /// Starts a term as leader: carries the relayed snapshot's telemetry and
+    /// targets over (so data planes lose no verdict while the aggregation
+    /// warms up) and publishes at once under the new epoch.
+    pub async fn take_over(&self) -> Result<u64, SnapshotError> {
+        if let Some(current) = self.current() {
+            match RoutingSnapshot::try_from((*current).clone()) {
+                Ok(relayed) => {
+                    let targets = enabled_targets(&relayed);
+                    *self.telemetry.lock().await = relayed.telemetry.clone();
+                    *self.published.lock().await = Inputs {
+                        revision: None,
+                        telemetry: relayed.telemetry,
+                        targets,
+                        held: None,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the last relayed snapshot is unreadable; starting from the registry alone")
+                }
+            }
+        }
+        self.publish(true).await
+    }
+
+    /// On a follower: takes the leader's newest stored snapshot, if newer
+    /// than the one served (never an older epoch). Returns the version served.
+    pub async fn relay(&self) -> Result<u64, SnapshotError> {
+        let current = self.current();
+        let (version, epoch) = current.as_ref().map_or((0, 0), |s| (s.version, s.epoch));
+        let Some(newer) = self.store.snapshot_newer_than(version).await? else {
+            return Ok(version);
+        };
+        if newer.epoch < epoch || self.leadership.leading_epoch().is_some() {
+            return Ok(version);
+        }
+        let newer = Arc::new(newer);
+        // Only ever forward, even if this replica took over meanwhile.
+        self.current.send_if_modified(|current| {
+            let forward = current
+                .as_ref()
+                .is_none_or(|c| newer.version > c.version && newer.epoch >= c.epoch);
+            if forward {
+                tracing::debug!(
+                    version = newer.version,
+                    epoch = newer.epoch,
+                    "relaying the leader's snapshot"
+                );
+                *current = Some(newer.clone());
+            }
+            forward
+        });
+        Ok(self.current_version())
+    }
+
+    /// While leading, picks up registry writes made through other replicas
+    /// every `registry_poll`; while following, relays the leader's snapshots
+    /// every `relay_poll`.
+    pub async fn poll(
+        self: Arc<Self>,
+        registry_poll: Duration,
+        relay_poll: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut refreshed_at = Instant::now();
+        let mut ticker = tokio::time::interval(relay_poll.min(registry_poll));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {
-                    if let Err(e) = self.refresh().await {
-                        tracing::warn!(error = %e, "snapshot refresh failed; data planes keep the last good snapshot");
+                _ = ticker.tick() => {}
+            }
+            if self.leadership.leading_epoch().is_some() {
+                if refreshed_at.elapsed() < registry_poll {
+                    continue;
+                }
+                refreshed_at = Instant::now();
+                match self.refresh().await {
+                    Ok(_) | Err(SnapshotError::NotLeader) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "snapshot refresh failed; data planes keep the last good snapshot")
                     }
                 }
+            } else if let Err(e) = self.relay().await {
+                tracing::warn!(error = %e, "cannot read the leader's snapshots; data planes keep the last one");
             }
         }
     }

@@ -218,7 +218,8 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.delete_windows_before(later).await.unwrap(), 2);
+    let epoch = store.adopt_epoch("cp").await.unwrap();
+    assert_eq!(store.delete_windows_before(epoch, later).await.unwrap(), 2);
     let outcomes = store.outcomes_since(0, 1_000).await.unwrap();
     assert_eq!(outcomes.len(), 25);
     assert_eq!(
@@ -299,6 +300,70 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
         .map(|t| t.trace_id)
         .collect();
     assert_eq!(ids, ["t007", "t006", "t005", "t004"]);
+}
+
+/// Leader-only writes succeed under the fenced epoch and fail, changing
+/// nothing, under any other; versions only grow across leaders.
+async fn leader_only_writes_are_fenced_by_epoch(store: Store) {
+    assert_eq!(store.adopt_epoch("standalone").await.unwrap(), 0);
+    store.claim_epoch(10, "a").await.unwrap();
+    let mut first = pb::Snapshot::default();
+    let v1 = store.publish_snapshot(10, &mut first).await.unwrap();
+    assert_eq!((first.version, first.epoch), (v1, 10));
+
+    // A newer leader claims; the old one can no longer publish or delete.
+    store.claim_epoch(12, "b").await.unwrap();
+    let mut stale = pb::Snapshot::default();
+    match store.publish_snapshot(10, &mut stale).await {
+        Err(StoreError::Fenced {
+            epoch: 10,
+            current: 12,
+        }) => {}
+        other => panic!("expected the old epoch to be fenced, got {other:?}"),
+    }
+    assert!(matches!(
+        store.delete_windows_before(10, i64::MAX).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    // Nor can it claim back below the newer epoch.
+    assert!(matches!(
+        store.claim_epoch(11, "a").await,
+        Err(StoreError::Fenced {
+            epoch: 11,
+            current: 12
+        })
+    ));
+    // The fenced write burnt no version and stored nothing.
+    let newest = store.snapshot_newer_than(0).await.unwrap().unwrap();
+    assert_eq!((newest.version, newest.epoch), (v1, 10));
+
+    let mut next = pb::Snapshot::default();
+    let v2 = store.publish_snapshot(12, &mut next).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    let relayed = store.snapshot_newer_than(v1).await.unwrap().unwrap();
+    assert_eq!((relayed.version, relayed.epoch), (v2, 12));
+    assert!(store.snapshot_newer_than(v2).await.unwrap().is_none());
+    // Only the newest few are kept.
+    for _ in 0..40 {
+        store
+            .publish_snapshot(12, &mut pb::Snapshot::default())
+            .await
+            .unwrap();
+    }
+    assert!(store.snapshot_newer_than(0).await.unwrap().unwrap().version >= v2 + 40);
+    // A single replica without etcd adopts the newest epoch.
+    assert_eq!(store.adopt_epoch("standalone").await.unwrap(), 12);
+}
+
+#[tokio::test]
+async fn postgres_fencing() {
+    leader_only_writes_are_fenced_by_epoch(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    leader_only_writes_are_fenced_by_epoch(sqlite(&dir).await).await;
 }
 
 #[tokio::test]

@@ -10,14 +10,16 @@ use tonic::{Request, Response, Status};
 
 use crate::aggregation::HealthBoard;
 use crate::health::target_health;
+use crate::leadership::Leadership;
 
 pub struct HealthApi {
     board: Arc<HealthBoard>,
+    leadership: Arc<Leadership>,
 }
 
 impl HealthApi {
-    pub fn new(board: Arc<HealthBoard>) -> Self {
-        Self { board }
+    pub fn new(board: Arc<HealthBoard>, leadership: Arc<Leadership>) -> Self {
+        Self { board, leadership }
     }
 }
 
@@ -28,6 +30,12 @@ impl HealthService for HealthApi {
         req: Request<pb::ListTargetHealthRequest>,
     ) -> Result<Response<pb::ListTargetHealthResponse>, Status> {
         let wanted = req.into_inner().target_id;
+        if self.leadership.leading_epoch().is_none() {
+            // Only the leader aggregates; ClusterService.Status names it.
+            return Err(Status::unavailable(
+                "this control-plane replica follows: target health is judged by the leader; try again (a load balancer reaches it)",
+            ));
+        }
         let board = self.board.latest();
         if board.evaluated_at_ms == 0 {
             return Err(Status::unavailable(

@@ -26,6 +26,9 @@ pub(crate) fn store_status(e: StoreError) -> Status {
             tracing::warn!(error = %e, "database error");
             Status::unavailable("database unavailable; try again")
         }
+        StoreError::Fenced { .. } => {
+            Status::unavailable(format!("{e}; this replica no longer leads, try again"))
+        }
         StoreError::Corrupt { .. } => {
             tracing::error!(error = %e, "corrupt row");
             Status::internal(e.to_string())
@@ -39,8 +42,8 @@ pub(crate) fn snapshot_status(e: SnapshotError) -> Status {
         SnapshotError::Invalid { .. } | SnapshotError::Deferred { invalid: true, .. } => {
             Status::failed_precondition(e.to_string())
         }
-        SnapshotError::Deferred { invalid: false, .. } | SnapshotError::Stopped => {
-            Status::unavailable(format!("{e}; try again"))
-        }
+        SnapshotError::Deferred { invalid: false, .. }
+        | SnapshotError::Stopped
+        | SnapshotError::NotLeader => Status::unavailable(format!("{e}; try again")),
     }
 }

@@ -77,13 +77,4 @@ impl Store {
             })
             .collect()
     }
-
-    /// Deletes windows that arrived before `before_ms`; returns how many.
-    pub async fn delete_windows_before(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM health_windows WHERE received_at_ms < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }

@@ -28,6 +28,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "health_windows",
         include_str!("../../../migrations/postgres/0004_health_windows.sql"),
     ),
+    (
+        5,
+        "leadership",
+        include_str!("../../../migrations/postgres/0005_leadership.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -50,6 +55,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         4,
         "health_windows",
         include_str!("../../../migrations/sqlite/0004_health_windows.sql"),
+    ),
+    (
+        5,
+        "leadership",
+        include_str!("../../../migrations/sqlite/0005_leadership.sql"),
     ),
 ];
 

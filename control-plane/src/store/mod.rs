@@ -3,6 +3,7 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`, and times as Unix milliseconds.
 
 mod health;
+mod leadership;
 mod migrations;
 mod quality;
 mod registry;
@@ -34,6 +35,9 @@ pub enum StoreError {
     AlreadyExists { entity: &'static str, key: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A leader-only write by a replica whose epoch is no longer the newest.
+    #[error("epoch {epoch} is fenced: epoch {current} leads now")]
+    Fenced { epoch: u64, current: u64 },
     #[error("stored {entity} {key:?} is unreadable: {reason}")]
     Corrupt {
         entity: &'static str,

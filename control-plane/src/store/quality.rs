@@ -37,14 +37,4 @@ impl Store {
             })
             .collect()
     }
-
-    /// The next snapshot version: larger than every version handed out before.
-    pub async fn next_snapshot_version(&self) -> Result<u64, StoreError> {
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE snapshot_version SET version = version + 1 WHERE id = 1 RETURNING version",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(version).unwrap_or_default())
-    }
 }
