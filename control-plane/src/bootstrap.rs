@@ -5,12 +5,16 @@ use switchyard_domain::{BootstrapConfig, builtin_strategies};
 
 use crate::store::{Entity, Store, StoreError};
 
-/// Creates the entry, or replaces it when it differs.
+/// Creates the entry, or replaces it when it differs. Replicas starting
+/// together race to create it: the loser updates instead.
 async fn upsert<T: Entity + PartialEq + Clone>(store: &Store, spec: T) -> Result<(), StoreError> {
     match store.get::<T>(spec.key()).await {
         Ok(existing) if existing.spec == spec => Ok(()),
         Ok(_) => store.update(spec).await.map(|_| ()),
-        Err(StoreError::NotFound { .. }) => store.create(spec).await.map(|_| ()),
+        Err(StoreError::NotFound { .. }) => match store.create(spec.clone()).await {
+            Err(StoreError::AlreadyExists { .. }) => store.update(spec).await.map(|_| ()),
+            other => other.map(|_| ()),
+        },
         Err(e) => Err(e),
     }
 }
