@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_domain::{StrategyEffectiveness, Telemetry, target_id};
+use switchyard_domain::{RoutingSnapshot, StrategyEffectiveness, Telemetry, target_id};
 use switchyard_proto::v1 as pb;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -152,10 +152,17 @@ impl AggregationLoop {
         }
     }
 
-    /// One term: judges every interval until the caller stops it.
+    /// One term: judges every interval until the caller stops it. Starts
+    /// from the verdicts in the snapshot being served (the previous leader's).
     async fn lead(&self, epoch: u64) {
+        let mut aggregator = Aggregator::new(self.config.health, self.config.probe_idle);
+        if let Some(served) = self.publisher.current()
+            && let Ok(served) = RoutingSnapshot::try_from((*served).clone())
+        {
+            aggregator.resume(&served.telemetry, now_ms());
+        }
         let mut progress = Progress {
-            aggregator: Aggregator::new(self.config.health, self.config.probe_idle),
+            aggregator,
             seen: HashMap::new(),
             // Rebuild the longest window from what is stored: a new term loses nothing.
             cursor_ms: now_ms() - 300_000,

@@ -11,7 +11,9 @@ mod window;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use switchyard_domain::{HealthState, TargetTelemetry, confidence, timestamp_from_millis};
+use switchyard_domain::{
+    HealthState, TargetTelemetry, Telemetry, confidence, timestamp_from_millis,
+};
 use switchyard_proto::v1 as pb;
 
 pub use series::Rollup;
@@ -72,6 +74,18 @@ impl Aggregator {
             config,
             probe_idle,
             ..Default::default()
+        }
+    }
+
+    /// Takes over the verdicts of `telemetry` (published by a previous
+    /// leader) for targets it has no state for yet.
+    pub fn resume(&mut self, telemetry: &Telemetry, now_ms: i64) {
+        for (id, verdict) in &telemetry.targets {
+            if verdict.state != HealthState::Healthy {
+                self.states
+                    .entry(id.clone())
+                    .or_insert_with(|| TargetState::resumed(verdict, now_ms));
+            }
         }
     }
 

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use switchyard_domain::HealthState;
+use switchyard_domain::{HealthState, TargetTelemetry};
 
 use super::window::Counts;
 
@@ -112,6 +112,23 @@ impl TargetState {
             forgiven_at_ms: now_ms,
             reason: "no evidence against it".into(),
         }
+    }
+
+    /// The verdict a previous leader published, carried into a new term so a
+    /// failover neither lets an ejected target back early nor forgets a
+    /// degraded one. Evidence starts afresh from now.
+    pub fn resumed(verdict: &TargetTelemetry, now_ms: i64) -> Self {
+        let mut state = Self::new(now_ms);
+        state.state = verdict.state;
+        state.until_ms = verdict.state_until_ms;
+        state.evidence_since_ms = now_ms;
+        match verdict.state {
+            HealthState::Ejected => state.ejections = 1,
+            HealthState::RateLimited => state.rate_limits = 1,
+            HealthState::Healthy | HealthState::Degraded => {}
+        }
+        state.reason = "carried over from the previous leader".into();
+        state
     }
 
     fn enter(&mut self, state: HealthState, now_ms: i64, until_ms: i64, reason: String) {

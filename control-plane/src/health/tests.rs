@@ -99,3 +99,47 @@ fn idle_targets_are_probed_and_unregistered_ones_forgotten() {
     assert!(views[0].probe);
     assert!(!agg.series.contains_key("b/m") && !agg.states.contains_key("b/m"));
 }
+
+#[test]
+fn a_new_leader_keeps_the_previous_leaders_verdicts_until_they_end() {
+    let targets = [target("a/m", "m"), target("b/m", "m"), target("c/m", "m")];
+    let verdict = |id: &str, state, until| TargetTelemetry {
+        target_id: id.into(),
+        state,
+        state_until_ms: until,
+        ..Default::default()
+    };
+    let telemetry = Telemetry {
+        targets: [
+            (
+                "a/m".to_owned(),
+                verdict("a/m", HealthState::Ejected, 20_000),
+            ),
+            ("b/m".to_owned(), verdict("b/m", HealthState::Degraded, 0)),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let mut agg = Aggregator::new(HealthConfig::default(), Duration::from_secs(60));
+    agg.resume(&telemetry, 10_000);
+    // No evidence at all since the takeover: the verdicts stand.
+    let views = agg.evaluate(11_000, &targets);
+    let states: Vec<_> = views
+        .iter()
+        .map(|v| (v.state.state, v.state.until_ms))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (HealthState::Ejected, 20_000),
+            (HealthState::Degraded, 0),
+            (HealthState::Healthy, 0)
+        ]
+    );
+    assert!(views[0].telemetry.skipped_at(19_999));
+    // A fresh aggregator (no takeover) would have let it back at once.
+    let fresh = Aggregator::new(HealthConfig::default(), Duration::from_secs(60))
+        .evaluate(11_000, &targets);
+    assert_eq!(fresh[0].state.state, HealthState::Healthy);
+}
