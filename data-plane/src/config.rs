@@ -2,6 +2,7 @@
 //! validated into [`DataPlaneConfig`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -20,7 +21,8 @@ pub struct DataPlaneArgs {
         default_value = "0.0.0.0:50061"
     )]
     pub grpc_listen: SocketAddr,
-    /// Control-plane gRPC URL.
+    /// Control-plane gRPC URLs, comma-separated: any replica serves snapshots
+    /// and takes traces, and each stream moves to the next one after a failure.
     #[arg(
         long,
         env = "SWITCHYARD_CONTROL_PLANE",
@@ -50,9 +52,21 @@ pub struct DataPlaneArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
-    /// Most traces kept while waiting for the control plane's ack.
-    #[arg(long, env = "SWITCHYARD_TRACE_SPOOL", default_value_t = 100_000)]
+    /// Where this node keeps its last good snapshot and its trace spool; one
+    /// data plane per directory.
+    #[arg(
+        long,
+        env = "SWITCHYARD_STATE_DIR",
+        default_value = ".switchyard/data-plane"
+    )]
+    pub state_dir: PathBuf,
+    /// Most traces kept while waiting for the control plane's ack, in memory
+    /// and on disk together.
+    #[arg(long, env = "SWITCHYARD_TRACE_SPOOL", default_value_t = 1_000_000)]
     pub trace_spool: usize,
+    /// Unacked traces kept in memory; later ones spill to the state directory.
+    #[arg(long, env = "SWITCHYARD_TRACE_SPOOL_MEMORY", default_value_t = 10_000)]
+    pub trace_spool_memory: usize,
     /// How often per-target health windows close and go to the control plane.
     #[arg(long, env = "SWITCHYARD_HEALTH_WINDOW", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_window: Duration,
@@ -62,7 +76,8 @@ pub struct DataPlaneArgs {
 pub struct DataPlaneConfig {
     pub http_listen: SocketAddr,
     pub grpc_listen: SocketAddr,
-    pub control_plane: String,
+    /// Never empty.
+    pub control_planes: Vec<String>,
     pub node_id: String,
     pub region: String,
     pub max_attempts: usize,
@@ -70,7 +85,9 @@ pub struct DataPlaneConfig {
     pub first_token_timeout: Duration,
     pub fallback_chain: usize,
     pub max_body_bytes: usize,
+    pub state_dir: PathBuf,
     pub trace_spool: usize,
+    pub trace_spool_memory: usize,
     pub health_window: Duration,
 }
 
@@ -90,6 +107,10 @@ pub enum ConfigError {
     MaxBodyBytes,
     #[error("--trace-spool: must be at least 1000")]
     TraceSpool,
+    #[error("--trace-spool-memory: must be at least 1000 and at most --trace-spool")]
+    TraceSpoolMemory,
+    #[error("--state-dir: must not be empty")]
+    StateDir,
     #[error("--health-window: must be between 100ms and 1m")]
     HealthWindow,
 }
@@ -98,11 +119,7 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
     type Error = ConfigError;
 
     fn try_from(args: DataPlaneArgs) -> Result<Self, Self::Error> {
-        if !(args.control_plane.starts_with("http://")
-            || args.control_plane.starts_with("https://"))
-        {
-            return Err(ConfigError::ControlPlane(args.control_plane));
-        }
+        let control_planes = control_planes(&args.control_plane)?;
         if !(1..=10).contains(&args.max_attempts) {
             return Err(ConfigError::MaxAttempts);
         }
@@ -123,13 +140,19 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         if args.trace_spool < 1000 {
             return Err(ConfigError::TraceSpool);
         }
+        if !(1000..=args.trace_spool).contains(&args.trace_spool_memory) {
+            return Err(ConfigError::TraceSpoolMemory);
+        }
+        if args.state_dir.as_os_str().is_empty() {
+            return Err(ConfigError::StateDir);
+        }
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&args.health_window) {
             return Err(ConfigError::HealthWindow);
         }
         Ok(Self {
             http_listen: args.http_listen,
             grpc_listen: args.grpc_listen,
-            control_plane: args.control_plane,
+            control_planes,
             node_id: args.node_id.unwrap_or_else(|| {
                 let short = uuid::Uuid::new_v4().simple().to_string();
                 format!("dp-{}", &short[..8])
@@ -140,8 +163,93 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             retries_per_target: args.retries_per_target,
             first_token_timeout: args.first_token_timeout,
             max_body_bytes: args.max_body_bytes,
+            state_dir: args.state_dir,
             trace_spool: args.trace_spool,
+            trace_spool_memory: args.trace_spool_memory,
             health_window: args.health_window,
         })
+    }
+}
+
+/// Splits the comma-separated list and checks every address (an empty one too,
+/// so a stray comma is an error rather than a silently shorter list).
+fn control_planes(list: &str) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> = list.split(',').map(|url| url.trim().to_owned()).collect();
+    for url in &urls {
+        let valid = url.parse::<http::Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+        });
+        if !valid {
+            return Err(ConfigError::ControlPlane(url.clone()));
+        }
+    }
+    Ok(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DataPlaneArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<DataPlaneConfig, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("dp").chain(flags.iter().copied())).unwrap();
+        DataPlaneConfig::try_from(cli.args)
+    }
+
+    #[test]
+    fn several_control_planes_are_accepted_in_order() {
+        let config = parse(&[
+            "--control-plane",
+            "http://cp-0:50051, https://cp-1.example:443,http://10.0.0.7:50051",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.control_planes,
+            [
+                "http://cp-0:50051",
+                "https://cp-1.example:443",
+                "http://10.0.0.7:50051"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_address_in_the_list_is_refused_by_name() {
+        for (list, bad) in [
+            ("http://cp-0:50051,cp-1:50051", "cp-1:50051"),
+            ("http://cp-0:50051,,http://cp-2:50051", ""),
+            ("ftp://cp-0:21", "ftp://cp-0:21"),
+            ("http://", "http://"),
+        ] {
+            match parse(&["--control-plane", list]) {
+                Err(ConfigError::ControlPlane(url)) => assert_eq!(url, bad, "{list}"),
+                other => panic!("{list}: expected a bad address, got {other:?}"),
+            }
+        }
+        let message = parse(&["--control-plane", "http://a:1,b:2"])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("\"b:2\""), "{message}");
+    }
+
+    #[test]
+    fn the_memory_spool_fits_inside_the_total() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(
+            (config.trace_spool_memory, config.trace_spool),
+            (10_000, 1_000_000)
+        );
+        assert_eq!(config.state_dir, PathBuf::from(".switchyard/data-plane"));
+        assert!(matches!(
+            parse(&["--trace-spool", "5000", "--trace-spool-memory", "6000"]),
+            Err(ConfigError::TraceSpoolMemory)
+        ));
     }
 }

@@ -3,13 +3,16 @@
 //! streaming and fallback, serves OpenAI-compatible HTTP and the
 //! `InferenceService` gRPC API, and reports an execution trace for every request.
 //!
-//! It owns everything fast and local and keeps no state worth saving. It must
-//! never depend on the control plane or compile a database driver; the two
-//! planes meet only on the wire.
+//! It owns everything fast and local. The only state it keeps is in its state
+//! directory: the last good snapshot and the traces not yet acked, so it can
+//! restart while every control plane is down. It must never depend on the
+//! control plane or compile a database driver; the two planes meet only on
+//! the wire.
 
 mod backoff;
 pub mod breaker;
 pub mod config;
+mod control_plane;
 mod edge;
 mod engine;
 pub mod health;
@@ -21,11 +24,14 @@ pub mod request;
 pub mod scoring;
 mod server;
 pub mod snapshot;
+mod spool;
+mod state_dir;
 mod subscriber;
 pub mod workload;
 
 pub use config::{DataPlaneArgs, DataPlaneConfig};
 pub use server::{RunningDataPlane, start};
+pub use state_dir::StateDirError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
@@ -38,6 +44,8 @@ pub enum DataPlaneError {
     ControlPlaneUrl(String),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(reqwest::Error),
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] switchyard_proto::ReflectionError),
 }

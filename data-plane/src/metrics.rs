@@ -49,6 +49,9 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub time_to_first_token: Histogram,
     pub snapshot_version: Gauge,
+    /// Unix seconds when the served snapshot was applied, here or (for one
+    /// persisted by an earlier run) before the restart.
+    pub snapshot_applied_timestamp_seconds: Gauge,
     pub snapshots_rejected: Counter,
     pub trace_spool_depth: Gauge,
     pub traces_dropped: Counter,
@@ -122,6 +125,13 @@ impl Metrics {
             "Version of the snapshot being served",
             snapshot_version.clone(),
         );
+        let snapshot_applied_timestamp_seconds = Gauge::default();
+        registry.register_with_unit(
+            "snapshot_applied_timestamp",
+            "When the snapshot being served was applied, as Unix time; its age shows how stale routing is while no control plane answers",
+            Unit::Seconds,
+            snapshot_applied_timestamp_seconds.clone(),
+        );
         let snapshots_rejected = Counter::default();
         registry.register(
             "snapshots_rejected",
@@ -131,7 +141,7 @@ impl Metrics {
         let trace_spool_depth = Gauge::default();
         registry.register(
             "trace_spool_depth",
-            "Traces waiting for the control plane's ack",
+            "Traces waiting for the control plane's ack, in memory and on disk",
             trace_spool_depth.clone(),
         );
         let traces_dropped = Counter::default();
@@ -153,6 +163,7 @@ impl Metrics {
             request_duration,
             time_to_first_token,
             snapshot_version,
+            snapshot_applied_timestamp_seconds,
             snapshots_rejected,
             trace_spool_depth,
             traces_dropped,

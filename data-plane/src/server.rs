@@ -8,20 +8,21 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use axum::serve::ListenerExt;
 use switchyard_proto::v1::inference_service_server::InferenceServiceServer;
-use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Endpoint;
 
 use crate::breaker::Breakers;
 use crate::config::DataPlaneConfig;
+use crate::control_plane::ControlPlanes;
 use crate::edge::{AppState, grpc::InferenceApi, http};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::LocalSignals;
 use crate::health::prober::Prober;
 use crate::metrics::Metrics;
+use crate::reporter::SpoolLimits;
+use crate::state_dir::StateDir;
 use crate::subscriber::Subscriber;
 use crate::{DataPlaneError, reporter};
 
@@ -30,10 +31,13 @@ pub struct RunningDataPlane {
     pub grpc_addr: SocketAddr,
     snapshot: crate::snapshot::SnapshotCell,
     tasks: TaskTracker,
+    /// Holds the state directory's lock until the data plane is gone.
+    _state: Arc<StateDir>,
 }
 
 impl RunningDataPlane {
-    /// Version of the snapshot being served; None until the first one arrives.
+    /// Version of the snapshot being served; None until the first one arrives
+    /// or is loaded from the state directory.
     pub fn snapshot_version(&self) -> Option<u64> {
         self.snapshot.load().as_ref().map(|s| s.version())
     }
@@ -70,26 +74,37 @@ pub async fn start(
         .build()
         .map_err(DataPlaneError::HttpClient)?;
 
-    let control_plane = Endpoint::from_shared(config.control_plane.clone())
-        .map_err(|_| DataPlaneError::ControlPlaneUrl(config.control_plane.clone()))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect_lazy();
+    let control_planes = ControlPlanes::connect_lazy(&config.control_planes)?;
+    let state_dir = Arc::new(StateDir::open(&config.state_dir)?);
 
     // Build the tokenizer off the async threads now, not on the first request.
     tokio::task::spawn_blocking(crate::workload::warm_up);
     let metrics = Arc::new(Metrics::new());
     let snapshot = Arc::new(ArcSwapOption::empty());
     let (trace_reporter, probe_results, report_loop) = reporter::reporter(
-        control_plane.clone(),
+        control_planes.rotation(),
         metrics.clone(),
-        config.trace_spool,
+        state_dir.clone(),
+        SpoolLimits {
+            memory: config.trace_spool_memory,
+            total: config.trace_spool,
+        },
         config.node_id.clone(),
         config.health_window,
     );
     let breakers = Arc::new(Breakers::default());
+    let subscriber = Subscriber::new(
+        control_planes.rotation(),
+        snapshot.clone(),
+        config.node_id.clone(),
+        config.region.clone(),
+        metrics.clone(),
+        breakers.clone(),
+        state_dir.clone(),
+    );
+    // Before the servers take traffic: with every control plane down, a
+    // restarted node still routes (and turns ready) on its last good snapshot.
+    subscriber.restore().await;
     let signals = Arc::new(LocalSignals::default());
     let engine = Arc::new(Engine::new(
         client.clone(),
@@ -144,17 +159,7 @@ pub async fn start(
         }
         .run(shutdown.clone()),
     );
-    tasks.spawn(
-        Subscriber {
-            client: SnapshotServiceClient::new(control_plane),
-            cell: snapshot.clone(),
-            node_id: config.node_id.clone(),
-            region: config.region.clone(),
-            metrics,
-            breakers,
-        }
-        .run(shutdown.clone()),
-    );
+    tasks.spawn(subscriber.run(shutdown.clone()));
     let grpc_shutdown = shutdown.clone();
     let grpc_task = tasks.spawn(async move {
         if let Err(e) = grpc
@@ -192,11 +197,12 @@ pub async fn start(
         let _ = reporter_task.await;
     });
     tasks.close();
-    tracing::info!(http = %http_addr, grpc = %grpc_addr, node = %config.node_id, control_plane = %config.control_plane, "data plane listening");
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, node = %config.node_id, control_plane = %control_planes.urls(), state_dir = %state_dir.path().display(), "data plane listening");
     Ok(RunningDataPlane {
         http_addr,
         grpc_addr,
         snapshot,
         tasks,
+        _state: state_dir,
     })
 }
