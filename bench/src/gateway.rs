@@ -81,6 +81,7 @@ impl Gateway {
                 ("--grpc-listen", grpc.to_string()),
                 ("--control-plane", format!("http://{cp}")),
                 ("--node-id", "bench-dp".to_owned()),
+                ("--state-dir", dir.join("data-plane").display().to_string()),
                 ("--region", "local".to_owned()),
                 ("--log-format", "json".to_owned()),
             ]),

@@ -32,7 +32,11 @@ impl ControlPlanes {
                     .map_err(|_| DataPlaneError::ControlPlaneUrl(url.clone()))?
                     .connect_timeout(Duration::from_secs(3))
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    // A replica that stops answering (frozen, partitioned) while
+                    // its TCP connection stays open is left within seconds for
+                    // the next one; HTTP/2 pings are cheap.
+                    .http2_keep_alive_interval(Duration::from_secs(2))
+                    .keep_alive_timeout(Duration::from_secs(3))
                     .keep_alive_while_idle(true)
                     .connect_lazy();
                 Ok(Replica {

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub time_to_first_token: Histogram,
     pub snapshot_version: Gauge,
+    pub snapshot_epoch: Gauge,
     /// Unix seconds when the served snapshot was applied, here or (for one
     /// persisted by an earlier run) before the restart.
     pub snapshot_applied_timestamp_seconds: Gauge,
@@ -125,6 +126,12 @@ impl Metrics {
             "Version of the snapshot being served",
             snapshot_version.clone(),
         );
+        let snapshot_epoch = Gauge::default();
+        registry.register(
+            "snapshot_epoch",
+            "Epoch (the leader's election revision) of the snapshot being served",
+            snapshot_epoch.clone(),
+        );
         let snapshot_applied_timestamp_seconds = Gauge::default();
         registry.register_with_unit(
             "snapshot_applied_timestamp",
@@ -163,6 +170,7 @@ impl Metrics {
             request_duration,
             time_to_first_token,
             snapshot_version,
+            snapshot_epoch,
             snapshot_applied_timestamp_seconds,
             snapshots_rejected,
             trace_spool_depth,

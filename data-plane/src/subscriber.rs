@@ -114,7 +114,7 @@ impl Subscriber {
         tracing::info!(
             version,
             epoch,
-            "serving the persisted snapshot version {version} (epoch {epoch}) until the control plane answers"
+            "serving the persisted snapshot until the control plane answers"
         );
         Some(version)
     }
@@ -238,11 +238,12 @@ impl Subscriber {
             }
         }
         let encoded = wire.encode_to_vec();
+        let wire_epoch = wire.epoch;
         match RoutingSnapshot::try_from(wire) {
             Ok(routing) => {
                 self.install(routing, SystemTime::now());
                 self.restored.store(false, Ordering::Relaxed);
-                tracing::info!(version, "applied snapshot");
+                tracing::info!(version, epoch = wire_epoch, "applied snapshot");
                 Applied {
                     reply: Kind::Ack(pb::Ack { version, nonce }),
                     persist: Some(encoded),
@@ -262,11 +263,14 @@ impl Subscriber {
                 tracing::warn!(%provider, %reason, "provider not callable on this node");
             }
         }
-        let version = live.version();
+        let (version, epoch) = (live.version(), live.routing.epoch);
         self.cell.store(Some(Arc::new(live)));
         self.metrics
             .snapshot_version
             .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.metrics
+            .snapshot_epoch
+            .set(i64::try_from(epoch).unwrap_or(i64::MAX));
         let applied_at = applied_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());

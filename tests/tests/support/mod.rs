@@ -83,10 +83,19 @@ pub struct Process {
 
 impl Process {
     fn spawn(name: &str, args: &[String], envs: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::spawn_program(&binary(name), name, args, envs)
+    }
+
+    fn spawn_program(
+        program: &std::path::Path,
+        name: &str,
+        args: &[String],
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(binary(name));
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("SWITCHYARD_LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
@@ -113,6 +122,28 @@ impl Process {
         let _ = self.child.kill().await;
     }
 
+    /// Sends a signal by name (STOP, CONT, TERM) with kill(1).
+    pub async fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("process still running");
+        let status = Command::new("kill")
+            .args(["-s", name, &pid.to_string()])
+            .status()
+            .await
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -s {name} {pid} failed");
+    }
+
+    /// SIGTERM, then waits for the process to exit on its own.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM").await;
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no exit within {within:?} of SIGTERM:\n{}", self.log_text())
+            })
+            .expect("wait for the process")
+    }
+
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
@@ -134,6 +165,35 @@ impl ControlPlane {
     /// Starts with further flags, e.g. shorter health timings.
     pub async fn start_with(bootstrap_yaml: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let database_url = fresh_database().await?;
+        Self::launch(&database_url, "test-cp", bootstrap_yaml, extra).await
+    }
+
+    /// `n` replicas on one database, electing a leader through `etcd`; node
+    /// ids cp-1 … cp-n.
+    pub async fn start_replicas(
+        n: usize,
+        etcd: &Etcd,
+        bootstrap_yaml: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Vec<Self>> {
+        let database_url = fresh_database().await?;
+        let mut args = vec!["--etcd-endpoints", etcd.endpoint.as_str()];
+        args.extend_from_slice(extra);
+        let mut replicas = Vec::with_capacity(n);
+        for i in 1..=n {
+            let node = format!("cp-{i}");
+            replicas.push(Self::launch(&database_url, &node, bootstrap_yaml, &args).await?);
+        }
+        Ok(replicas)
+    }
+
+    async fn launch(
+        database_url: &str,
+        node_id: &str,
+        bootstrap_yaml: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let database_url = database_url.to_owned();
         let port = free_port();
         let dir = tempfile::tempdir()?;
         let bootstrap = dir.path().join("bootstrap.yaml");
@@ -146,7 +206,7 @@ impl ControlPlane {
             "--bootstrap".into(),
             bootstrap.display().to_string(),
             "--node-id".into(),
-            "test-cp".into(),
+            node_id.into(),
             "--registry-poll".into(),
             "500ms".into(),
             "--quality-interval".into(),
@@ -176,6 +236,22 @@ impl ControlPlane {
         self.process.kill().await;
         self.process = spawn_control_plane(&self.args, &self.addr).await?;
         Ok(())
+    }
+
+    /// This replica's answer to ClusterService.Status; None while it does not answer.
+    pub async fn status(&self) -> Option<pb::StatusResponse> {
+        let channel = Channel::from_shared(self.addr.clone())
+            .ok()?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .ok()?;
+        ClusterServiceClient::new(channel)
+            .status(pb::StatusRequest {})
+            .await
+            .ok()
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn channel(&self) -> Channel {
@@ -245,6 +321,10 @@ pub struct DataPlane {
     pub process: Process,
     pub http: String,
     pub grpc: String,
+    args: Vec<String>,
+    envs: Vec<(&'static str, String)>,
+    /// The state directory, when the harness made it.
+    _state: Option<tempfile::TempDir>,
 }
 
 impl DataPlane {
@@ -254,31 +334,63 @@ impl DataPlane {
 
     /// Starts one of several data planes, each with its own node id.
     pub async fn start_as(control_plane: &ControlPlane, node_id: &str) -> anyhow::Result<Self> {
+        let state = tempfile::tempdir()?;
+        let mut dp = Self::start_on(&[control_plane], node_id, state.path(), &[]).await?;
+        dp._state = Some(state);
+        Ok(dp)
+    }
+
+    /// A data plane following every given control-plane replica, keeping
+    /// its state (persisted snapshot, trace spool) in `state_dir`.
+    pub async fn start_on(
+        control_planes: &[&ControlPlane],
+        node_id: &str,
+        state_dir: &std::path::Path,
+        extra_envs: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
         let (http_port, grpc_port) = (free_port(), free_port());
+        let addrs: Vec<&str> = control_planes.iter().map(|c| c.addr.as_str()).collect();
         let args = vec![
             "--http-listen".into(),
             format!("127.0.0.1:{http_port}"),
             "--grpc-listen".into(),
             format!("127.0.0.1:{grpc_port}"),
             "--control-plane".into(),
-            control_plane.addr.clone(),
+            addrs.join(","),
             "--node-id".into(),
             node_id.into(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
             "--max-body-bytes".into(),
             "65536".into(),
         ];
-        let mut process = Process::spawn(
-            "switchyard-data-plane",
-            &args,
-            &[
-                ("MOCK_API_KEY", MOCK_KEY.to_owned()),
-                // Short, so tests of a stalled provider run quickly.
-                ("SWITCHYARD_FIRST_TOKEN_TIMEOUT", "1s".to_owned()),
-                // Short, so the fleet's view follows quickly.
-                ("SWITCHYARD_HEALTH_WINDOW", "500ms".to_owned()),
-            ],
-        )?;
-        let http = format!("http://127.0.0.1:{http_port}");
+        let mut envs = vec![
+            ("MOCK_API_KEY", MOCK_KEY.to_owned()),
+            // Short, so tests of a stalled provider run quickly.
+            ("SWITCHYARD_FIRST_TOKEN_TIMEOUT", "1s".to_owned()),
+            // Short, so the fleet's view follows quickly.
+            ("SWITCHYARD_HEALTH_WINDOW", "500ms".to_owned()),
+        ];
+        envs.extend_from_slice(extra_envs);
+        let process = Self::launch(&args, &envs).await?;
+        Ok(Self {
+            process,
+            http: format!("http://127.0.0.1:{http_port}"),
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            args,
+            envs,
+            _state: None,
+        })
+    }
+
+    async fn launch(args: &[String], envs: &[(&'static str, String)]) -> anyhow::Result<Process> {
+        let mut process = Process::spawn("switchyard-data-plane", args, envs)?;
+        let http = args
+            .iter()
+            .position(|a| a == "--http-listen")
+            .and_then(|i| args.get(i + 1))
+            .map(|addr| format!("http://{addr}"))
+            .context("no --http-listen")?;
         let client = http_client();
         for _ in 0..300 {
             if let Some(status) = process.exited() {
@@ -287,15 +399,20 @@ impl DataPlane {
             if let Ok(r) = client.get(format!("{http}/readyz")).send().await
                 && r.status().is_success()
             {
-                return Ok(Self {
-                    process,
-                    http,
-                    grpc: format!("http://127.0.0.1:{grpc_port}"),
-                });
+                return Ok(process);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("data plane never became ready:\n{}", process.log_text())
+    }
+
+    /// Stops it gracefully (SIGTERM) and starts it again with the same
+    /// flags, ports and state directory; returns once it is ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let status = self.process.terminate(Duration::from_secs(30)).await;
+        anyhow::ensure!(status.success(), "data plane exited with {status}");
+        self.process = Self::launch(&self.args, &self.envs).await?;
+        Ok(())
     }
 
     pub async fn inference(&self) -> InferenceServiceClient<Channel> {
@@ -354,4 +471,77 @@ pub fn sse_payloads(text: &str) -> Vec<String> {
                 .map(str::to_owned)
         })
         .collect()
+}
+
+/// A throwaway etcd for one test, on its own ports and data directory, so a
+/// test may stop and restart it without touching anyone else's. The binary
+/// is `SWITCHYARD_TEST_ETCD_BIN` or `etcd` on PATH (scripts/test.sh installs it).
+pub struct Etcd {
+    process: Option<Process>,
+    pub endpoint: String,
+    args: Vec<String>,
+    _data: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub async fn start() -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let args = vec![
+            "--name".into(),
+            "test".into(),
+            "--data-dir".into(),
+            data.path().join("data").display().to_string(),
+            "--listen-client-urls".into(),
+            endpoint.clone(),
+            "--advertise-client-urls".into(),
+            endpoint.clone(),
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-cluster".into(),
+            format!("test={peer_url}"),
+        ];
+        let mut etcd = Self {
+            process: None,
+            endpoint,
+            args,
+            _data: data,
+        };
+        etcd.restart().await?;
+        Ok(etcd)
+    }
+
+    /// Kills it (SIGKILL); its data stays for a restart.
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await;
+        }
+    }
+
+    /// Starts it (again) on the same ports and data; returns once it is healthy.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        let program = std::env::var_os("SWITCHYARD_TEST_ETCD_BIN")
+            .map_or_else(|| PathBuf::from("etcd"), PathBuf::from);
+        let mut process = Process::spawn_program(&program, "etcd", &self.args, &[])
+            .context("starting etcd (scripts/test.sh installs it)")?;
+        let client = http_client();
+        for _ in 0..200 {
+            if let Some(status) = process.exited() {
+                bail!("etcd exited with {status}:\n{}", process.log_text());
+            }
+            if let Ok(r) = client.get(format!("{}/health", self.endpoint)).send().await
+                && r.status().is_success()
+            {
+                self.process = Some(process);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("etcd never became healthy:\n{}", process.log_text())
+    }
 }
