@@ -136,7 +136,10 @@ pub async fn start(
             fleet.clone(),
             shutdown.clone(),
         )))
-        .add_service(TraceServiceServer::new(TraceApi::new(store.clone())))
+        .add_service(TraceServiceServer::new(TraceApi::new(
+            store.clone(),
+            shutdown.clone(),
+        )))
         .add_service(ClusterServiceServer::new(ClusterApi::new(
             config.node_id.clone(),
             leadership.clone(),
@@ -156,9 +159,13 @@ pub async fn start(
             .poll(config.registry_poll, config.relay_poll, shutdown.clone()),
     );
     tasks.spawn(publisher.clone().debounce(shutdown.clone()));
+    // Subscribed before the election starts, so no win goes unseen; a
+    // standalone leader published above already.
+    let mut role = leadership.subscribe();
+    role.borrow_and_update();
     tasks.spawn(take_over_on_election(
         publisher.clone(),
-        leadership.clone(),
+        role,
         shutdown.clone(),
     ));
     tasks.spawn(
@@ -202,12 +209,9 @@ pub async fn start(
 /// so data planes hear from the new leader without waiting for a change.
 async fn take_over_on_election(
     publisher: Arc<SnapshotPublisher>,
-    leadership: Arc<Leadership>,
+    mut role: tokio::sync::watch::Receiver<Role>,
     shutdown: CancellationToken,
 ) {
-    let mut role = leadership.subscribe();
-    // A standalone leader published at start already.
-    role.borrow_and_update();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

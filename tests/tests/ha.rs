@@ -248,6 +248,38 @@ async fn killing_the_leader_elects_another_and_no_data_plane_goes_back_to_its_ep
     .await;
     assert!(status.elected);
     assert_eq!(status.epoch, new_epoch);
+
+    // A leader that shuts down resigns: the last replica takes over, and the
+    // one that left says it stepped down.
+    let (next, _) = wait_for_leader(&survivors, old_epoch).await;
+    let next_node = survivors[next].status().await.unwrap().node_id;
+    let next_index = (0..cps.len())
+        .find(|&i| i != leader && cps[i].args_node() == next_node)
+        .unwrap();
+    let last_index = (0..cps.len())
+        .find(|&i| i != leader && i != next_index)
+        .unwrap();
+    let status = cps[next_index]
+        .process
+        .terminate(Duration::from_secs(30))
+        .await;
+    assert!(status.success(), "the leader exited with {status}");
+    let (_, final_epoch) = wait_for_leader(&[&cps[last_index]], new_epoch).await;
+    assert!(final_epoch > new_epoch);
+    let log = cps[next_index].process.log_text();
+    assert!(
+        log.contains("stepped down") && log.contains("shutting down"),
+        "the leader did not step down on SIGTERM:\n{log}"
+    );
+    for dp in &dps {
+        wait_until(
+            "every data plane runs the last leader's snapshot",
+            Duration::from_secs(30),
+            || async { applied(dp).last().is_some_and(|&(_, e)| e == final_epoch) },
+        )
+        .await;
+        assert_epochs_never_go_back(&applied(dp), "a data plane");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::trace_service_server::TraceService;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::store_status;
@@ -20,11 +21,14 @@ const MAX_ID_LEN: usize = 128;
 
 pub struct TraceApi {
     store: Store,
+    /// Ends report streams on shutdown (after the batch in hand is stored and
+    /// acked), so the server can drain; data planes resend the rest elsewhere.
+    shutdown: CancellationToken,
 }
 
 impl TraceApi {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, shutdown: CancellationToken) -> Self {
+        Self { store, shutdown }
     }
 }
 
@@ -121,9 +125,17 @@ impl TraceService for TraceApi {
     ) -> Result<Response<ReportStream>, Status> {
         let mut inbound = req.into_inner();
         let store = self.store.clone();
+        let shutdown = self.shutdown.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            while let Ok(Some(batch)) = inbound.message().await {
+            loop {
+                let batch = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = inbound.message() => match message {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) | Err(_) => break,
+                    },
+                };
                 let (valid, rejected): (Vec<_>, Vec<_>) = batch
                     .traces
                     .into_iter()

@@ -238,6 +238,15 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The node id it was started with.
+    pub fn args_node(&self) -> &str {
+        self.args
+            .iter()
+            .position(|a| a == "--node-id")
+            .and_then(|i| self.args.get(i + 1))
+            .map_or("", String::as_str)
+    }
+
     /// This replica's answer to ClusterService.Status; None while it does not answer.
     pub async fn status(&self) -> Option<pb::StatusResponse> {
         let channel = Channel::from_shared(self.addr.clone())
