@@ -6,7 +6,7 @@
 //! Only the leader aggregates. Each term starts afresh from the stored
 //! windows, so a new leader judges on the same evidence the old one had.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ const PAGE: i64 = 20_000;
 /// Stored windows older than this are deleted.
 const RETENTION_MS: i64 = 10 * 60_000;
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+/// A data plane whose last window ended this long ago no longer counts as reporting.
+const REPORTING_WITHIN_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AggregationConfig {
@@ -243,7 +245,16 @@ impl AggregationLoop {
             }
             progress.effectiveness_at = Some(Instant::now());
         }
-        let nodes = u32::try_from(self.fleet.node_count().await.max(1)).unwrap_or(u32::MAX);
+        // Data planes stream to any replica: count those connected here and
+        // those whose windows arrived through any replica lately.
+        let reporting: HashSet<&str> = progress
+            .seen
+            .iter()
+            .filter(|(_, end)| **end >= now - REPORTING_WITHIN_MS)
+            .map(|((node, _, _), _)| node.as_str())
+            .collect();
+        let nodes = self.fleet.node_count().await.max(reporting.len()).max(1);
+        let nodes = u32::try_from(nodes).unwrap_or(u32::MAX);
         let telemetry = Telemetry {
             targets: views
                 .iter()
