@@ -77,14 +77,7 @@ async fn route_until(
 }
 
 async fn gauge(dp: &DataPlane) -> String {
-    let metrics = http_client()
-        .get(format!("{}/metrics", dp.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = dp.metrics().await;
     let prefix = format!("switchyard_dp_breaker_state{{target=\"{CHEAP}\"}} ");
     metrics
         .lines()

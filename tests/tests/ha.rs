@@ -501,14 +501,7 @@ async fn assert_exactly_one_row_each(database_url: &str, ids: &[String]) {
 }
 
 async fn dropped_traces(dp: &DataPlane) -> f64 {
-    let text = http_client()
-        .get(format!("{}/metrics", dp.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = dp.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("switchyard_dp_traces_dropped_total "))
         .map_or(0.0, |v| v.trim().parse().unwrap())

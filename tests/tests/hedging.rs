@@ -139,14 +139,7 @@ async fn a_stream_slow_to_its_first_token_is_won_by_the_hedge_and_the_loser_canc
     assert_eq!(slow.cancelled_streams(), 1);
     assert_eq!((slow.request_count(), fast.request_count()), (1, 1));
 
-    let metrics = http_client()
-        .get(format!("{}/metrics", dp.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = dp.metrics().await;
     assert!(
         metrics.contains(r#"switchyard_dp_hedges_total{target="fast/mock-model"} 1"#),
         "{metrics}"

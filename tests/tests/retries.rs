@@ -293,14 +293,7 @@ async fn consecutive_failures_open_the_circuit_and_traffic_skips_the_target() {
         "{route}"
     );
     assert_eq!(primary.request_count(), tried);
-    let metrics = http_client()
-        .get(format!("{}/metrics", dp.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = dp.metrics().await;
     assert!(
         metrics
             .lines()

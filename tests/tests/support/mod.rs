@@ -433,6 +433,18 @@ impl DataPlane {
         InferenceServiceClient::new(channel)
     }
 
+    /// The Prometheus exposition of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        http_client()
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .await
+            .expect("data plane reachable")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub fn chat_url(&self) -> String {
         format!("{}/v1/chat/completions", self.http)
     }
