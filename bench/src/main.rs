@@ -43,6 +43,7 @@ mod measure;
 mod metrics;
 mod process;
 mod procfs;
+mod readme;
 mod registry;
 mod reply;
 mod report;
@@ -275,7 +276,7 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     let markdown = report.markdown();
     println!("{markdown}");
     if args.write {
-        report::write_readme(&args.readme, &markdown)?;
+        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
         eprintln!("updated {}", args.readme.display());
     }
     if let Some(dir) = &callgrind_dir {

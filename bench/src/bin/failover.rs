@@ -45,6 +45,8 @@ mod host;
 mod metrics;
 #[path = "../process.rs"]
 mod process;
+#[path = "../readme.rs"]
+mod readme;
 #[cfg_attr(
     not(test),
     expect(
@@ -249,7 +251,7 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     let markdown = report.markdown();
     println!("{markdown}");
     if args.write {
-        report::write_readme(&args.readme, &markdown)?;
+        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
         eprintln!("updated {}", args.readme.display());
     }
     let failures = report.failures();

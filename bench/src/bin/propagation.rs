@@ -44,6 +44,8 @@ mod process;
 mod procfs;
 #[path = "../propagation/mod.rs"]
 mod propagation;
+#[path = "../readme.rs"]
+mod readme;
 #[path = "../stats.rs"]
 mod stats;
 
@@ -212,7 +214,7 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     let markdown = report.markdown();
     println!("{markdown}");
     if args.write {
-        report::write_readme(&args.readme, &markdown)?;
+        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
         eprintln!("updated {}", args.readme.display());
     }
     Ok(())

@@ -3,20 +3,21 @@
 //! section is added at the end of the file if it is not there yet), and
 //! nothing else in the file changes.
 
+use crate::readme::Section;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
-
-use anyhow::{Context as _, bail};
 
 use super::Measured;
 use super::logs::Logs;
 use super::runs::{Mode, Run};
 use crate::stats::percentile;
 
-pub const START_MARKER: &str = "<!-- failover-results:start -->";
-pub const END_MARKER: &str = "<!-- failover-results:end -->";
-const SECTION_TITLE: &str = "## Failover";
+/// Where the results go in bench/README.md.
+pub const README_SECTION: Section = Section {
+    title: "## Failover",
+    start: "<!-- failover-results:start -->",
+    end: "<!-- failover-results:end -->",
+};
 
 /// The failover goal: a killed leader to the first snapshot from the new one.
 const FAILOVER_GOAL: Duration = Duration::from_secs(5);
@@ -351,57 +352,9 @@ fn levels(logs: &Logs) -> String {
     text
 }
 
-pub fn write_readme(path: &Path, section: &str) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let updated = replace_section(&text, section)
-        .with_context(|| format!("updating the failover results in {}", path.display()))?;
-    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
-}
-
-fn replace_section(text: &str, section: &str) -> anyhow::Result<String> {
-    let Some(start) = text.find(START_MARKER) else {
-        if text.contains(END_MARKER) {
-            bail!("{END_MARKER} without {START_MARKER}");
-        }
-        return Ok(format!(
-            "{}\n\n{SECTION_TITLE}\n\n{START_MARKER}\n\n{}\n{END_MARKER}\n",
-            text.trim_end(),
-            section.trim_end()
-        ));
-    };
-    let body_start = start + START_MARKER.len();
-    let Some(end) = text[body_start..].find(END_MARKER).map(|i| body_start + i) else {
-        bail!("no {END_MARKER} line after {START_MARKER}");
-    };
-    Ok(format!(
-        "{}\n\n{}\n{}",
-        &text[..body_start],
-        section.trim_end(),
-        &text[end..]
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replaces_only_the_marked_section_and_adds_it_when_missing() {
-        let text = format!("# T\n\nintro\n\n{START_MARKER}\nold\n{END_MARKER}\n\nafter\n");
-        let updated = replace_section(&text, "new table\n").unwrap();
-        assert_eq!(
-            updated,
-            format!("# T\n\nintro\n\n{START_MARKER}\n\nnew table\n{END_MARKER}\n\nafter\n")
-        );
-        assert_eq!(replace_section(&updated, "new table\n").unwrap(), updated);
-
-        let added = replace_section("# T\n\nintro\n", "table\n").unwrap();
-        assert_eq!(
-            added,
-            format!("# T\n\nintro\n\n{SECTION_TITLE}\n\n{START_MARKER}\n\ntable\n{END_MARKER}\n")
-        );
-    }
 
     #[test]
     fn spread_is_median_p90_and_max() {

@@ -3,11 +3,9 @@
 //! section is added at the end of the file if it is not there yet), and
 //! nothing else in the file changes.
 
+use crate::readme::Section;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
-
-use anyhow::{Context as _, bail};
 
 use super::aggregation::{self, Second};
 use super::changes::{CrossCheck, Propagated};
@@ -15,9 +13,12 @@ use crate::logs::LogSummary;
 use crate::process::Stopped;
 use crate::stats::{Percentiles, percentile};
 
-pub const START_MARKER: &str = "<!-- propagation-results:start -->";
-pub const END_MARKER: &str = "<!-- propagation-results:end -->";
-const SECTION_TITLE: &str = "## Snapshot propagation";
+/// Where the results go in bench/README.md.
+pub const README_SECTION: Section = Section {
+    title: "## Snapshot propagation",
+    start: "<!-- propagation-results:start -->",
+    end: "<!-- propagation-results:end -->",
+};
 
 /// The propagation goal: p99 from a registry change to the last ACK.
 const PROPAGATION_GOAL_MS: f64 = 200.0;
@@ -399,60 +400,9 @@ impl Report {
     }
 }
 
-/// Puts `section` between the markers of the README, adding the section at
-/// the end of the file if it has no markers yet.
-pub fn write_readme(path: &Path, section: &str) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let updated = replace_section(&text, section)
-        .with_context(|| format!("updating the propagation results in {}", path.display()))?;
-    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
-}
-
-fn replace_section(text: &str, section: &str) -> anyhow::Result<String> {
-    let Some(start) = text.find(START_MARKER) else {
-        if text.contains(END_MARKER) {
-            bail!("{END_MARKER} without {START_MARKER}");
-        }
-        return Ok(format!(
-            "{}\n\n{SECTION_TITLE}\n\n{START_MARKER}\n\n{}\n{END_MARKER}\n",
-            text.trim_end(),
-            section.trim_end()
-        ));
-    };
-    let body_start = start + START_MARKER.len();
-    let Some(end) = text[body_start..].find(END_MARKER).map(|i| body_start + i) else {
-        bail!("no {END_MARKER} line after {START_MARKER}");
-    };
-    Ok(format!(
-        "{}\n\n{}\n{}",
-        &text[..body_start],
-        section.trim_end(),
-        &text[end..]
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replaces_only_the_marked_section_and_adds_it_when_missing() {
-        let text = format!("# T\n\nintro\n\n{START_MARKER}\nold\n{END_MARKER}\n\nafter\n");
-        let updated = replace_section(&text, "new table\n").unwrap();
-        assert_eq!(
-            updated,
-            format!("# T\n\nintro\n\n{START_MARKER}\n\nnew table\n{END_MARKER}\n\nafter\n")
-        );
-        assert_eq!(replace_section(&updated, "new table\n").unwrap(), updated);
-
-        let added = replace_section("# T\n\nintro\n", "table\n").unwrap();
-        assert_eq!(
-            added,
-            format!("# T\n\nintro\n\n{SECTION_TITLE}\n\n{START_MARKER}\n\ntable\n{END_MARKER}\n")
-        );
-        assert_eq!(replace_section(&added, "table\n").unwrap(), added);
-    }
 
     #[test]
     fn numbers_get_thousands_separators() {

@@ -5,11 +5,9 @@ mod facts;
 mod profiles;
 mod tables;
 
+use crate::readme::Section;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
-
-use anyhow::{Context as _, bail};
 
 use crate::gateway::BothStopped;
 use crate::load::{Load, Outcome};
@@ -18,9 +16,12 @@ use crate::procfs::{Memory, Settled};
 use crate::stats::Percentiles;
 use crate::streams::StreamsResult;
 
-/// The README lines that enclose the generated section.
-pub const START_MARKER: &str = "<!-- bench-results:start -->";
-pub const END_MARKER: &str = "<!-- bench-results:end -->";
+/// Where the results go in bench/README.md.
+pub const README_SECTION: Section = Section {
+    title: "### Results",
+    start: "<!-- bench-results:start -->",
+    end: "<!-- bench-results:end -->",
+};
 
 /// A 1-minute load average above this many per core before the run means
 /// other work was competing for the cores; the report says so.
@@ -319,52 +320,9 @@ fn mb(kib: u64) -> String {
     format!("{:.1} MB", kib as f64 * 1024.0 / 1e6)
 }
 
-/// Replaces what is between the markers in the file at `path` with `section`.
-pub fn write_readme(path: &Path, section: &str) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let updated = replace_section(&text, section)
-        .with_context(|| format!("updating the results section of {}", path.display()))?;
-    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
-}
-
-fn replace_section(text: &str, section: &str) -> anyhow::Result<String> {
-    let Some(start) = text.find(START_MARKER) else {
-        bail!("no {START_MARKER} line");
-    };
-    let body_start = start + START_MARKER.len();
-    let Some(end) = text[body_start..].find(END_MARKER).map(|i| body_start + i) else {
-        bail!("no {END_MARKER} line after {START_MARKER}");
-    };
-    Ok(format!(
-        "{}\n\n{}\n{}",
-        &text[..body_start],
-        section.trim_end(),
-        &text[end..]
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replaces_only_the_marked_section() {
-        let text = format!("# T\n\nintro\n\n{START_MARKER}\nold\n{END_MARKER}\n\nafter\n");
-        let updated = replace_section(&text, "new table\n").unwrap();
-        assert_eq!(
-            updated,
-            format!("# T\n\nintro\n\n{START_MARKER}\n\nnew table\n{END_MARKER}\n\nafter\n")
-        );
-        // Idempotent: a second write gives the same file.
-        assert_eq!(replace_section(&updated, "new table\n").unwrap(), updated);
-    }
-
-    #[test]
-    fn missing_markers_are_an_error() {
-        assert!(replace_section("no markers", "x").is_err());
-        assert!(replace_section(START_MARKER, "x").is_err());
-    }
 
     #[test]
     fn verdicts_and_thousands() {
