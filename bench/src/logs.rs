@@ -10,6 +10,8 @@ use serde_json::Value;
 
 /// Distinct messages listed in the summary.
 const TOP_MESSAGES: usize = 5;
+/// Distinct warnings and errors listed.
+const TOP_COMPLAINTS: usize = 8;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct LogSummary {
@@ -17,17 +19,36 @@ pub struct LogSummary {
     pub by_level: BTreeMap<String, usize>,
     /// The most frequent `LEVEL message` pairs, most frequent first.
     pub top: Vec<(String, usize)>,
+    /// The same for warnings, errors and unparsed lines only.
+    pub complaints: Vec<(String, usize)>,
 }
 
-pub fn summarize(path: &Path) -> anyhow::Result<LogSummary> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+/// One summary of several logs (e.g. every life of every replica).
+pub fn summarize_files(paths: &[impl AsRef<Path>]) -> anyhow::Result<LogSummary> {
+    let mut text = String::new();
+    for path in paths {
+        let path = path.as_ref();
+        text.push_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        );
+        text.push('\n');
+    }
     Ok(summarize_text(&text))
+}
+
+/// The `n` most frequent entries, most frequent first.
+fn most_frequent(counts: BTreeMap<String, usize>, n: usize) -> Vec<(String, usize)> {
+    let mut sorted: Vec<(String, usize)> = counts.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    sorted.truncate(n);
+    sorted
 }
 
 fn summarize_text(text: &str) -> LogSummary {
     let mut summary = LogSummary::default();
     let mut messages: BTreeMap<String, usize> = BTreeMap::new();
+    let mut complaints: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         summary.lines += 1;
         let parsed = serde_json::from_str::<Value>(line).ok();
@@ -40,13 +61,15 @@ fn summarize_text(text: &str) -> LogSummary {
         };
         let level = field("level").unwrap_or_else(|| "UNPARSED".to_owned());
         let message = field("message").unwrap_or_else(|| line.chars().take(100).collect());
-        *summary.by_level.entry(level.clone()).or_default() += 1;
-        *messages.entry(format!("{level} {message}")).or_default() += 1;
+        let entry = format!("{level} {message}");
+        if !matches!(level.as_str(), "INFO" | "DEBUG" | "TRACE") {
+            *complaints.entry(entry.clone()).or_default() += 1;
+        }
+        *summary.by_level.entry(level).or_default() += 1;
+        *messages.entry(entry).or_default() += 1;
     }
-    let mut top: Vec<(String, usize)> = messages.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    top.truncate(TOP_MESSAGES);
-    summary.top = top;
+    summary.top = most_frequent(messages, TOP_MESSAGES);
+    summary.complaints = most_frequent(complaints, TOP_COMPLAINTS);
     summary
 }
 
@@ -71,6 +94,14 @@ mod tests {
         assert_eq!(
             summary.top.first(),
             Some(&("WARN trace dropped: report queue full".to_owned(), 2))
+        );
+        assert_eq!(
+            summary.complaints,
+            vec![
+                ("WARN trace dropped: report queue full".to_owned(), 2),
+                ("ERROR boom".to_owned(), 1),
+                ("UNPARSED plain text line".to_owned(), 1)
+            ]
         );
     }
 }

@@ -37,6 +37,7 @@
 mod callgrind;
 mod gateway;
 mod host;
+mod interrupts;
 mod load;
 mod logs;
 mod measure;
@@ -56,8 +57,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, ensure};
 use clap::Parser;
+
+use crate::interrupts::Interrupts;
 use switchyard_testkit::{Behavior, MockProvider};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::gateway::{Binaries, Gateway};
 use crate::load::Load;
@@ -267,8 +269,8 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         control_plane_memory_end: measured.control_plane_memory_end,
         mock_received: mock.request_count(),
         metrics: metrics::reported(&measured.metrics),
-        log: logs::summarize(&dp_log)?,
-        control_plane_log: logs::summarize(&cp_log)?,
+        log: logs::summarize_files(&[&dp_log])?,
+        control_plane_log: logs::summarize_files(&[&cp_log])?,
         stopped,
         callgrind: args.callgrind.is_some(),
         profiles,
@@ -397,26 +399,4 @@ async fn measure_gateway(
         dumps: std::sync::atomic::AtomicUsize::new(0),
     };
     Ok((ready, open_files, measure::run(&plan).await?))
-}
-
-/// Ctrl-C and SIGTERM, listened for from the start of the run.
-struct Interrupts {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Interrupts {
-    fn listen() -> anyhow::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
 }

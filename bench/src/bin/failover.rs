@@ -33,6 +33,10 @@
 mod failover;
 #[path = "../host.rs"]
 mod host;
+#[path = "../interrupts.rs"]
+mod interrupts;
+#[path = "../logs.rs"]
+mod logs;
 // Their unit tests use the rest.
 #[cfg_attr(
     not(test),
@@ -62,10 +66,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use clap::Parser;
-use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::interrupts::Interrupts;
 
 use crate::failover::database::Database;
-use crate::failover::logs;
 use crate::failover::report::{self, Report};
 use crate::failover::runs::Mode;
 use crate::failover::{Deployment, Plan};
@@ -244,8 +248,8 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
         poll: plan.poll,
         measured,
-        control_plane_log: logs::read(&control_plane_logs)?,
-        data_plane_log: logs::read(data_plane_log.as_slice())?,
+        control_plane_log: logs::summarize_files(&control_plane_logs)?,
+        data_plane_log: logs::summarize_files(data_plane_log.as_slice())?,
         stopped: stopped_lines,
     };
     let markdown = report.markdown();
@@ -262,26 +266,4 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Ctrl-C and SIGTERM, listened for from the start of the run.
-struct Interrupts {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Interrupts {
-    fn listen() -> anyhow::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
 }

@@ -32,6 +32,8 @@
 // Shared with `switchyard-bench` (src/main.rs) without a library crate.
 #[path = "../host.rs"]
 mod host;
+#[path = "../interrupts.rs"]
+mod interrupts;
 #[path = "../logs.rs"]
 mod logs;
 #[path = "../process.rs"]
@@ -56,7 +58,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, ensure};
 use clap::Parser;
-use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::interrupts::Interrupts;
 
 use crate::propagation::aggregation;
 use crate::propagation::changes::Plan;
@@ -168,7 +171,7 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         )
     })?;
     let stopped = stopped?;
-    let control_plane_log = logs::summarize(&log_path)?;
+    let control_plane_log = logs::summarize_files(&[&log_path])?;
     eprintln!("propagation measured; timing aggregation");
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -218,26 +221,4 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         eprintln!("updated {}", args.readme.display());
     }
     Ok(())
-}
-
-/// Ctrl-C and SIGTERM, listened for from the start of the run.
-struct Interrupts {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Interrupts {
-    fn listen() -> anyhow::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
 }

@@ -6,7 +6,6 @@ pub mod cluster;
 pub mod data_plane;
 pub mod database;
 pub mod etcd;
-pub mod logs;
 pub mod report;
 pub mod runs;
 pub mod subscribers;

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::Measured;
-use super::logs::Logs;
 use super::runs::{Mode, Run};
+use crate::logs::LogSummary;
 use crate::stats::percentile;
 
 /// Where the results go in bench/README.md.
@@ -35,8 +35,8 @@ pub struct Report {
     pub poll: Duration,
     pub measured: Measured,
     /// All control-plane logs together (every replica, every process).
-    pub control_plane_log: Logs,
-    pub data_plane_log: Logs,
+    pub control_plane_log: LogSummary,
+    pub data_plane_log: LogSummary,
     /// How each process ended at the end of the benchmark.
     pub stopped: Vec<String>,
 }
@@ -332,7 +332,7 @@ impl Report {
 }
 
 /// `N lines (INFO a, WARN b); warnings and errors: "…" ×n, …`.
-fn levels(logs: &Logs) -> String {
+fn levels(logs: &LogSummary) -> String {
     let by_level = logs
         .by_level
         .iter()
