@@ -58,10 +58,10 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, ensure};
 use clap::Parser;
 
-use crate::interrupts::Interrupts;
 use switchyard_testkit::{Behavior, MockProvider};
 
 use crate::gateway::{Binaries, Gateway};
+use crate::interrupts::Interrupts;
 use crate::load::Load;
 use crate::measure::{Measured, Paced, Plan};
 use crate::procfs::{Memory, Settled};

@@ -67,12 +67,11 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use clap::Parser;
 
-use crate::interrupts::Interrupts;
-
 use crate::failover::database::Database;
 use crate::failover::report::{self, Report};
 use crate::failover::runs::Mode;
 use crate::failover::{Deployment, Plan};
+use crate::interrupts::Interrupts;
 
 /// Time control-plane failover under load, and check no trace is lost.
 #[derive(Debug, Parser)]

@@ -60,7 +60,6 @@ use anyhow::{Context as _, anyhow, ensure};
 use clap::Parser;
 
 use crate::interrupts::Interrupts;
-
 use crate::propagation::aggregation;
 use crate::propagation::changes::Plan;
 use crate::propagation::control_plane::{self, ControlPlane};
