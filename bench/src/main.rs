@@ -57,7 +57,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, ensure};
 use clap::Parser;
-
 use switchyard_testkit::{Behavior, MockProvider};
 
 use crate::gateway::{Binaries, Gateway};
