@@ -80,6 +80,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             default_strategy: switchyard_domain::DEFAULT_STRATEGY.into(),
             registry_poll: Duration::from_secs(1),
             relay_poll: Duration::from_millis(100),
+            trace_retention: Some(Duration::from_secs(30 * 86_400)),
             election: None,
             aggregation: AggregationConfig::default(),
             mass_removal_hold: Duration::from_secs(30),

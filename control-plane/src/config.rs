@@ -65,6 +65,9 @@ pub struct ControlPlaneArgs {
     /// this long; one cut off from etcd steps down after two thirds of it.
     #[arg(long, env = "SWITCHYARD_LEASE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,
+    /// Traces received longer ago than this are deleted (by the leader); 0 keeps them all.
+    #[arg(long, env = "SWITCHYARD_TRACE_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub trace_retention: Duration,
     /// How often a follower looks for the leader's newest snapshot to relay.
     #[arg(long, env = "SWITCHYARD_RELAY_POLL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub relay_poll: Duration,
@@ -99,6 +102,8 @@ pub struct ControlPlaneConfig {
     pub default_strategy: String,
     pub registry_poll: Duration,
     pub relay_poll: Duration,
+    /// None: traces are kept forever.
+    pub trace_retention: Option<Duration>,
     /// None without etcd: the single replica leads.
     pub election: Option<ElectionConfig>,
     pub aggregation: AggregationConfig,
@@ -126,6 +131,8 @@ pub enum ConfigError {
     RegistryPoll,
     #[error("--relay-poll: must be between 10ms and 10s")]
     RelayPoll,
+    #[error("--trace-retention: must be 0 (keep all) or at least 1h")]
+    TraceRetention,
     #[error(
         "--lease-ttl: must be whole seconds between 2s and 60s (etcd counts leases in seconds)"
     )]
@@ -166,6 +173,9 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             }
         };
         let election = election_config(&args)?;
+        if !args.trace_retention.is_zero() && args.trace_retention < Duration::from_secs(3600) {
+            return Err(ConfigError::TraceRetention);
+        }
         let database_url = match args.database_url {
             Some(url) => url,
             None => {
@@ -225,6 +235,7 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             default_strategy: args.default_strategy,
             registry_poll: args.registry_poll,
             relay_poll: args.relay_poll,
+            trace_retention: (!args.trace_retention.is_zero()).then_some(args.trace_retention),
             election,
         })
     }

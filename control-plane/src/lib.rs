@@ -14,6 +14,7 @@ mod fleet;
 pub mod health;
 mod leadership;
 pub mod quality;
+mod retention;
 mod server;
 mod snapshots;
 pub mod store;

@@ -22,6 +22,7 @@ use crate::config::ControlPlaneConfig;
 use crate::election::Election;
 use crate::fleet::Fleet;
 use crate::leadership::{Leadership, Role};
+use crate::retention::TraceRetention;
 use crate::snapshots::{SnapshotError, SnapshotPublisher};
 use crate::store::Store;
 use crate::{ControlPlaneError, bootstrap};
@@ -174,11 +175,21 @@ pub async fn start(
             publisher,
             fleet,
             board,
-            leadership,
+            leadership: leadership.clone(),
             config: config.aggregation,
         }
         .run(shutdown.clone()),
     );
+    if let Some(keep) = config.trace_retention {
+        tasks.spawn(
+            TraceRetention {
+                store: store.clone(),
+                leadership: leadership.clone(),
+                keep,
+            }
+            .run(shutdown.clone()),
+        );
+    }
     if let Some(election) = election {
         // On shutdown it steps down and resigns, so a successor takes over at once.
         tasks.spawn(election.run(shutdown.clone()));

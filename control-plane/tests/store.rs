@@ -9,7 +9,7 @@
 )]
 
 use prost_types::Timestamp;
-use switchyard_control_plane::store::{Store, StoreError, TraceFilter};
+use switchyard_control_plane::store::{AggregateQuery, Grouping, Store, StoreError, TraceFilter};
 use switchyard_domain::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, Tier, WorkspaceSpec,
 };
@@ -300,6 +300,169 @@ async fn traces_are_idempotent_filterable_and_paginate_stably(store: Store) {
         .map(|t| t.trace_id)
         .collect();
     assert_eq!(ids, ["t007", "t006", "t005", "t004"]);
+}
+
+/// The newer filters, the aggregates per workspace / provider / model, and
+/// retention (fenced like every leader-only write).
+async fn trace_queries_aggregates_and_retention(store: Store) {
+    let base = 1_700_000_000_000;
+    let traces: Vec<pb::Trace> = (0..20)
+        .map(|i| {
+            let provider = if i % 4 == 0 { "slow" } else { "fast" };
+            let outcome = if i % 5 == 0 {
+                pb::Outcome::Failed
+            } else {
+                pb::Outcome::Success
+            };
+            pb::Trace {
+                workspace: if i < 12 { "team-a" } else { "team-b" }.into(),
+                strategy: if i % 2 == 0 { "cost" } else { "balanced" }.into(),
+                error_class: if outcome == pb::Outcome::Failed {
+                    pb::ErrorClass::RateLimited.into()
+                } else {
+                    pb::ErrorClass::Unspecified.into()
+                },
+                latency_ms: 100 * (i + 1),
+                cost_usd: 0.001 * (i + 1) as f64,
+                tokens_in: 10,
+                tokens_out: i + 1,
+                ..trace(&format!("q{i:03}"), base + i as i64, provider, outcome)
+            }
+        })
+        .collect();
+    store.insert_traces(&traces, &[]).await.unwrap();
+    let ids = |filter: TraceFilter| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .list_traces(&TraceFilter {
+                    limit: 100,
+                    ..filter
+                })
+                .await
+                .unwrap()
+                .traces
+                .into_iter()
+                .map(|t| t.trace_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        ids(TraceFilter {
+            strategy: Some("cost".into()),
+            min_latency_ms: Some(1_500),
+            ..TraceFilter::default()
+        })
+        .await,
+        ["q014", "q016", "q018"]
+    );
+    assert_eq!(
+        ids(TraceFilter {
+            error_class: Some(pb::ErrorClass::RateLimited.into()),
+            ..TraceFilter::default()
+        })
+        .await,
+        ["q000", "q005", "q010", "q015"]
+    );
+    assert_eq!(
+        ids(TraceFilter {
+            min_cost_usd: Some(0.0185),
+            ..TraceFilter::default()
+        })
+        .await,
+        ["q018", "q019"]
+    );
+
+    let aggregate = |group_by, workspace: Option<&str>| {
+        let store = store.clone();
+        let workspace = workspace.map(str::to_owned);
+        async move {
+            store
+                .aggregate_traces(&AggregateQuery {
+                    start_ms: base,
+                    end_ms: base + 1_000,
+                    group_by,
+                    workspace,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let by_workspace = aggregate(Grouping::Workspace, None).await;
+    let a = &by_workspace[0];
+    assert_eq!((a.key.as_str(), a.requests, a.failed), ("team-a", 12, 3));
+    // Latencies 100..=1200: nearest ranks 6, 12 and 12 of 12.
+    assert_eq!(
+        (a.latency_p50_ms, a.latency_p95_ms, a.latency_p99_ms),
+        (600, 1200, 1200)
+    );
+    assert!((a.latency_mean_ms - 650.0).abs() < 1e-9);
+    assert_eq!((a.tokens_in, a.tokens_out), (120, 78));
+    assert!((a.cost_usd - 0.078).abs() < 1e-9);
+    assert_eq!(
+        (by_workspace[1].key.as_str(), by_workspace[1].requests),
+        ("team-b", 8)
+    );
+    let by_provider = aggregate(Grouping::Provider, Some("team-a")).await;
+    let keys: Vec<(&str, u64)> = by_provider
+        .iter()
+        .map(|g| (g.key.as_str(), g.requests))
+        .collect();
+    assert_eq!(keys, [("fast", 9), ("slow", 3)]);
+    // slow in team-a: latencies 100, 500, 900.
+    assert_eq!(
+        (by_provider[1].latency_p50_ms, by_provider[1].latency_p99_ms),
+        (500, 900)
+    );
+    assert_eq!(aggregate(Grouping::Model, None).await[0].requests, 20);
+
+    // Retention: the oldest go in batches, attempts with them; a fenced epoch deletes nothing.
+    let epoch = store.adopt_epoch("cp").await.unwrap();
+    assert!(matches!(
+        store.delete_traces_before(epoch + 1, base + 10, 100).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        store
+            .delete_traces_before(epoch, base + 10, 4)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        store
+            .delete_traces_before(epoch, base + 10, 100)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        store
+            .delete_traces_before(epoch, base + 10, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    let left = ids(TraceFilter::default()).await;
+    assert_eq!(left.len(), 10);
+    assert_eq!(left[0], "q010");
+    assert!(matches!(
+        store.get_trace("q003").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn postgres_trace_queries() {
+    trace_queries_aggregates_and_retention(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_trace_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    trace_queries_aggregates_and_retention(sqlite(&dir).await).await;
 }
 
 /// Leader-only writes succeed under the fenced epoch and fail, changing

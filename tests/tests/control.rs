@@ -273,11 +273,71 @@ async fn list_traces_rejects_bad_arguments() {
             },
             "outcome",
         ),
+        (
+            pb::ListTracesRequest {
+                error_class: 99,
+                ..Default::default()
+            },
+            "error_class",
+        ),
+        (
+            pb::ListTracesRequest {
+                min_cost_usd: f64::NAN,
+                ..Default::default()
+            },
+            "min_cost_usd",
+        ),
+        (
+            pb::ListTracesRequest {
+                min_cost_usd: -1.0,
+                ..Default::default()
+            },
+            "min_cost_usd",
+        ),
     ] {
         let status = traces.list_traces(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().starts_with(field), "{}", status.message());
     }
+    for (request, field) in [
+        (pb::AggregateTracesRequest::default(), "group_by"),
+        (
+            pb::AggregateTracesRequest {
+                group_by: 42,
+                ..Default::default()
+            },
+            "group_by",
+        ),
+        (
+            pb::AggregateTracesRequest {
+                group_by: pb::TraceGrouping::Model.into(),
+                start_time: Some(prost_types::Timestamp {
+                    seconds: 2_000_000_000,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: 1_000_000_000,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            "end_time",
+        ),
+    ] {
+        let status = traces.aggregate_traces(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with(field), "{}", status.message());
+    }
+    // Nothing stored yet: no groups, not an error.
+    let empty = traces
+        .aggregate_traces(pb::AggregateTracesRequest {
+            group_by: pb::TraceGrouping::Workspace.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(empty.groups.is_empty());
     let status = traces
         .get_trace(pb::GetTraceRequest {
             trace_id: String::new(),

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::store_status;
 use crate::health::WindowRecord;
-use crate::store::{Store, TraceFilter};
+use crate::store::{AggregateQuery, Grouping, Store, TraceFilter, now_ms};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -89,6 +89,16 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
         Ok(o) => Some(i32::from(o)),
         Err(_) => return Err(Status::invalid_argument("outcome: unknown value")),
     };
+    let error_class = match pb::ErrorClass::try_from(req.error_class) {
+        Ok(pb::ErrorClass::Unspecified) => None,
+        Ok(class) => Some(i32::from(class)),
+        Err(_) => return Err(Status::invalid_argument("error_class: unknown value")),
+    };
+    if !(req.min_cost_usd.is_finite() && req.min_cost_usd >= 0.0) {
+        return Err(Status::invalid_argument(
+            "min_cost_usd: must be a finite number, 0 or more",
+        ));
+    }
     let start_ms = req.start_time.as_ref().map(timestamp_to_millis);
     let end_ms = req.end_time.as_ref().map(timestamp_to_millis);
     if let (Some(s), Some(e)) = (start_ms, end_ms)
@@ -105,11 +115,50 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
         model: non_empty(req.model),
         outcome,
         workspace: non_empty(req.workspace),
+        strategy: non_empty(req.strategy),
+        error_class,
+        min_latency_ms: (req.min_latency_ms > 0).then_some(req.min_latency_ms),
+        min_cost_usd: (req.min_cost_usd > 0.0).then_some(req.min_cost_usd),
         limit,
         after: non_empty(req.page_token)
             .as_deref()
             .map(decode_cursor)
             .transpose()?,
+    })
+}
+
+/// Aggregates look back this far when the request gives no start.
+const DEFAULT_AGGREGATE_SPAN_MS: i64 = 86_400_000;
+
+fn aggregate_query(req: pb::AggregateTracesRequest) -> Result<AggregateQuery, Status> {
+    let group_by = match pb::TraceGrouping::try_from(req.group_by) {
+        Ok(pb::TraceGrouping::Workspace) => Grouping::Workspace,
+        Ok(pb::TraceGrouping::Provider) => Grouping::Provider,
+        Ok(pb::TraceGrouping::Model) => Grouping::Model,
+        Ok(pb::TraceGrouping::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument(
+                "group_by: required, one of TRACE_GROUPING_WORKSPACE, TRACE_GROUPING_PROVIDER, TRACE_GROUPING_MODEL",
+            ));
+        }
+    };
+    let end_ms = req
+        .end_time
+        .as_ref()
+        .map_or_else(now_ms, timestamp_to_millis);
+    let start_ms = req
+        .start_time
+        .as_ref()
+        .map_or(end_ms - DEFAULT_AGGREGATE_SPAN_MS, timestamp_to_millis);
+    if start_ms >= end_ms {
+        return Err(Status::invalid_argument(
+            "end_time: must be after start_time",
+        ));
+    }
+    Ok(AggregateQuery {
+        start_ms,
+        end_ms,
+        group_by,
+        workspace: non_empty(req.workspace),
     })
 }
 
@@ -207,6 +256,19 @@ impl TraceService for TraceApi {
             traces: page.traces,
             next_page_token: page.next.as_ref().map(encode_cursor).unwrap_or_default(),
         }))
+    }
+
+    async fn aggregate_traces(
+        &self,
+        req: Request<pb::AggregateTracesRequest>,
+    ) -> Result<Response<pb::AggregateTracesResponse>, Status> {
+        let query = aggregate_query(req.into_inner())?;
+        let groups = self
+            .store
+            .aggregate_traces(&query)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::AggregateTracesResponse { groups }))
     }
 
     async fn get_trace(

@@ -127,6 +127,38 @@ impl Store {
             .transpose()
     }
 
+    /// Deletes up to `limit` of the oldest traces received before
+    /// `before_ms`, with their attempts, if `epoch` still holds the fence.
+    /// Returns how many traces went.
+    pub async fn delete_traces_before(
+        &self,
+        epoch: u64,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        // The same oldest rows for both statements: ordered by the whole key.
+        const OLDEST: &str = "SELECT trace_id FROM traces WHERE received_at_ms < $1 \
+                              ORDER BY received_at_ms, trace_id LIMIT $2";
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, epoch).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM trace_attempts WHERE trace_id IN ({OLDEST})"
+        )))
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM traces WHERE trace_id IN ({OLDEST})"
+        )))
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deletes health windows received before `before_ms`, if `epoch` still
     /// holds the fence.
     pub async fn delete_windows_before(

@@ -33,6 +33,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "leadership",
         include_str!("../../../migrations/postgres/0005_leadership.sql"),
     ),
+    (
+        6,
+        "trace_queries",
+        include_str!("../../../migrations/postgres/0006_trace_queries.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -60,6 +65,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         5,
         "leadership",
         include_str!("../../../migrations/sqlite/0005_leadership.sql"),
+    ),
+    (
+        6,
+        "trace_queries",
+        include_str!("../../../migrations/sqlite/0006_trace_queries.sql"),
     ),
 ];
 

@@ -2,6 +2,7 @@
 //! SQLite, chosen by the database URL. One SQL dialect serves both: `$N`
 //! placeholders, `ON CONFLICT`, `RETURNING`, and times as Unix milliseconds.
 
+mod aggregates;
 mod health;
 mod leadership;
 mod migrations;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use aggregates::{AggregateQuery, Grouping};
 pub use health::StoredWindow;
 pub use quality::OutcomeRow;
 pub use registry::{Entity, RegistryState, Revision, Stored};

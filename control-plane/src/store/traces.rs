@@ -27,6 +27,10 @@ pub struct TraceFilter {
     pub model: Option<String>,
     pub outcome: Option<i32>,
     pub workspace: Option<String>,
+    pub strategy: Option<String>,
+    pub error_class: Option<i32>,
+    pub min_latency_ms: Option<u64>,
+    pub min_cost_usd: Option<f64>,
     pub limit: u32,
     /// Position after which the page starts: (received_at_ms, trace_id) of the previous page's last row.
     pub after: Option<(i64, String)>,
@@ -160,8 +164,8 @@ impl Store {
     pub async fn list_traces(&self, filter: &TraceFilter) -> Result<TracePage, StoreError> {
         let mut b = SqlBuilder::new(
             "SELECT trace_id, request_id, workspace, requested_model, final_target, outcome, error_class, \
-             attempt_count, latency_ms, ttft_ms, tokens_in, tokens_out, cost_usd, received_at_ms, snapshot_version \
-             FROM traces WHERE 1 = 1",
+             attempt_count, latency_ms, ttft_ms, tokens_in, tokens_out, cost_usd, received_at_ms, snapshot_version, \
+             strategy, final_provider FROM traces WHERE 1 = 1",
         );
         if let Some(start) = filter.start_ms {
             b.push(" AND received_at_ms >= ").bind(start)?;
@@ -183,6 +187,18 @@ impl Store {
         }
         if let Some(workspace) = &filter.workspace {
             b.push(" AND workspace = ").bind(workspace.clone())?;
+        }
+        if let Some(strategy) = &filter.strategy {
+            b.push(" AND strategy = ").bind(strategy.clone())?;
+        }
+        if let Some(class) = filter.error_class {
+            b.push(" AND error_class = ").bind(i64::from(class))?;
+        }
+        if let Some(latency) = filter.min_latency_ms {
+            b.push(" AND latency_ms >= ").bind(to_i64(latency))?;
+        }
+        if let Some(cost) = filter.min_cost_usd {
+            b.push(" AND cost_usd >= ").bind(cost)?;
         }
         if let Some((at, id)) = &filter.after {
             b.push(" AND (received_at_ms < ").bind(*at)?;
@@ -215,6 +231,8 @@ impl Store {
                     row.try_get("received_at_ms")?,
                 )),
                 snapshot_version: to_u64(row.try_get("snapshot_version")?),
+                strategy: row.try_get("strategy")?,
+                final_provider: row.try_get("final_provider")?,
             });
         }
         let limit = usize::try_from(filter.limit).unwrap_or(usize::MAX);
