@@ -1,8 +1,11 @@
 //! `switchyard`: the operator CLI. `switchyard dev` runs both planes in one
-//! process on embedded defaults.
+//! process on embedded defaults; `switchyard traces` reads the trace store.
 #![expect(clippy::print_stdout, reason = "a CLI talks to its user on stdout")]
 
 mod dev;
+mod traces;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -22,11 +25,22 @@ enum Command {
     /// Start a control plane and a data plane in this process: SQLite, no etcd,
     /// simulated providers, and real providers whose keys are set.
     Dev(dev::DevArgs),
+    /// List, show and aggregate execution traces through a control plane.
+    Traces(traces::TracesArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Traces(args) => traces::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain in one line, without a backtrace: this is for people.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
