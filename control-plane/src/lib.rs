@@ -18,6 +18,7 @@ mod retention;
 mod server;
 mod snapshots;
 pub mod store;
+mod whatif;
 
 pub use aggregation::AggregationConfig;
 pub use config::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use switchyard_domain::timestamp_to_millis;
+use switchyard_domain::{StrategySpec, StrategyWeights, timestamp_to_millis};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::trace_service_server::TraceService;
 use tokio::sync::mpsc;
@@ -11,9 +11,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::store_status;
+use super::{invalid, store_status};
 use crate::health::WindowRecord;
 use crate::store::{AggregateQuery, Grouping, Store, TraceFilter, now_ms};
+use crate::whatif::WhatIf;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -127,8 +128,26 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
     })
 }
 
-/// Aggregates look back this far when the request gives no start.
+/// Aggregates and WhatIf look back this far when the request gives no start.
 const DEFAULT_AGGREGATE_SPAN_MS: i64 = 86_400_000;
+
+/// Traces WhatIf reads per query.
+const WHAT_IF_PAGE: i64 = 2_000;
+
+/// `[start, end)` in Unix ms: end defaults to now, start to a day before it.
+fn time_range(
+    start: Option<&prost_types::Timestamp>,
+    end: Option<&prost_types::Timestamp>,
+) -> Result<(i64, i64), Status> {
+    let end_ms = end.map_or_else(now_ms, timestamp_to_millis);
+    let start_ms = start.map_or(end_ms - DEFAULT_AGGREGATE_SPAN_MS, timestamp_to_millis);
+    if start_ms >= end_ms {
+        return Err(Status::invalid_argument(
+            "end_time: must be after start_time",
+        ));
+    }
+    Ok((start_ms, end_ms))
+}
 
 fn aggregate_query(req: pb::AggregateTracesRequest) -> Result<AggregateQuery, Status> {
     let group_by = match pb::TraceGrouping::try_from(req.group_by) {
@@ -141,19 +160,7 @@ fn aggregate_query(req: pb::AggregateTracesRequest) -> Result<AggregateQuery, St
             ));
         }
     };
-    let end_ms = req
-        .end_time
-        .as_ref()
-        .map_or_else(now_ms, timestamp_to_millis);
-    let start_ms = req
-        .start_time
-        .as_ref()
-        .map_or(end_ms - DEFAULT_AGGREGATE_SPAN_MS, timestamp_to_millis);
-    if start_ms >= end_ms {
-        return Err(Status::invalid_argument(
-            "end_time: must be after start_time",
-        ));
-    }
+    let (start_ms, end_ms) = time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
     Ok(AggregateQuery {
         start_ms,
         end_ms,
@@ -300,11 +307,62 @@ impl TraceService for TraceApi {
 
     async fn what_if(
         &self,
-        _req: Request<pb::WhatIfRequest>,
+        req: Request<pb::WhatIfRequest>,
     ) -> Result<Response<pb::WhatIfResponse>, Status> {
-        Err(Status::unimplemented(
-            "WhatIf is not available in this version",
-        ))
+        let req = req.into_inner();
+        let (start_ms, end_ms) = time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
+        let weights = match (non_empty(req.strategy), req.weights) {
+            (Some(_), Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "strategy: give a strategy name or weights, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Status::invalid_argument(
+                    "strategy: required (a strategy name, or weights)",
+                ));
+            }
+            (Some(name), None) => {
+                let stored = self
+                    .store
+                    .get::<StrategySpec>(vec![name])
+                    .await
+                    .map_err(store_status)?;
+                stored.spec.weights
+            }
+            (None, Some(weights)) => {
+                let weights = StrategyWeights::from(weights);
+                weights
+                    .validate()
+                    .map_err(|e| invalid(&e.within("weights")))?;
+                weights
+            }
+        };
+        let mut what_if = WhatIf::new(weights);
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .traces_between(start_ms, end_ms, after.as_ref(), WHAT_IF_PAGE)
+                .await
+                .map_err(store_status)?;
+            for trace in &page {
+                what_if.add(trace);
+            }
+            let full = page.len() == usize::try_from(WHAT_IF_PAGE).unwrap_or(usize::MAX);
+            match page.last() {
+                Some(last) if full => {
+                    let at = last
+                        .received_at
+                        .as_ref()
+                        .map(timestamp_to_millis)
+                        .unwrap_or_default();
+                    after = Some((at, last.trace_id.clone()));
+                }
+                _ => break,
+            }
+        }
+        Ok(Response::new(what_if.finish()))
     }
 }
 

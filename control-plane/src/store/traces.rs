@@ -143,6 +143,40 @@ impl Store {
         })
     }
 
+    /// Whole traces received in `[start_ms, end_ms)`, oldest first, `limit`
+    /// at a time after `after` (the last row of the previous page).
+    pub async fn traces_between(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        after: Option<&(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<pb::Trace>, StoreError> {
+        let mut b = SqlBuilder::new("SELECT trace_id, body FROM traces WHERE received_at_ms >= ");
+        b.bind(start_ms)?
+            .push(" AND received_at_ms < ")
+            .bind(end_ms)?;
+        if let Some((at, id)) = after {
+            b.push(" AND (received_at_ms > ").bind(*at)?;
+            b.push(" OR (received_at_ms = ").bind(*at)?;
+            b.push(" AND trace_id > ").bind(id.clone())?.push("))");
+        }
+        b.push(" ORDER BY received_at_ms, trace_id LIMIT ")
+            .bind(limit)?;
+        let rows = b.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("trace_id")?;
+                let body: Vec<u8> = row.try_get("body")?;
+                pb::Trace::decode(body.as_slice()).map_err(|e| StoreError::Corrupt {
+                    entity: "trace",
+                    key: id,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     pub async fn get_trace(&self, trace_id: &str) -> Result<pb::Trace, StoreError> {
         let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM traces WHERE trace_id = $1")
             .bind(trace_id.to_owned())
