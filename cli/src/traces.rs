@@ -36,6 +36,69 @@ enum TracesCommand {
     Get { trace_id: String },
     /// Requests, failures, cost, tokens and latency quantiles per group.
     Aggregate(AggregateArgs),
+    /// What another strategy (or weight set) would have chosen for stored
+    /// traffic, and the estimated change in cost and latency. Calls no provider.
+    WhatIf(WhatIfArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WhatIfArgs {
+    /// A strategy in the registry.
+    #[arg(long, conflicts_with = "weight", required_unless_present = "weight")]
+    strategy: Option<String>,
+    /// An ad-hoc weight, e.g. --weight cost=3 --weight quality=1 (dimensions:
+    /// quality, speed, cost, health, workspace-fit; unnamed ones are 0).
+    #[arg(long, value_parser = weight)]
+    weight: Vec<(Dimension, f64)>,
+    /// How far back from now (e.g. 1h, 24h, 7days).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    since: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Dimension {
+    Quality,
+    Speed,
+    Cost,
+    Health,
+    WorkspaceFit,
+}
+
+fn weight(value: &str) -> Result<(Dimension, f64), String> {
+    let (name, number) = value
+        .split_once('=')
+        .ok_or_else(|| "expected DIMENSION=NUMBER, e.g. cost=3".to_owned())?;
+    let dimension = match name.trim().replace('_', "-").as_str() {
+        "quality" => Dimension::Quality,
+        "speed" => Dimension::Speed,
+        "cost" => Dimension::Cost,
+        "health" => Dimension::Health,
+        "workspace-fit" => Dimension::WorkspaceFit,
+        other => {
+            return Err(format!(
+                "unknown dimension {other:?}: expected quality, speed, cost, health or workspace-fit"
+            ));
+        }
+    };
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{number:?} is not a number"))?;
+    Ok((dimension, number))
+}
+
+fn weights(named: &[(Dimension, f64)]) -> pb::StrategyWeights {
+    let mut w = pb::StrategyWeights::default();
+    for &(dimension, value) in named {
+        match dimension {
+            Dimension::Quality => w.quality = value,
+            Dimension::Speed => w.speed = value,
+            Dimension::Cost => w.cost = value,
+            Dimension::Health => w.health = value,
+            Dimension::WorkspaceFit => w.workspace_fit = value,
+        }
+    }
+    w
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,6 +254,23 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
                 json(&response, "switchyard.v1.AggregateTracesResponse")?
             } else {
                 aggregate_table(&response, aggregate.by)
+            }
+        }
+        TracesCommand::WhatIf(what_if) => {
+            let response = client
+                .what_if(pb::WhatIfRequest {
+                    start_time: Some(timestamp(SystemTime::now() - what_if.since)),
+                    end_time: None,
+                    strategy: what_if.strategy.unwrap_or_default(),
+                    weights: (!what_if.weight.is_empty()).then(|| weights(&what_if.weight)),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if args.json {
+                json(&response, "switchyard.v1.WhatIfResponse")?
+            } else {
+                what_if_text(&response)
             }
         }
     };
@@ -459,6 +539,57 @@ fn aggregate_table(response: &pb::AggregateTracesResponse, by: pb::TraceGrouping
     out
 }
 
+/// Signed percent: `-25.0%`.
+fn percent(change: f64) -> String {
+    format!("{:+.1}%", change * 100.0)
+}
+
+fn what_if_text(r: &pb::WhatIfResponse) -> String {
+    let mut targets: Vec<&str> = r
+        .actual
+        .iter()
+        .chain(&r.what_if)
+        .map(|s| s.target_id.as_str())
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let count = |shares: &[pb::TargetShare], id: &str| {
+        shares
+            .iter()
+            .find(|s| s.target_id == id)
+            .map_or(0, |s| s.requests)
+    };
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|id| {
+            vec![
+                (*id).to_owned(),
+                count(&r.actual, id).to_string(),
+                count(&r.what_if, id).to_string(),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "{} traces re-scored ({} skipped: no eligible candidate); {} would go elsewhere\n\n",
+        r.traces_considered, r.traces_skipped, r.traces_changed
+    );
+    out.push_str(&table(&["TARGET", "ACTUAL", "WHAT-IF"], &rows));
+    out.push_str(&format!(
+        "\nestimated cost      ${:.6} -> ${:.6} ({})\n",
+        r.cost_before_usd,
+        r.cost_after_usd,
+        percent(r.cost_change)
+    ));
+    out.push_str(&format!(
+        "expected latency    {:.0} ms -> {:.0} ms per request ({})\n",
+        r.expected_latency_before_ms,
+        r.expected_latency_after_ms,
+        percent(r.latency_change)
+    ));
+    out.push_str(&format!("confidence          {:.2}\n", r.confidence));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -470,6 +601,22 @@ mod tests {
         assert_eq!(outcome("failed"), Ok(pb::Outcome::Failed));
         assert_eq!(error_class("rate-limited"), Ok(pb::ErrorClass::RateLimited));
         assert_eq!(grouping("Provider"), Ok(pb::TraceGrouping::Provider));
+        let (_, cost) = weight("cost=3").unwrap();
+        assert_eq!(cost, 3.0);
+        assert_eq!(
+            weights(&[
+                weight("workspace_fit=2").unwrap(),
+                weight("speed = 1").unwrap()
+            ]),
+            pb::StrategyWeights {
+                speed: 1.0,
+                workspace_fit: 2.0,
+                ..Default::default()
+            }
+        );
+        assert!(weight("colour=1").is_err());
+        assert!(weight("cost").is_err());
+        assert!(weight("cost=lots").is_err());
         assert!(outcome("unspecified").is_err());
         assert!(error_class("nope").is_err());
         assert!(grouping("").is_err());

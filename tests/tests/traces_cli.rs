@@ -113,6 +113,30 @@ async fn the_cli_lists_gets_and_aggregates_traces_as_tables_and_json() {
     assert_eq!(groups["groups"][0]["key"], "alpha");
     assert_eq!(groups["groups"][0]["requests"], "3");
 
+    // What another strategy would have done, by name or by weights.
+    let (ok, out, err) = traces(&cp, &["what-if", "--strategy", "cost"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("3 traces re-scored"), "{out}");
+    assert!(out.contains("alpha/mock-model"), "{out}");
+    let (ok, out, err) = traces(
+        &cp,
+        &[
+            "what-if",
+            "--weight",
+            "cost=3",
+            "--weight",
+            "quality=1",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["tracesConsidered"], "3");
+    let (ok, _, err) = traces(&cp, &["what-if", "--weight", "colour=1"]).await;
+    assert!(!ok);
+    assert!(err.contains("unknown dimension"), "{err}");
+
     // Bad input: a clear error and a failing exit status.
     let (ok, _, err) = traces(&cp, &["get", "no-such-trace"]).await;
     assert!(!ok);
