@@ -222,3 +222,129 @@ async fn grpcurl_lists_the_services_and_fetches_a_trace() {
     .await;
     assert!(health.contains("SERVING"), "{health}");
 }
+
+/// The grpcurl commands of the README's "Look at its traces with grpcurl"
+/// section, continuation lines joined, comments left out.
+fn readme_grpcurl_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_file("../README.md")).unwrap();
+    let start = readme
+        .find("### Look at its traces with grpcurl")
+        .expect("the README's grpcurl section");
+    let end = start + readme[start..].find("\n## ").unwrap();
+    let mut commands = Vec::new();
+    let mut pending = String::new();
+    for line in readme[start..end].lines() {
+        let line = line.trim();
+        if pending.is_empty() && !line.starts_with("grpcurl ") {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => pending.push_str(part),
+            None => {
+                pending.push_str(line);
+                commands.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    commands
+}
+
+#[tokio::test]
+async fn the_readme_grpcurl_commands_run_as_written() {
+    let cp = ControlPlane::start(
+        &std::fs::read_to_string(repo_file("../examples/switchyard.yaml")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    let grpcurl = tool("SWITCHYARD_TEST_GRPCURL");
+    let mut trace_id = String::new();
+    for _ in 0..3 {
+        let response: Value = http_client()
+            .post(dp.chat_url())
+            .json(&json!({"model": "small", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        trace_id = response["switchyard"]["trace_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        cp.wait_for_trace(&trace_id).await;
+    }
+    // Target health answers once the aggregator has judged (every second).
+    let mut health = cp.health().await;
+    for _ in 0..100 {
+        if health
+            .list_target_health(switchyard_proto::v1::ListTargetHealthRequest::default())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let commands = readme_grpcurl_commands();
+    let mut ran = Vec::new();
+    for command in &commands {
+        let command = command
+            .replace("127.0.0.1:50051", cp.addr.trim_start_matches("http://"))
+            .replace("127.0.0.1:50061", dp.grpc.trim_start_matches("http://"))
+            .replace("<trace_id from the response>", &trace_id);
+        let script = format!("\"$GRPCURL\" {}", command.trim_start_matches("grpcurl "));
+        let output = Command::new("bash")
+            .args(["-c", &script])
+            .env("GRPCURL", &grpcurl)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            output.status.success(),
+            "{command} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let method = command.split_whitespace().last().unwrap().to_owned();
+        if command.contains(" -d ") || method.contains('/') {
+            let answer: Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("{command}: not JSON ({e}):\n{stdout}"));
+            match method.as_str() {
+                "switchyard.v1.TraceService/GetTrace" => {
+                    assert_eq!(answer["traceId"], trace_id.as_str());
+                }
+                "switchyard.v1.TraceService/WhatIf" => {
+                    assert_eq!(answer["tracesConsidered"], "3", "{stdout}");
+                }
+                "switchyard.v1.TraceService/AggregateTraces" => {
+                    assert_eq!(answer["groups"][0]["requests"], "3", "{stdout}");
+                }
+                "switchyard.v1.ClusterService/Status" => {
+                    assert_eq!(answer["role"], "ROLE_LEADER", "{stdout}");
+                }
+                _ => {}
+            }
+        }
+        ran.push(method);
+    }
+    // The README must keep showing these; a removed example fails here.
+    for method in [
+        "list",
+        "switchyard.v1.TraceService/ListTraces",
+        "switchyard.v1.TraceService/GetTrace",
+        "switchyard.v1.TraceService/AggregateTraces",
+        "switchyard.v1.TraceService/WhatIf",
+        "switchyard.v1.InferenceService/Route",
+        "switchyard.v1.ClusterService/Status",
+        "switchyard.v1.HealthService/ListTargetHealth",
+        "switchyard.v1.RegistryService/CreateStrategy",
+    ] {
+        assert!(
+            ran.iter().any(|m| m == method),
+            "README lost its {method} example: {ran:?}"
+        );
+    }
+}
