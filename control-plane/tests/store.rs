@@ -37,6 +37,22 @@ async fn sqlite(dir: &tempfile::TempDir) -> Store {
     .unwrap()
 }
 
+/// One test per backend (Postgres, a SQLite file) running the same scenario.
+macro_rules! on_both_backends {
+    ($postgres:ident, $sqlite:ident, $scenario:ident) => {
+        #[tokio::test]
+        async fn $postgres() {
+            $scenario(postgres().await).await;
+        }
+
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $scenario(sqlite(&dir).await).await;
+        }
+    };
+}
+
 fn provider(name: &str) -> ProviderSpec {
     ProviderSpec {
         name: name.into(),
@@ -454,16 +470,11 @@ async fn trace_queries_aggregates_and_retention(store: Store) {
     ));
 }
 
-#[tokio::test]
-async fn postgres_trace_queries() {
-    trace_queries_aggregates_and_retention(postgres().await).await;
-}
-
-#[tokio::test]
-async fn sqlite_trace_queries() {
-    let dir = tempfile::tempdir().unwrap();
-    trace_queries_aggregates_and_retention(sqlite(&dir).await).await;
-}
+on_both_backends!(
+    postgres_trace_queries,
+    sqlite_trace_queries,
+    trace_queries_aggregates_and_retention
+);
 
 /// Leader-only writes succeed under the fenced epoch and fail, changing
 /// nothing, under any other; versions only grow across leaders.
@@ -518,38 +529,23 @@ async fn leader_only_writes_are_fenced_by_epoch(store: Store) {
     assert_eq!(store.adopt_epoch("standalone").await.unwrap(), 12);
 }
 
-#[tokio::test]
-async fn postgres_fencing() {
-    leader_only_writes_are_fenced_by_epoch(postgres().await).await;
-}
+on_both_backends!(
+    postgres_fencing,
+    sqlite_fencing,
+    leader_only_writes_are_fenced_by_epoch
+);
 
-#[tokio::test]
-async fn sqlite_fencing() {
-    let dir = tempfile::tempdir().unwrap();
-    leader_only_writes_are_fenced_by_epoch(sqlite(&dir).await).await;
-}
+on_both_backends!(
+    postgres_registry_crud,
+    sqlite_registry_crud,
+    registry_crud_bumps_revisions_and_guards_references
+);
 
-#[tokio::test]
-async fn postgres_registry_crud() {
-    registry_crud_bumps_revisions_and_guards_references(postgres().await).await;
-}
-
-#[tokio::test]
-async fn sqlite_registry_crud() {
-    let dir = tempfile::tempdir().unwrap();
-    registry_crud_bumps_revisions_and_guards_references(sqlite(&dir).await).await;
-}
-
-#[tokio::test]
-async fn postgres_traces() {
-    traces_are_idempotent_filterable_and_paginate_stably(postgres().await).await;
-}
-
-#[tokio::test]
-async fn sqlite_traces() {
-    let dir = tempfile::tempdir().unwrap();
-    traces_are_idempotent_filterable_and_paginate_stably(sqlite(&dir).await).await;
-}
+on_both_backends!(
+    postgres_traces,
+    sqlite_traces,
+    traces_are_idempotent_filterable_and_paginate_stably
+);
 
 #[tokio::test]
 async fn unsupported_database_urls_are_refused_clearly() {

@@ -11,7 +11,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{ControlPlane, DataPlane, binary, http_client, registry_yaml};
+use support::{ControlPlane, DataPlane, binary, registry_yaml};
 use switchyard_testkit::MockProvider;
 use tokio::process::Command;
 
@@ -38,25 +38,9 @@ async fn the_cli_lists_gets_and_aggregates_traces_as_tables_and_json() {
         .await
         .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
-    let client = http_client();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let response = client
-            .post(dp.chat_url())
-            .json(&serde_json::json!({
-                "model": "mock-model",
-                "messages": [{"role": "user", "content": "hello"}],
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-        ids.push(
-            response.headers()["x-switchyard-trace-id"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(dp.chat("mock-model", None).await);
     }
     for id in &ids {
         cp.wait_for_trace(id).await;

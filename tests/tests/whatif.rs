@@ -12,7 +12,7 @@
 
 mod support;
 
-use support::{ControlPlane, DataPlane, http_client, registry_yaml};
+use support::{ControlPlane, DataPlane, registry_yaml};
 use switchyard_proto::v1 as pb;
 use switchyard_testkit::MockProvider;
 
@@ -39,26 +39,9 @@ async fn what_if_reproduces_the_routing_of_stored_traffic_and_weighs_another_str
     .await
     .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
-    let client = http_client();
     let mut ids = Vec::new();
-    for i in 0..12 {
-        let response = client
-            .post(dp.chat_url())
-            .header("x-switchyard-strategy", "speed")
-            .json(&serde_json::json!({
-                "model": "mock-model",
-                "messages": [{"role": "user", "content": format!("question {i}")}],
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-        ids.push(
-            response.headers()["x-switchyard-trace-id"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
+    for _ in 0..12 {
+        ids.push(dp.chat("mock-model", Some("speed")).await);
     }
     for id in &ids {
         cp.wait_for_trace(id).await;

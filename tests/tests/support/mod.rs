@@ -445,6 +445,26 @@ impl DataPlane {
             .expect("metrics body")
     }
 
+    /// One JSON chat completion of `model`, under `strategy` if given;
+    /// panics unless it is served; returns its trace id.
+    pub async fn chat(&self, model: &str, strategy: Option<&str>) -> String {
+        let mut request = http_client()
+            .post(self.chat_url())
+            .json(&serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": "hello"}],
+            }));
+        if let Some(strategy) = strategy {
+            request = request.header("x-switchyard-strategy", strategy);
+        }
+        let response = request.send().await.expect("data plane reachable");
+        assert!(response.status().is_success(), "{}", response.status());
+        response.headers()["x-switchyard-trace-id"]
+            .to_str()
+            .expect("ASCII trace id")
+            .to_owned()
+    }
+
     pub fn chat_url(&self) -> String {
         format!("{}/v1/chat/completions", self.http)
     }
