@@ -9,7 +9,7 @@ use anyhow::Context;
 use switchyard_control_plane::AggregationConfig;
 use switchyard_control_plane::ControlPlaneConfig;
 use switchyard_data_plane::DataPlaneConfig;
-use switchyard_domain::{BootstrapConfig, SecretRef};
+use switchyard_domain::{BootstrapConfig, SecretRef, TracePayload};
 use switchyard_telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
 
@@ -81,6 +81,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             registry_poll: Duration::from_secs(1),
             relay_poll: Duration::from_millis(100),
             trace_retention: Some(Duration::from_secs(30 * 86_400)),
+            // One machine, its own traffic: keep requests whole so replays work.
+            trace_payload: TracePayload::Full,
+            replay_via: Some(format!("http://{}", args.http_listen)),
             election: None,
             aggregation: AggregationConfig::default(),
             mass_removal_hold: Duration::from_secs(30),

@@ -34,6 +34,17 @@ enum TracesCommand {
     List(ListArgs),
     /// One trace whole: candidates and scores, attempts, timings, tokens, cost.
     Get { trace_id: String },
+    /// Runs a stored request again (through today's routing, pinned to a
+    /// target, or under a strategy) and shows both outcomes side by side.
+    Replay {
+        trace_id: String,
+        /// Pin the replay to this target (provider/model).
+        #[arg(long, conflicts_with = "strategy")]
+        target: Option<String>,
+        /// Route the replay under this strategy.
+        #[arg(long)]
+        strategy: Option<String>,
+    },
     /// Requests, failures, cost, tokens and latency quantiles per group.
     Aggregate(AggregateArgs),
     /// What another strategy (or weight set) would have chosen for stored
@@ -140,6 +151,15 @@ struct ListArgs {
     /// The next-page token a previous list printed.
     #[arg(long)]
     page_token: Option<String>,
+    /// Only replays.
+    #[arg(long, conflicts_with = "originals")]
+    replays: bool,
+    /// Only original requests (no replays).
+    #[arg(long)]
+    originals: bool,
+    /// Only replays of this trace.
+    #[arg(long, conflicts_with = "originals")]
+    replay_of: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -239,6 +259,34 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
                 trace_text(&trace)
             }
         }
+        TracesCommand::Replay {
+            trace_id,
+            target,
+            strategy,
+        } => {
+            let mode = if target.is_some() {
+                pb::ReplayMode::PinnedTarget
+            } else if strategy.is_some() {
+                pb::ReplayMode::Strategy
+            } else {
+                pb::ReplayMode::CurrentRouting
+            };
+            let response = client
+                .replay_trace(pb::ReplayTraceRequest {
+                    trace_id,
+                    mode: mode.into(),
+                    target_id: target.unwrap_or_default(),
+                    strategy: strategy.unwrap_or_default(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if args.json {
+                json(&response, "switchyard.v1.ReplayTraceResponse")?
+            } else {
+                replay_text(&response)
+            }
+        }
         TracesCommand::Aggregate(aggregate) => {
             let response = client
                 .aggregate_traces(pb::AggregateTracesRequest {
@@ -305,6 +353,15 @@ fn list_request(list: ListArgs) -> anyhow::Result<pb::ListTracesRequest> {
             .min_latency
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         min_cost_usd: list.min_cost.unwrap_or(0.0),
+        replay_origin: if list.replays {
+            pb::ReplayOrigin::Replays
+        } else if list.originals {
+            pb::ReplayOrigin::Originals
+        } else {
+            pb::ReplayOrigin::Any
+        }
+        .into(),
+        replay_of: list.replay_of.unwrap_or_default(),
     })
 }
 
@@ -536,6 +593,29 @@ fn aggregate_table(response: &pb::AggregateTracesResponse, by: pb::TraceGrouping
     if response.groups.is_empty() {
         out.push_str("(no traces in that time)\n");
     }
+    out
+}
+
+fn replay_text(r: &pb::ReplayTraceResponse) -> String {
+    let original = r.original.clone().unwrap_or_default();
+    let replay = r.replay.clone().unwrap_or_default();
+    let row = |name: &str, f: &dyn Fn(&pb::Trace) -> String| {
+        vec![name.to_owned(), f(&original), f(&replay)]
+    };
+    let rows = vec![
+        row("trace", &|t| t.trace_id.clone()),
+        row("target", &|t| or_dash(&t.final_target).to_owned()),
+        row("strategy", &|t| t.strategy.clone()),
+        row("outcome", &|t| short(t.outcome().as_str_name(), "OUTCOME_")),
+        row("latency", &|t| format!("{} ms", t.latency_ms)),
+        row("tokens", &|t| format!("{}/{}", t.tokens_in, t.tokens_out)),
+        row("cost", &|t| format!("${:.6}", t.cost_usd)),
+    ];
+    let mut out = table(&["", "ORIGINAL", "REPLAY"], &rows);
+    out.push_str(&format!(
+        "\nsame answer text: {}\n",
+        if r.outputs_equal { "yes" } else { "no" }
+    ));
     out
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY};
+use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY, TracePayload};
 use switchyard_telemetry::LogFormat;
 
 use crate::aggregation::AggregationConfig;
@@ -68,6 +68,15 @@ pub struct ControlPlaneArgs {
     /// Traces received longer ago than this are deleted (by the leader); 0 keeps them all.
     #[arg(long, env = "SWITCHYARD_TRACE_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
     pub trace_retention: Duration,
+    /// What traces keep of requests and answers: none, hash (SHA-256 of each)
+    /// or full (both whole, so ReplayTrace can run them again).
+    #[arg(long, env = "SWITCHYARD_TRACE_PAYLOAD", default_value = "hash", value_parser = trace_payload)]
+    pub trace_payload: TracePayload,
+    /// A data plane's OpenAI-compatible HTTP URL that ReplayTrace sends
+    /// stored requests through (e.g. the data planes' Service); without it,
+    /// replays are refused.
+    #[arg(long, env = "SWITCHYARD_REPLAY_VIA")]
+    pub replay_via: Option<String>,
     /// How often a follower looks for the leader's newest snapshot to relay.
     #[arg(long, env = "SWITCHYARD_RELAY_POLL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub relay_poll: Duration,
@@ -104,6 +113,9 @@ pub struct ControlPlaneConfig {
     pub relay_poll: Duration,
     /// None: traces are kept forever.
     pub trace_retention: Option<Duration>,
+    pub trace_payload: TracePayload,
+    /// Data-plane HTTP URL for replays.
+    pub replay_via: Option<String>,
     /// None without etcd: the single replica leads.
     pub election: Option<ElectionConfig>,
     pub aggregation: AggregationConfig,
@@ -133,6 +145,8 @@ pub enum ConfigError {
     RelayPoll,
     #[error("--trace-retention: must be 0 (keep all) or at least 1h")]
     TraceRetention,
+    #[error("--replay-via {0:?}: must be an http:// or https:// URL")]
+    ReplayVia(String),
     #[error(
         "--lease-ttl: must be whole seconds between 2s and 60s (etcd counts leases in seconds)"
     )]
@@ -175,6 +189,11 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
         let election = election_config(&args)?;
         if !args.trace_retention.is_zero() && args.trace_retention < Duration::from_secs(3600) {
             return Err(ConfigError::TraceRetention);
+        }
+        if let Some(url) = &args.replay_via
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::ReplayVia(url.clone()));
         }
         let database_url = match args.database_url {
             Some(url) => url,
@@ -236,9 +255,15 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             registry_poll: args.registry_poll,
             relay_poll: args.relay_poll,
             trace_retention: (!args.trace_retention.is_zero()).then_some(args.trace_retention),
+            trace_payload: args.trace_payload,
+            replay_via: args.replay_via,
             election,
         })
     }
+}
+
+fn trace_payload(text: &str) -> Result<TracePayload, String> {
+    TracePayload::parse(text).ok_or_else(|| "expected none, hash or full".to_owned())
 }
 
 fn election_config(args: &ControlPlaneArgs) -> Result<Option<ElectionConfig>, ConfigError> {

@@ -14,6 +14,7 @@ mod fleet;
 pub mod health;
 mod leadership;
 pub mod quality;
+mod replay;
 mod retention;
 mod server;
 mod snapshots;
@@ -36,6 +37,8 @@ pub enum ControlPlaneError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot build the HTTP client for replays: {0}")]
+    HttpClient(#[from] reqwest::Error),
     #[error("leader election setup failed: {0}")]
     Election(#[from] election::ElectionError),
     #[error("gRPC reflection setup failed: {0}")]

@@ -22,6 +22,7 @@ use crate::config::ControlPlaneConfig;
 use crate::election::Election;
 use crate::fleet::Fleet;
 use crate::leadership::{Leadership, Role};
+use crate::replay::Replayer;
 use crate::retention::TraceRetention;
 use crate::snapshots::{SnapshotError, SnapshotPublisher};
 use crate::store::Store;
@@ -74,6 +75,7 @@ pub async fn start(
         store.clone(),
         leadership.clone(),
         config.default_strategy.clone(),
+        config.trace_payload,
         config.mass_removal_hold,
     ));
     // A leader publishes at once; a follower starts from the leader's newest.
@@ -139,6 +141,7 @@ pub async fn start(
         )))
         .add_service(TraceServiceServer::new(TraceApi::new(
             store.clone(),
+            Arc::new(Replayer::new(store.clone(), config.replay_via.clone())?),
             shutdown.clone(),
         )))
         .add_service(ClusterServiceServer::new(ClusterApi::new(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchyard_domain::{RoutingSnapshot, Telemetry};
+use switchyard_domain::{RoutingSnapshot, Telemetry, TracePayload};
 use switchyard_proto::v1 as pb;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::time::Instant;
@@ -102,6 +102,7 @@ pub struct SnapshotPublisher {
     store: Store,
     leadership: Arc<Leadership>,
     default_strategy: String,
+    trace_payload: TracePayload,
     current: watch::Sender<Option<Arc<pb::Snapshot>>>,
     /// Latest telemetry from the health aggregation; published with the next snapshot.
     telemetry: Mutex<Telemetry>,
@@ -117,12 +118,14 @@ impl SnapshotPublisher {
         store: Store,
         leadership: Arc<Leadership>,
         default_strategy: String,
+        trace_payload: TracePayload,
         mass_removal_hold: Duration,
     ) -> Self {
         Self {
             store,
             leadership,
             default_strategy,
+            trace_payload,
             current: watch::Sender::new(None),
             telemetry: Mutex::new(Telemetry::default()),
             published: Mutex::new(Inputs::default()),
@@ -267,7 +270,8 @@ impl SnapshotPublisher {
         )
         .and_then(|snapshot| snapshot.with_workspaces(state.workspaces))
         .map_err(invalid)?
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_trace_payload(self.trace_payload);
         let targets = enabled_targets(&snapshot);
         if self.hold_mass_removal(&mut published, &targets, state.revision) {
             return Ok(self.current_version());

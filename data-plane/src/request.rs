@@ -55,12 +55,15 @@ pub struct ChatRequest {
     pub body: Map<String, Value>,
     /// What the request needs: intent, tokens, capabilities, timeout profile.
     pub workload: WorkloadProfile,
+    /// Trace id of the request this one replays (a control plane's ReplayTrace).
+    pub replay_of: Option<String>,
 }
 
 /// A request as the scorer and engine see it, for tests.
 #[cfg(test)]
 pub fn test_request(model: &str, strategy: Option<&str>, workload: WorkloadProfile) -> ChatRequest {
     ChatRequest {
+        replay_of: None,
         received: Received::now(),
         request_id: "r".into(),
         trace_id: "t".into(),

@@ -251,12 +251,15 @@ fn readme_grpcurl_commands() -> Vec<String> {
 
 #[tokio::test]
 async fn the_readme_grpcurl_commands_run_as_written() {
-    let cp = ControlPlane::start(
+    // Requests kept whole and a data plane to replay through, as in `switchyard dev`.
+    let mut cp = ControlPlane::start_with(
         &std::fs::read_to_string(repo_file("../examples/switchyard.yaml")).unwrap(),
+        &["--trace-payload", "full"],
     )
     .await
     .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
+    cp.restart_with(&["--replay-via", &dp.http]).await.unwrap();
     let grpcurl = tool("SWITCHYARD_TEST_GRPCURL");
     let mut trace_id = String::new();
     for _ in 0..3 {
@@ -319,6 +322,10 @@ async fn the_readme_grpcurl_commands_run_as_written() {
                 "switchyard.v1.TraceService/WhatIf" => {
                     assert_eq!(answer["tracesConsidered"], "3", "{stdout}");
                 }
+                "switchyard.v1.TraceService/ReplayTrace" => {
+                    assert_eq!(answer["replay"]["replayOf"], trace_id.as_str(), "{stdout}");
+                    assert_eq!(answer["replay"]["finalTarget"], "sim-smart/sim-large");
+                }
                 "switchyard.v1.TraceService/AggregateTraces" => {
                     assert_eq!(answer["groups"][0]["requests"], "3", "{stdout}");
                 }
@@ -337,6 +344,7 @@ async fn the_readme_grpcurl_commands_run_as_written() {
         "switchyard.v1.TraceService/GetTrace",
         "switchyard.v1.TraceService/AggregateTraces",
         "switchyard.v1.TraceService/WhatIf",
+        "switchyard.v1.TraceService/ReplayTrace",
         "switchyard.v1.InferenceService/Route",
         "switchyard.v1.ClusterService/Status",
         "switchyard.v1.HealthService/ListTargetHealth",

@@ -294,6 +294,21 @@ async fn list_traces_rejects_bad_arguments() {
             },
             "min_cost_usd",
         ),
+        (
+            pb::ListTracesRequest {
+                replay_origin: 7,
+                ..Default::default()
+            },
+            "replay_origin",
+        ),
+        (
+            pb::ListTracesRequest {
+                replay_origin: pb::ReplayOrigin::Originals.into(),
+                replay_of: "some-trace".into(),
+                ..Default::default()
+            },
+            "replay_of",
+        ),
     ] {
         let status = traces.list_traces(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);

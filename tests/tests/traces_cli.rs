@@ -34,10 +34,14 @@ async fn traces(cp: &ControlPlane, args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn the_cli_lists_gets_and_aggregates_traces_as_tables_and_json() {
     let mock = MockProvider::start().await.unwrap();
-    let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
-        .await
-        .unwrap();
+    let mut cp = ControlPlane::start_with(
+        &registry_yaml(&[("alpha", &mock.base_url())]),
+        &["--trace-payload", "full"],
+    )
+    .await
+    .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
+    cp.restart_with(&["--replay-via", &dp.http]).await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(dp.chat("mock-model", None).await);
@@ -120,6 +124,14 @@ async fn the_cli_lists_gets_and_aggregates_traces_as_tables_and_json() {
     let (ok, _, err) = traces(&cp, &["what-if", "--weight", "colour=1"]).await;
     assert!(!ok);
     assert!(err.contains("unknown dimension"), "{err}");
+
+    // A replay, side by side with its original.
+    let (ok, out, err) = traces(&cp, &["replay", &ids[0], "--strategy", "cost"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&ids[0]) && out.contains("same answer text: yes"),
+        "{out}"
+    );
 
     // Bad input: a clear error and a failing exit status.
     let (ok, _, err) = traces(&cp, &["get", "no-such-trace"]).await;

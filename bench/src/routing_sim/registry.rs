@@ -100,6 +100,7 @@ pub fn snapshot(
 /// The request every client sends (its arrival time is set per request).
 pub fn request() -> ChatRequest {
     ChatRequest {
+        replay_of: None,
         received: Received {
             at: std::time::Instant::now(),
             unix_ms: unix(0),

@@ -1,6 +1,7 @@
 //! `TraceService`: batch ingest acked after commit, and trace queries.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use switchyard_domain::{StrategySpec, StrategyWeights, timestamp_to_millis};
@@ -13,7 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{invalid, store_status};
 use crate::health::WindowRecord;
-use crate::store::{AggregateQuery, Grouping, Store, TraceFilter, now_ms};
+use crate::replay::Replayer;
+use crate::store::{AggregateQuery, Grouping, ReplayFilter, Store, TraceFilter, now_ms};
 use crate::whatif::WhatIf;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -22,14 +24,19 @@ const MAX_ID_LEN: usize = 128;
 
 pub struct TraceApi {
     store: Store,
+    replayer: Arc<Replayer>,
     /// Ends report streams on shutdown (after the batch in hand is stored and
     /// acked), so the server can drain; data planes resend the rest elsewhere.
     shutdown: CancellationToken,
 }
 
 impl TraceApi {
-    pub fn new(store: Store, shutdown: CancellationToken) -> Self {
-        Self { store, shutdown }
+    pub fn new(store: Store, replayer: Arc<Replayer>, shutdown: CancellationToken) -> Self {
+        Self {
+            store,
+            replayer,
+            shutdown,
+        }
     }
 }
 
@@ -100,6 +107,26 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
             "min_cost_usd: must be a finite number, 0 or more",
         ));
     }
+    let replays = match (
+        pb::ReplayOrigin::try_from(req.replay_origin),
+        non_empty(req.replay_of),
+    ) {
+        (Err(_), _) => return Err(Status::invalid_argument("replay_origin: unknown value")),
+        (Ok(pb::ReplayOrigin::Originals), Some(_)) => {
+            return Err(Status::invalid_argument(
+                "replay_of: originals have none; drop replay_origin or replay_of",
+            ));
+        }
+        (Ok(_), Some(id)) if id.len() > MAX_ID_LEN => {
+            return Err(Status::invalid_argument(
+                "replay_of: a trace id of at most 128 characters",
+            ));
+        }
+        (Ok(_), Some(id)) => ReplayFilter::Of(id),
+        (Ok(pb::ReplayOrigin::Any), None) => ReplayFilter::Any,
+        (Ok(pb::ReplayOrigin::Originals), None) => ReplayFilter::Originals,
+        (Ok(pb::ReplayOrigin::Replays), None) => ReplayFilter::Replays,
+    };
     let start_ms = req.start_time.as_ref().map(timestamp_to_millis);
     let end_ms = req.end_time.as_ref().map(timestamp_to_millis);
     if let (Some(s), Some(e)) = (start_ms, end_ms)
@@ -120,6 +147,7 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
         error_class,
         min_latency_ms: (req.min_latency_ms > 0).then_some(req.min_latency_ms),
         min_cost_usd: (req.min_cost_usd > 0.0).then_some(req.min_cost_usd),
+        replays,
         limit,
         after: non_empty(req.page_token)
             .as_deref()
@@ -298,11 +326,12 @@ impl TraceService for TraceApi {
 
     async fn replay_trace(
         &self,
-        _req: Request<pb::ReplayTraceRequest>,
+        req: Request<pb::ReplayTraceRequest>,
     ) -> Result<Response<pb::ReplayTraceResponse>, Status> {
-        Err(Status::unimplemented(
-            "ReplayTrace is not available in this version",
-        ))
+        self.replayer
+            .replay(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn what_if(

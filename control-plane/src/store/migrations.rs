@@ -38,6 +38,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "trace_queries",
         include_str!("../../../migrations/postgres/0006_trace_queries.sql"),
     ),
+    (
+        7,
+        "replays",
+        include_str!("../../../migrations/postgres/0007_replays.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -70,6 +75,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         6,
         "trace_queries",
         include_str!("../../../migrations/sqlite/0006_trace_queries.sql"),
+    ),
+    (
+        7,
+        "replays",
+        include_str!("../../../migrations/sqlite/0007_replays.sql"),
     ),
 ];
 

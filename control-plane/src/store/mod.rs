@@ -21,7 +21,7 @@ pub use aggregates::{AggregateQuery, Grouping};
 pub use health::StoredWindow;
 pub use quality::OutcomeRow;
 pub use registry::{Entity, RegistryState, Revision, Stored};
-pub use traces::{TraceFilter, TraceInsertOutcome, TracePage};
+pub use traces::{ReplayFilter, TraceFilter, TraceInsertOutcome, TracePage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -31,9 +31,21 @@ pub struct TraceFilter {
     pub error_class: Option<i32>,
     pub min_latency_ms: Option<u64>,
     pub min_cost_usd: Option<f64>,
+    pub replays: ReplayFilter,
     pub limit: u32,
     /// Position after which the page starts: (received_at_ms, trace_id) of the previous page's last row.
     pub after: Option<(i64, String)>,
+}
+
+/// Which traces a list takes by replay origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReplayFilter {
+    #[default]
+    Any,
+    Originals,
+    Replays,
+    /// Replays of this trace.
+    Of(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,7 +79,7 @@ impl Store {
             let mut b = SqlBuilder::new(
                 "INSERT INTO traces (trace_id, request_id, workspace, requested_model, strategy, final_target, \
                  final_provider, final_model, outcome, error_class, attempt_count, latency_ms, ttft_ms, tokens_in, \
-                 tokens_out, cost_usd, received_at_ms, snapshot_version, node_id, stored_at_ms, body) VALUES ",
+                 tokens_out, cost_usd, received_at_ms, snapshot_version, node_id, stored_at_ms, body, replay_of) VALUES ",
             );
             for (i, t) in chunk.iter().enumerate() {
                 b.push(if i == 0 { "(" } else { ", (" });
@@ -98,7 +110,8 @@ impl Store {
                 b.bind(to_i64(t.snapshot_version))?.push(", ");
                 b.bind(t.node_id.clone())?.push(", ");
                 b.bind(stored_at)?.push(", ");
-                b.bind(t.encode_to_vec())?.push(")");
+                b.bind(t.encode_to_vec())?.push(", ");
+                b.bind(t.replay_of.clone())?.push(")");
             }
             b.push(" ON CONFLICT (trace_id) DO NOTHING");
             inserted += b.build().execute(&mut *tx).await?.rows_affected();
@@ -233,6 +246,20 @@ impl Store {
         }
         if let Some(cost) = filter.min_cost_usd {
             b.push(" AND cost_usd >= ").bind(cost)?;
+        }
+        match &filter.replays {
+            ReplayFilter::Any => {}
+            ReplayFilter::Originals => {
+                b.push(" AND replay_of = ''");
+            }
+            // The literal predicate lets the planner use the partial index.
+            ReplayFilter::Replays => {
+                b.push(" AND replay_of <> ''");
+            }
+            ReplayFilter::Of(id) => {
+                b.push(" AND replay_of <> '' AND replay_of = ")
+                    .bind(id.clone())?;
+            }
         }
         if let Some((at, id)) = &filter.after {
             b.push(" AND (received_at_ms < ").bind(*at)?;

@@ -102,6 +102,7 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
     let overrides = super::overrides(non_empty(req.intent), non_empty(req.timeout_profile))?;
     let workload = crate::workload::profile(&body, stream, max_tokens, &overrides);
     Ok(ChatRequest {
+        replay_of: None,
         received,
         request_id: super::request_id(Some(req.request_id))?,
         trace_id: uuid::Uuid::now_v7().to_string(),

@@ -44,6 +44,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `x-switchyard-replay-of`: the trace id a control plane replays.
+fn replay_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let id = header(headers, "x-switchyard-replay-of")?;
+    if id
+        .as_ref()
+        .is_some_and(|id| id.is_empty() || id.len() > 128)
+    {
+        return Err(ApiError::invalid(
+            "x-switchyard-replay-of",
+            "a trace id of 1 to 128 characters",
+        ));
+    }
+    Ok(id)
+}
+
 fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, ApiError> {
     headers
         .get(name)
@@ -101,6 +116,7 @@ async fn handle_chat(
         request_id: header(&headers, "x-request-id")?,
         intent: header(&headers, "x-switchyard-intent")?,
         timeout: header(&headers, "x-switchyard-timeout")?,
+        replay_of: replay_of(&headers)?,
     };
     let explain =
         header(&headers, "x-switchyard-explain")?.is_some_and(|v| v == "true" || v == "1");

@@ -76,6 +76,8 @@ pub struct Hints {
     pub request_id: Option<String>,
     pub intent: Option<String>,
     pub timeout: Option<String>,
+    /// The trace a control plane is replaying.
+    pub replay_of: Option<String>,
 }
 
 pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatRequest, ApiError> {
@@ -153,6 +155,7 @@ pub fn parse(body: &[u8], hints: Hints, received: Received) -> Result<ChatReques
     let stream = checked.stream.unwrap_or(false);
     let workload = crate::workload::profile(&raw, stream, max_tokens, &overrides);
     Ok(ChatRequest {
+        replay_of: hints.replay_of,
         received,
         request_id: super::request_id(hints.request_id)?,
         trace_id: uuid::Uuid::now_v7().to_string(),

@@ -96,6 +96,7 @@ pub async fn deliver(
     match head {
         Head::Whole(c) => {
             trace.first_token(id);
+            trace.keep_output(&c.content);
             let usage = fill_usage(c.usage.unwrap_or_default(), request, || {
                 output_tokens(&c.content, &c.tool_calls)
             });
@@ -132,12 +133,15 @@ async fn pump(
     tx: &mpsc::Sender<EngineEvent>,
 ) -> AttemptResult {
     let mut output = String::new();
+    // The answer's text alone (no tool calls), for the trace.
+    let mut text = String::new();
     let mut next = Some(Ok(first));
     let mut sent_any = false;
     loop {
         let event = match next {
             Some(Ok(StreamEvent::Delta(delta))) => {
                 output.push_str(&delta);
+                text.push_str(&delta);
                 EngineEvent::Delta(delta)
             }
             Some(Ok(StreamEvent::ToolCall(piece))) => {
@@ -156,6 +160,7 @@ async fn pump(
                 if usage.output_tokens == 0 {
                     usage.output_tokens = count_tokens(&output);
                 }
+                trace.keep_output(&text);
                 return AttemptResult::Done {
                     content: String::new(),
                     tool_calls: Vec::new(),

@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use switchyard_domain::{Target, timestamp_from_millis};
+use sha2::{Digest, Sha256};
+use switchyard_domain::{Target, TracePayload, timestamp_from_millis};
 use switchyard_proto::v1 as pb;
 
 use crate::providers::{ErrorClass, ProviderError, Usage};
@@ -12,6 +13,8 @@ use crate::snapshot::LiveSnapshot;
 
 pub struct TraceBuilder {
     trace: pb::Trace,
+    /// What the trace keeps of the request and the answer.
+    payload: TracePayload,
     received: crate::request::Received,
     /// When each attempt started, by position; two run at once when hedging.
     attempt_started: Vec<Instant>,
@@ -20,6 +23,11 @@ pub struct TraceBuilder {
 /// One attempt of the trace (its position in `attempts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptId(usize);
+
+/// Lower-case hex SHA-256, as control planes compare them.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -33,6 +41,7 @@ impl TraceBuilder {
         node_id: &str,
     ) -> Self {
         let (candidates, ineligible) = crate::plan_wire::candidates(plan, snapshot);
+        let payload = snapshot.routing.trace_payload;
         let now = Instant::now();
         let trace = pb::Trace {
             trace_id: request.trace_id.clone(),
@@ -50,12 +59,40 @@ impl TraceBuilder {
             workload: Some(crate::plan_wire::workload(&request.workload)),
             fallback_chain: crate::plan_wire::chain(plan, snapshot),
             explanation: plan.explanation.clone(),
+            payload: payload.to_wire().into(),
+            replay_of: request.replay_of.clone().unwrap_or_default(),
             ..Default::default()
         };
-        Self {
+        let mut builder = Self {
             trace,
+            payload,
             received: request.received,
             attempt_started: Vec::new(),
+        };
+        builder.keep_request(request);
+        builder
+    }
+
+    /// The request, as the payload policy says: its hash, or whole.
+    fn keep_request(&mut self, request: &ChatRequest) {
+        if self.payload == TracePayload::None {
+            return;
+        }
+        let json = serde_json::to_vec(&request.body).unwrap_or_default();
+        self.trace.request_sha256 = sha256_hex(&json);
+        if self.payload == TracePayload::Full {
+            self.trace.request_json = json;
+        }
+    }
+
+    /// The answer's text, as the payload policy says: its hash, or whole.
+    pub fn keep_output(&mut self, text: &str) {
+        if self.payload == TracePayload::None {
+            return;
+        }
+        self.trace.output_sha256 = sha256_hex(text.as_bytes());
+        if self.payload == TracePayload::Full {
+            self.trace.output_text = text.to_owned();
         }
     }
 

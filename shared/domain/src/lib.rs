@@ -8,6 +8,7 @@
 mod bootstrap;
 mod convert;
 mod error;
+mod payload;
 mod registry;
 mod sketch;
 mod snapshot;
@@ -16,6 +17,7 @@ mod telemetry;
 pub use bootstrap::BootstrapConfig;
 pub use convert::{timestamp_from_millis, timestamp_to_millis};
 pub use error::ValidationError;
+pub use payload::TracePayload;
 pub use registry::{
     Capabilities, CircuitMode, HedgingSpec, ModelSpec, ProviderKind, ProviderSpec, SecretRef,
     SimulatedParams, StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies,

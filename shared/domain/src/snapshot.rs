@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    ModelSpec, ProviderSpec, StrategySpec, TargetTelemetry, ValidationError, WorkspaceSpec,
-    timestamp_from_millis, timestamp_to_millis,
+    ModelSpec, ProviderSpec, StrategySpec, TargetTelemetry, TracePayload, ValidationError,
+    WorkspaceSpec, timestamp_from_millis, timestamp_to_millis,
 };
 
 /// A model of a provider, with its id precomputed for the hot path.
@@ -31,6 +31,8 @@ pub struct RoutingSnapshot {
     /// Workspaces with a policy; any other workspace is unrestricted.
     pub workspaces: HashMap<String, WorkspaceSpec>,
     pub telemetry: Telemetry,
+    /// What traces keep of requests and answers.
+    pub trace_payload: TracePayload,
 }
 
 /// Fleet telemetry by target id, with its age limit.
@@ -148,6 +150,7 @@ impl RoutingSnapshot {
             default_strategy,
             workspaces: HashMap::new(),
             telemetry: Telemetry::default(),
+            trace_payload: TracePayload::default(),
         })
     }
 
@@ -185,6 +188,11 @@ impl RoutingSnapshot {
     /// Adds fleet telemetry; entries for unknown targets are dropped (the target
     /// went away since the telemetry was computed).
     #[must_use]
+    pub fn with_trace_payload(mut self, trace_payload: TracePayload) -> Self {
+        self.trace_payload = trace_payload;
+        self
+    }
+
     pub fn with_telemetry(mut self, mut telemetry: Telemetry) -> Self {
         telemetry
             .targets
@@ -227,6 +235,7 @@ impl RoutingSnapshot {
                 .then(|| timestamp_from_millis(self.telemetry.computed_at_ms)),
             telemetry_stale_after_ms: self.telemetry.stale_after_ms,
             probe_interval_ms: self.telemetry.probe_interval_ms,
+            trace_payload: self.trace_payload.to_wire().into(),
         }
     }
 }
@@ -301,7 +310,11 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             s.default_strategy,
         )
         .and_then(|snapshot| snapshot.with_workspaces(workspaces))
-        .map(|snapshot| snapshot.with_telemetry(telemetry))
+        .map(|snapshot| {
+            snapshot
+                .with_telemetry(telemetry)
+                .with_trace_payload(TracePayload::from_wire(s.trace_payload))
+        })
         .map_err(wrap)
     }
 }

@@ -238,6 +238,12 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Starts it again on the same address and database with further flags.
+    pub async fn restart_with(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        self.args.extend(extra.iter().map(|a| (*a).to_owned()));
+        self.restart().await
+    }
+
     /// The node id it was started with.
     pub fn args_node(&self) -> &str {
         self.args

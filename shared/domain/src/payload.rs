@@ -1,0 +1,71 @@
+//! What execution traces keep of a request and its answer: the operator's
+//! redaction policy, carried to every data plane in the snapshot.
+
+use switchyard_proto::v1 as pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TracePayload {
+    /// Nothing of the prompt or the answer.
+    None,
+    /// SHA-256 of the request and of the answer: replays compare, cannot run.
+    #[default]
+    Hash,
+    /// The request and the answer whole, with their hashes: replays can run.
+    Full,
+}
+
+impl TracePayload {
+    /// `none`, `hash` or `full`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(Self::None),
+            "hash" => Some(Self::Hash),
+            "full" => Some(Self::Full),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Hash => "hash",
+            Self::Full => "full",
+        }
+    }
+
+    /// An unspecified value is the default; an unknown one (from a newer
+    /// control plane) keeps nothing, the choice that cannot leak a prompt.
+    pub fn from_wire(value: i32) -> Self {
+        match pb::TracePayload::try_from(value) {
+            Ok(pb::TracePayload::Unspecified) => Self::default(),
+            Ok(pb::TracePayload::Hash) => Self::Hash,
+            Ok(pb::TracePayload::Full) => Self::Full,
+            Ok(pb::TracePayload::None) | Err(_) => Self::None,
+        }
+    }
+
+    pub fn to_wire(self) -> pb::TracePayload {
+        match self {
+            Self::None => pb::TracePayload::None,
+            Self::Hash => pb::TracePayload::Hash,
+            Self::Full => pb::TracePayload::Full,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_round_trips_and_an_unknown_wire_value_keeps_nothing() {
+        for p in [TracePayload::None, TracePayload::Hash, TracePayload::Full] {
+            assert_eq!(TracePayload::parse(p.as_str()), Some(p));
+            assert_eq!(TracePayload::from_wire(p.to_wire().into()), p);
+        }
+        assert_eq!(TracePayload::parse("FULL"), Some(TracePayload::Full));
+        assert_eq!(TracePayload::parse("all"), None);
+        assert_eq!(TracePayload::from_wire(0), TracePayload::Hash);
+        assert_eq!(TracePayload::from_wire(99), TracePayload::None);
+    }
+}
