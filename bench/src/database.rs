@@ -1,6 +1,7 @@
-//! The benchmark's own database: created fresh on the Postgres server it is
-//! given (any database there serves as the admin connection), used by every
-//! control-plane replica, and dropped at the end.
+//! A benchmark's own database: created fresh on the Postgres server it is
+//! given (any database there serves as the admin connection), used for the
+//! run (by every control-plane replica of the failover benchmark, by the
+//! store itself in the trace-store benchmark), and dropped at the end.
 
 use anyhow::Context as _;
 use sqlx::Connection as _;

@@ -29,6 +29,8 @@
 )]
 
 // Shared with `switchyard-bench` (src/main.rs) without a library crate.
+#[path = "../database.rs"]
+mod database;
 #[path = "../failover/mod.rs"]
 mod failover;
 #[path = "../host.rs"]
@@ -67,7 +69,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use clap::Parser;
 
-use crate::failover::database::Database;
+use crate::database::Database;
 use crate::failover::report::{self, Report};
 use crate::failover::runs::Mode;
 use crate::failover::{Deployment, Plan};

@@ -4,7 +4,6 @@
 
 pub mod cluster;
 pub mod data_plane;
-pub mod database;
 pub mod etcd;
 pub mod report;
 pub mod runs;
