@@ -110,6 +110,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
 
 fn request() -> ChatRequest {
     ChatRequest {
+        replay_of: None,
         received: Received::now(),
         request_id: "bench".into(),
         trace_id: "bench".into(),

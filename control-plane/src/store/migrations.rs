@@ -43,6 +43,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "replays",
         include_str!("../../../migrations/postgres/0007_replays.sql"),
     ),
+    (
+        8,
+        "trace_body_lz4",
+        include_str!("../../../migrations/postgres/0008_trace_body_lz4.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
