@@ -19,7 +19,7 @@ mod retention;
 mod server;
 mod snapshots;
 pub mod store;
-mod whatif;
+pub mod whatif;
 
 pub use aggregation::AggregationConfig;
 pub use config::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};

@@ -13,8 +13,45 @@
 
 use std::collections::BTreeMap;
 
-use switchyard_domain::StrategyWeights;
+use switchyard_domain::{StrategyWeights, timestamp_to_millis};
 use switchyard_proto::v1 as pb;
+
+use crate::store::{Store, StoreError};
+
+/// Traces read per query.
+const PAGE: i64 = 2_000;
+
+/// Re-weighs every trace received in `[start_ms, end_ms)` under `weights`,
+/// reading the store a page at a time (memory stays flat however long the window).
+pub async fn over_window(
+    store: &Store,
+    start_ms: i64,
+    end_ms: i64,
+    weights: StrategyWeights,
+) -> Result<pb::WhatIfResponse, StoreError> {
+    let mut what_if = WhatIf::new(weights);
+    let mut after = None;
+    loop {
+        let page = store
+            .traces_between(start_ms, end_ms, after.as_ref(), PAGE)
+            .await?;
+        for trace in &page {
+            what_if.add(trace);
+        }
+        let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
+        match page.last() {
+            Some(last) if full => {
+                let at = last
+                    .received_at
+                    .as_ref()
+                    .map(timestamp_to_millis)
+                    .unwrap_or_default();
+                after = Some((at, last.trace_id.clone()));
+            }
+            _ => return Ok(what_if.finish()),
+        }
+    }
+}
 
 /// Traces needed before the sample size stops lowering the confidence much.
 const SAMPLE_SCALE: f64 = 30.0;

@@ -81,6 +81,9 @@ struct Args {
     /// 0 skips it.
     #[arg(long, default_value_t = 200_000)]
     at_size_traces: u64,
+    /// The newest this many traces go through WhatIf (timed 3 times).
+    #[arg(long, default_value_t = 100_000)]
+    what_if_traces: u64,
     /// Receive times span this many days up to now.
     #[arg(long, default_value_t = 7)]
     days: u64,
@@ -137,6 +140,7 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         single_writer_traces: args.single_writer_traces,
         concurrent_traces: args.concurrent_traces,
         at_size_traces: args.at_size_traces,
+        what_if_traces: args.what_if_traces,
         span: Duration::from_secs(args.days * 86_400),
         page: args.page,
         runs: args.runs,

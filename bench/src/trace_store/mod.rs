@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod ingest;
 pub mod queries;
 pub mod report;
+pub mod what_if;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct Plan {
     /// Traces of the concurrent run on the full table, after ListTraces; 0
     /// skips it.
     pub at_size_traces: u64,
+    /// The newest this many traces go through WhatIf.
+    pub what_if_traces: u64,
     /// Received times span this long up to now.
     pub span: Duration,
     pub page: u32,
@@ -92,6 +95,7 @@ pub struct Measured {
     pub filled_in: Duration,
     pub analyze: Duration,
     pub queries: Vec<Timed>,
+    pub what_if: what_if::WhatIfTimed,
     pub sizes: Sizes,
     pub indexes: Indexes,
     pub rows: i64,
@@ -206,6 +210,16 @@ pub async fn measure(url: &str, plan: &Plan) -> anyhow::Result<Measured> {
         plan.warmup
     );
     let queries = queries::run(&store, &stored, plan.runs, plan.warmup, plan.seed).await?;
+    let newest = plan.what_if_traces.clamp(1, plan.traces);
+    eprintln!("WhatIf over the newest {newest} traces, 3 runs");
+    let what_if = what_if::run(
+        &store,
+        newest,
+        corpus.received_ms(plan.traces - newest),
+        corpus.received_ms(plan.traces - 1) + 1,
+        3,
+    )
+    .await?;
     let sizes = sizes(&admin).await?;
     let indexes = Indexes {
         traces: indexes(&admin, "traces").await?,
@@ -239,6 +253,7 @@ pub async fn measure(url: &str, plan: &Plan) -> anyhow::Result<Measured> {
         filled_in,
         analyze,
         queries,
+        what_if,
         sizes,
         indexes,
         rows,

@@ -297,6 +297,23 @@ impl Report {
                     .is_some_and(|p99| p99 < LIST_GOAL.as_secs_f64() * 1000.0)
             })
             .count();
+        let what_if = &self.measured.what_if;
+        let mut seconds: Vec<f64> = what_if.times.iter().map(|t| t.as_secs_f64()).collect();
+        seconds.sort_by(f64::total_cmp);
+        if let Some(&mid) = seconds.get(seconds.len() / 2) {
+            let _ = writeln!(
+                out,
+                "**WhatIf** over the newest {} traces (the `cost` strategy's weights), read \
+                 back a page at a time and re-weighed as the RPC does: {:.2} s median of {} \
+                 runs ({} traces/s); {} re-scored, {} would move to another target.\n",
+                thousands(what_if.traces),
+                mid,
+                seconds.len(),
+                rate(what_if.traces as f64 / mid.max(f64::EPSILON)),
+                thousands(what_if.considered),
+                thousands(what_if.changed),
+            );
+        }
         let busiest = self
             .measured
             .runs

@@ -16,7 +16,7 @@ use super::{invalid, store_status};
 use crate::health::WindowRecord;
 use crate::replay::Replayer;
 use crate::store::{AggregateQuery, Grouping, ReplayFilter, Store, TraceFilter, now_ms};
-use crate::whatif::WhatIf;
+use crate::whatif;
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -158,9 +158,6 @@ fn filter_from(req: pb::ListTracesRequest) -> Result<TraceFilter, Status> {
 
 /// Aggregates and WhatIf look back this far when the request gives no start.
 const DEFAULT_AGGREGATE_SPAN_MS: i64 = 86_400_000;
-
-/// Traces WhatIf reads per query.
-const WHAT_IF_PAGE: i64 = 2_000;
 
 /// `[start, end)` in Unix ms: end defaults to now, start to a day before it.
 fn time_range(
@@ -367,31 +364,10 @@ impl TraceService for TraceApi {
                 weights
             }
         };
-        let mut what_if = WhatIf::new(weights);
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .traces_between(start_ms, end_ms, after.as_ref(), WHAT_IF_PAGE)
-                .await
-                .map_err(store_status)?;
-            for trace in &page {
-                what_if.add(trace);
-            }
-            let full = page.len() == usize::try_from(WHAT_IF_PAGE).unwrap_or(usize::MAX);
-            match page.last() {
-                Some(last) if full => {
-                    let at = last
-                        .received_at
-                        .as_ref()
-                        .map(timestamp_to_millis)
-                        .unwrap_or_default();
-                    after = Some((at, last.trace_id.clone()));
-                }
-                _ => break,
-            }
-        }
-        Ok(Response::new(what_if.finish()))
+        whatif::over_window(&self.store, start_ms, end_ms, weights)
+            .await
+            .map(Response::new)
+            .map_err(store_status)
     }
 }
 
