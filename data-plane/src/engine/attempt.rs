@@ -133,7 +133,8 @@ async fn pump(
     tx: &mpsc::Sender<EngineEvent>,
 ) -> AttemptResult {
     let mut output = String::new();
-    // The answer's text alone (no tool calls), for the trace.
+    // The answer's text alone (no tool calls), for the trace, if it keeps any.
+    let keep_text = trace.keeps_output();
     let mut text = String::new();
     let mut next = Some(Ok(first));
     let mut sent_any = false;
@@ -141,7 +142,9 @@ async fn pump(
         let event = match next {
             Some(Ok(StreamEvent::Delta(delta))) => {
                 output.push_str(&delta);
-                text.push_str(&delta);
+                if keep_text {
+                    text.push_str(&delta);
+                }
                 EngineEvent::Delta(delta)
             }
             Some(Ok(StreamEvent::ToolCall(piece))) => {

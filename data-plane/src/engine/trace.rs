@@ -85,6 +85,11 @@ impl TraceBuilder {
         }
     }
 
+    /// Whether the policy keeps anything of the answer (its hash or its text).
+    pub fn keeps_output(&self) -> bool {
+        self.payload != TracePayload::None
+    }
+
     /// The answer's text, as the payload policy says: its hash, or whole.
     pub fn keep_output(&mut self, text: &str) {
         if self.payload == TracePayload::None {
