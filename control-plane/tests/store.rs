@@ -16,6 +16,11 @@ use switchyard_domain::{
 use switchyard_proto::v1 as pb;
 
 async fn postgres() -> Store {
+    Store::connect(&postgres_url().await).await.unwrap()
+}
+
+/// A new, empty database on the test server.
+async fn postgres_url() -> String {
     let admin = std::env::var("SWITCHYARD_TEST_DATABASE_URL")
         .expect("SWITCHYARD_TEST_DATABASE_URL is not set: run the suite with ./scripts/test.sh");
     let name = format!("sy_{}", uuid::Uuid::new_v4().simple());
@@ -25,16 +30,15 @@ async fn postgres() -> Store {
         .await
         .unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();
-    Store::connect(&format!("{base}/{name}")).await.unwrap()
+    format!("{base}/{name}")
 }
 
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
-    Store::connect(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("t.db").display()
-    ))
-    .await
-    .unwrap()
+    Store::connect(&sqlite_url(dir)).await.unwrap()
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())
 }
 
 /// One test per backend (Postgres, a SQLite file) running the same scenario.
@@ -554,4 +558,123 @@ async fn unsupported_database_urls_are_refused_clearly() {
         err.to_string(),
         "unsupported database URL scheme \"mysql\": expected postgres:// or sqlite://"
     );
+}
+
+#[tokio::test]
+async fn score_breakdowns_are_rows_on_postgres() {
+    score_breakdowns_are_rows(&postgres_url().await).await;
+}
+
+#[tokio::test]
+async fn score_breakdowns_are_rows_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    score_breakdowns_are_rows(&sqlite_url(&dir)).await;
+}
+
+/// Each scored candidate and each attempt is a row of its own, for SQL; a
+/// resent batch adds none, an impossible score is stored as 0 instead of
+/// failing the batch, and retention takes the rows with their trace.
+async fn score_breakdowns_are_rows(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let sql = sqlx::AnyPool::connect(url).await.unwrap();
+    let dimension = |score: f64| {
+        Some(pb::DimensionScore {
+            score,
+            ..Default::default()
+        })
+    };
+    let candidate = |target: &str, rank: u32, score: f64| pb::Candidate {
+        target_id: target.into(),
+        rank,
+        score,
+        chain_position: rank,
+        estimated_cost_usd: 0.002,
+        dimensions: Some(pb::DimensionScores {
+            quality: dimension(0.9),
+            speed: dimension(0.5),
+            cost: dimension(f64::NAN),
+            health: dimension(1.0),
+            workspace_fit: dimension(0.25),
+        }),
+        ..Default::default()
+    };
+    let base = 1_700_000_000_000;
+    let scored = pb::Trace {
+        candidates: vec![
+            candidate("fast/m", 1, 0.8),
+            candidate("slow/m", 2, 0.6),
+            candidate("cheap/m", 3, 0.4),
+        ],
+        ..trace("scored", base, "fast", pb::Outcome::Success)
+    };
+    let batch = vec![
+        scored,
+        trace("plain", base + 1, "slow", pb::Outcome::Success),
+    ];
+    let first = store.insert_traces(&batch, &[]).await.unwrap();
+    assert_eq!((first.inserted, first.duplicates), (2, 0));
+    let again = store.insert_traces(&batch, &[]).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 2));
+
+    let rows = sqlx::query(
+        "SELECT target_id, rank, score, quality, speed, cost, health, workspace_fit, estimated_cost_usd \
+         FROM trace_candidates WHERE trace_id = 'scored' ORDER BY position",
+    )
+    .fetch_all(&sql)
+    .await
+    .unwrap();
+    let got: Vec<(String, i64, [f64; 7])> = rows
+        .iter()
+        .map(|r| {
+            use sqlx::Row;
+            let f = |c: &str| r.try_get::<f64, _>(c).unwrap();
+            (
+                r.try_get("target_id").unwrap(),
+                r.try_get("rank").unwrap(),
+                [
+                    f("score"),
+                    f("quality"),
+                    f("speed"),
+                    f("cost"),
+                    f("health"),
+                    f("workspace_fit"),
+                    f("estimated_cost_usd"),
+                ],
+            )
+        })
+        .collect();
+    let dims = |score: f64| [score, 0.9, 0.5, 0.0, 1.0, 0.25, 0.002];
+    assert_eq!(
+        got,
+        vec![
+            ("fast/m".to_owned(), 1, dims(0.8)),
+            ("slow/m".to_owned(), 2, dims(0.6)),
+            ("cheap/m".to_owned(), 3, dims(0.4)),
+        ]
+    );
+    let count = |table: &'static str| {
+        let sql = sql.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table}"
+            )))
+            .fetch_one(&sql)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count("trace_candidates").await, 3);
+    assert_eq!(count("trace_attempts").await, 2);
+
+    let epoch = store.adopt_epoch("cp").await.unwrap();
+    assert_eq!(
+        store
+            .delete_traces_before(epoch, base + 1, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(count("trace_candidates").await, 0);
+    assert_eq!(count("trace_attempts").await, 1);
 }

@@ -141,13 +141,15 @@ impl Store {
                               ORDER BY received_at_ms, trace_id LIMIT $2";
         let mut tx = self.pool.begin().await?;
         check_fence(&mut tx, epoch).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM trace_attempts WHERE trace_id IN ({OLDEST})"
-        )))
-        .bind(before_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?;
+        for children in ["trace_attempts", "trace_candidates"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {children} WHERE trace_id IN ({OLDEST})"
+            )))
+            .bind(before_ms)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?;
+        }
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM traces WHERE trace_id IN ({OLDEST})"
         )))

@@ -48,6 +48,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "trace_body_lz4",
         include_str!("../../../migrations/postgres/0008_trace_body_lz4.sql"),
     ),
+    (
+        9,
+        "score_breakdowns",
+        include_str!("../../../migrations/postgres/0009_score_breakdowns.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -85,6 +90,12 @@ const SQLITE: &[(i64, &str, &str)] = &[
         7,
         "replays",
         include_str!("../../../migrations/sqlite/0007_replays.sql"),
+    ),
+    // 8 (lz4 trace bodies) is Postgres only.
+    (
+        9,
+        "score_breakdowns",
+        include_str!("../../../migrations/sqlite/0009_score_breakdowns.sql"),
     ),
 ];
 

@@ -1,12 +1,15 @@
 //! The trace store: idempotent batch ingest and filtered, cursor-paginated reads.
 
+use std::collections::HashSet;
+
 use prost::Message;
+use serde::Serialize;
 use sqlx::Row;
 use switchyard_domain::timestamp_to_millis;
 use switchyard_proto::v1 as pb;
 
 use super::sql::SqlBuilder;
-use super::{Store, StoreError, now_ms};
+use super::{Backend, Store, StoreError, now_ms};
 
 /// Rows per INSERT statement: keeps the bind count under SQLite's and Postgres's limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -63,6 +66,162 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or_default()
 }
 
+/// An INSERT of child rows (attempts, candidates) that takes all its rows as
+/// one JSON array in one bound value, unpacked by the database: a placeholder
+/// per column would cost a bind per value and cap the rows per statement.
+struct ChildInsert {
+    postgres: &'static str,
+    sqlite: &'static str,
+}
+
+const ATTEMPTS: ChildInsert = ChildInsert {
+    postgres: "INSERT INTO trace_attempts (trace_id, position, target_id, strategy, success, error_class, \
+               duration_ms, ttft_ms, started_at_ms) \
+               SELECT trace_id, position, target_id, strategy, success, error_class, duration_ms, ttft_ms, \
+               started_at_ms FROM json_to_recordset($1::json) AS r(trace_id TEXT, position BIGINT, \
+               target_id TEXT, strategy TEXT, success BIGINT, error_class BIGINT, duration_ms BIGINT, \
+               ttft_ms BIGINT, started_at_ms BIGINT) \
+               ON CONFLICT (trace_id, position) DO NOTHING",
+    // `WHERE true` resolves SQLite's parsing ambiguity of INSERT … SELECT … ON CONFLICT.
+    sqlite: "INSERT INTO trace_attempts (trace_id, position, target_id, strategy, success, error_class, \
+             duration_ms, ttft_ms, started_at_ms) \
+             SELECT json_extract(value, '$.trace_id'), json_extract(value, '$.position'), \
+             json_extract(value, '$.target_id'), json_extract(value, '$.strategy'), \
+             json_extract(value, '$.success'), json_extract(value, '$.error_class'), \
+             json_extract(value, '$.duration_ms'), json_extract(value, '$.ttft_ms'), \
+             json_extract(value, '$.started_at_ms') FROM json_each($1) WHERE true \
+             ON CONFLICT (trace_id, position) DO NOTHING",
+};
+
+const CANDIDATES: ChildInsert = ChildInsert {
+    postgres: "INSERT INTO trace_candidates (trace_id, position, target_id, rank, chain_position, score, \
+               quality, speed, cost, health, workspace_fit, estimated_cost_usd) \
+               SELECT trace_id, position, target_id, rank, chain_position, score, quality, speed, cost, \
+               health, workspace_fit, estimated_cost_usd FROM json_to_recordset($1::json) AS r(trace_id TEXT, \
+               position BIGINT, target_id TEXT, rank BIGINT, chain_position BIGINT, score DOUBLE PRECISION, \
+               quality DOUBLE PRECISION, speed DOUBLE PRECISION, cost DOUBLE PRECISION, \
+               health DOUBLE PRECISION, workspace_fit DOUBLE PRECISION, estimated_cost_usd DOUBLE PRECISION) \
+               ON CONFLICT (trace_id, position) DO NOTHING",
+    sqlite: "INSERT INTO trace_candidates (trace_id, position, target_id, rank, chain_position, score, \
+             quality, speed, cost, health, workspace_fit, estimated_cost_usd) \
+             SELECT json_extract(value, '$.trace_id'), json_extract(value, '$.position'), \
+             json_extract(value, '$.target_id'), json_extract(value, '$.rank'), \
+             json_extract(value, '$.chain_position'), json_extract(value, '$.score'), \
+             json_extract(value, '$.quality'), json_extract(value, '$.speed'), json_extract(value, '$.cost'), \
+             json_extract(value, '$.health'), json_extract(value, '$.workspace_fit'), \
+             json_extract(value, '$.estimated_cost_usd') FROM json_each($1) WHERE true \
+             ON CONFLICT (trace_id, position) DO NOTHING",
+};
+
+async fn insert_child_rows<R: Serialize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    insert: &ChildInsert,
+    rows: &[R],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = match backend {
+        Backend::Postgres => insert.postgres,
+        Backend::Sqlite => insert.sqlite,
+    };
+    let json = serde_json::to_string(rows).map_err(|e| StoreError::Corrupt {
+        entity: "trace batch",
+        key: String::new(),
+        reason: e.to_string(),
+    })?;
+    sqlx::query(sql).bind(json).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// JSON has no NaN or infinity, and a null would fail the whole batch.
+fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+#[derive(Serialize)]
+struct AttemptRow<'a> {
+    trace_id: &'a str,
+    position: usize,
+    target_id: &'a str,
+    strategy: &'a str,
+    success: i64,
+    error_class: i32,
+    duration_ms: i64,
+    ttft_ms: i64,
+    started_at_ms: i64,
+}
+
+fn attempt_rows<'a>(traces: &[&'a pb::Trace]) -> Vec<AttemptRow<'a>> {
+    traces
+        .iter()
+        .flat_map(|t| {
+            t.attempts
+                .iter()
+                .enumerate()
+                .map(move |(position, a)| AttemptRow {
+                    trace_id: &t.trace_id,
+                    position,
+                    target_id: &a.target_id,
+                    strategy: &t.strategy,
+                    success: i64::from(a.success),
+                    error_class: a.error_class,
+                    duration_ms: to_i64(a.duration_ms),
+                    ttft_ms: to_i64(a.ttft_ms),
+                    started_at_ms: a
+                        .started_at
+                        .as_ref()
+                        .map(timestamp_to_millis)
+                        .unwrap_or_default(),
+                })
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct CandidateRow<'a> {
+    trace_id: &'a str,
+    position: usize,
+    target_id: &'a str,
+    rank: u32,
+    chain_position: u32,
+    score: f64,
+    quality: f64,
+    speed: f64,
+    cost: f64,
+    health: f64,
+    workspace_fit: f64,
+    estimated_cost_usd: f64,
+}
+
+fn candidate_rows<'a>(traces: &[&'a pb::Trace]) -> Vec<CandidateRow<'a>> {
+    traces
+        .iter()
+        .flat_map(|t| {
+            t.candidates.iter().enumerate().map(move |(position, c)| {
+                let d = c.dimensions.clone().unwrap_or_default();
+                let score =
+                    |s: Option<pb::DimensionScore>| finite(s.map(|s| s.score).unwrap_or_default());
+                CandidateRow {
+                    trace_id: &t.trace_id,
+                    position,
+                    target_id: &c.target_id,
+                    rank: c.rank,
+                    chain_position: c.chain_position,
+                    score: finite(c.score),
+                    quality: score(d.quality),
+                    speed: score(d.speed),
+                    cost: score(d.cost),
+                    health: score(d.health),
+                    workspace_fit: score(d.workspace_fit),
+                    estimated_cost_usd: finite(c.estimated_cost_usd),
+                }
+            })
+        })
+        .collect()
+}
+
 impl Store {
     /// Stores a batch (traces and the health windows it carries) in one
     /// transaction; traces and windows already stored are skipped, so a resent
@@ -74,7 +233,7 @@ impl Store {
     ) -> Result<TraceInsertOutcome, StoreError> {
         let stored_at = now_ms();
         let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
+        let mut fresh_ids = HashSet::new();
         for chunk in traces.chunks(ROWS_PER_STATEMENT) {
             let mut b = SqlBuilder::new(
                 "INSERT INTO traces (trace_id, request_id, workspace, requested_model, strategy, final_target, \
@@ -113,42 +272,21 @@ impl Store {
                 b.bind(t.encode_to_vec())?.push(", ");
                 b.bind(t.replay_of.clone())?.push(")");
             }
-            b.push(" ON CONFLICT (trace_id) DO NOTHING");
-            inserted += b.build().execute(&mut *tx).await?.rows_affected();
-        }
-        let attempts: Vec<(&pb::Trace, usize, &pb::Attempt)> = traces
-            .iter()
-            .flat_map(|t| t.attempts.iter().enumerate().map(move |(i, a)| (t, i, a)))
-            .collect();
-        for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
-            let mut b = SqlBuilder::new(
-                "INSERT INTO trace_attempts (trace_id, position, target_id, strategy, success, error_class, \
-                 duration_ms, ttft_ms, started_at_ms) VALUES ",
-            );
-            for (i, (trace, position, a)) in chunk.iter().enumerate() {
-                b.push(if i == 0 { "(" } else { ", (" });
-                b.bind(trace.trace_id.clone())?.push(", ");
-                b.bind(i64::try_from(*position).unwrap_or(i64::MAX))?
-                    .push(", ");
-                b.bind(a.target_id.clone())?.push(", ");
-                b.bind(trace.strategy.clone())?.push(", ");
-                b.bind(i64::from(a.success))?.push(", ");
-                b.bind(i64::from(a.error_class))?.push(", ");
-                b.bind(to_i64(a.duration_ms))?.push(", ");
-                b.bind(to_i64(a.ttft_ms))?.push(", ");
-                b.bind(
-                    a.started_at
-                        .as_ref()
-                        .map(timestamp_to_millis)
-                        .unwrap_or_default(),
-                )?
-                .push(")");
+            b.push(" ON CONFLICT (trace_id) DO NOTHING RETURNING trace_id");
+            for row in b.build().fetch_all(&mut *tx).await? {
+                fresh_ids.insert(row.try_get::<String, _>("trace_id")?);
             }
-            b.push(" ON CONFLICT (trace_id, position) DO NOTHING");
-            b.build().execute(&mut *tx).await?;
         }
+        // Only traces stored now get child rows: a resent batch adds nothing.
+        let fresh: Vec<&pb::Trace> = traces
+            .iter()
+            .filter(|t| fresh_ids.contains(t.trace_id.as_str()))
+            .collect();
+        insert_child_rows(&mut tx, self.backend, &ATTEMPTS, &attempt_rows(&fresh)).await?;
+        insert_child_rows(&mut tx, self.backend, &CANDIDATES, &candidate_rows(&fresh)).await?;
         super::health::insert_windows(&mut tx, windows, stored_at).await?;
         tx.commit().await?;
+        let inserted = u64::try_from(fresh_ids.len()).unwrap_or(u64::MAX);
         let total = u64::try_from(traces.len()).unwrap_or(u64::MAX);
         Ok(TraceInsertOutcome {
             inserted,
