@@ -178,16 +178,38 @@ async fn the_payload_policy_decides_what_traces_keep_and_only_whole_requests_rep
         status.message()
     );
 
-    let cp = ControlPlane::start_with(
-        &registry_yaml(&[("alpha", &mock.base_url())]),
-        &["--trace-payload", "none"],
-    )
-    .await
-    .unwrap();
+    // Nothing kept by default, but one workspace's policy keeps its requests whole.
+    let registry = registry_yaml(&[("alpha", &mock.base_url())])
+        + "workspaces:\n  - name: audited\n    trace_payload: full\n";
+    let cp = ControlPlane::start_with(&registry, &["--trace-payload", "none"])
+        .await
+        .unwrap();
     let dp = DataPlane::start(&cp).await.unwrap();
     let id = dp.chat("mock-model", None).await;
     let bare = cp.wait_for_trace(&id).await;
     assert_eq!(bare.payload(), pb::TracePayload::None);
     assert!(bare.request_sha256.is_empty() && bare.output_sha256.is_empty());
     assert!(bare.request_json.is_empty() && bare.output_text.is_empty());
+
+    let response = support::http_client()
+        .post(dp.chat_url())
+        .header("x-switchyard-workspace", "audited")
+        .json(&serde_json::json!({
+            "model": "mock-model",
+            "messages": [{"role": "user", "content": "kept"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let whole = cp.wait_for_trace(&id).await;
+    assert_eq!(whole.workspace, "audited");
+    assert_eq!(whole.payload(), pb::TracePayload::Full);
+    let request: serde_json::Value = serde_json::from_slice(&whole.request_json).unwrap();
+    assert_eq!(request["messages"][0]["content"], "kept");
+    assert!(!whole.output_text.is_empty());
 }

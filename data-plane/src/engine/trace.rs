@@ -41,7 +41,7 @@ impl TraceBuilder {
         node_id: &str,
     ) -> Self {
         let (candidates, ineligible) = crate::plan_wire::candidates(plan, snapshot);
-        let payload = snapshot.routing.trace_payload;
+        let payload = snapshot.routing.trace_payload_for(&request.workspace);
         let now = Instant::now();
         let trace = pb::Trace {
             trace_id: request.trace_id.clone(),

@@ -6,7 +6,7 @@ use switchyard_proto::v1 as pb;
 
 use crate::{
     Capabilities, CircuitMode, HedgingSpec, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams,
-    StrategySpec, StrategyWeights, Tier, ValidationError, WorkspaceSpec,
+    StrategySpec, StrategyWeights, Tier, TracePayload, ValidationError, WorkspaceSpec,
 };
 
 pub fn timestamp_from_millis(ms: i64) -> Timestamp {
@@ -264,6 +264,7 @@ impl TryFrom<pb::Workspace> for WorkspaceSpec {
             preferred_providers: w.preferred_providers,
             avoided_providers: w.avoided_providers,
             default_strategy: w.default_strategy,
+            trace_payload: TracePayload::override_from_wire(w.trace_payload),
         };
         spec.validate()?;
         Ok(spec)
@@ -281,6 +282,7 @@ impl From<&WorkspaceSpec> for pb::Workspace {
             default_strategy: w.default_strategy.clone(),
             created_at: None,
             updated_at: None,
+            trace_payload: w.trace_payload.map_or(0, |p| p.to_wire().into()),
         }
     }
 }

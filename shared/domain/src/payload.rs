@@ -1,9 +1,11 @@
 //! What execution traces keep of a request and its answer: the operator's
 //! redaction policy, carried to every data plane in the snapshot.
 
+use serde::{Deserialize, Serialize};
 use switchyard_proto::v1 as pb;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TracePayload {
     /// Nothing of the prompt or the answer.
     None,
@@ -42,6 +44,11 @@ impl TracePayload {
             Ok(pb::TracePayload::Full) => Self::Full,
             Ok(pb::TracePayload::None) | Err(_) => Self::None,
         }
+    }
+
+    /// A workspace's override: unspecified means none.
+    pub fn override_from_wire(value: i32) -> Option<Self> {
+        (value != i32::from(pb::TracePayload::Unspecified)).then(|| Self::from_wire(value))
     }
 
     pub fn to_wire(self) -> pb::TracePayload {

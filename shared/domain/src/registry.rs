@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ValidationError;
+use crate::{TracePayload, ValidationError};
 
 /// The protocol a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -475,6 +475,10 @@ pub struct WorkspaceSpec {
     /// Strategy for requests that name none; empty means the global default.
     #[serde(default)]
     pub default_strategy: String,
+    /// What this workspace's traces keep, when it differs from the control
+    /// plane's policy (say `none` for a workspace whose prompts may hold personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_payload: Option<TracePayload>,
 }
 
 impl WorkspaceSpec {
@@ -487,6 +491,7 @@ impl WorkspaceSpec {
             preferred_providers: vec![],
             avoided_providers: vec![],
             default_strategy: String::new(),
+            trace_payload: None,
         }
     }
 

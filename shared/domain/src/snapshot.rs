@@ -201,6 +201,14 @@ impl RoutingSnapshot {
         self
     }
 
+    /// What traces of `workspace` keep: its own policy, else the global one.
+    pub fn trace_payload_for(&self, workspace: &str) -> TracePayload {
+        self.workspaces
+            .get(workspace)
+            .and_then(|w| w.trace_payload)
+            .unwrap_or(self.trace_payload)
+    }
+
     /// A strategy `workspace` may use: a global one, or one scoped to it.
     pub fn strategy_for(&self, workspace: &str, name: &str) -> Option<&StrategySpec> {
         self.strategies
@@ -379,6 +387,7 @@ mod tests {
         .with_workspaces(vec![WorkspaceSpec {
             allowed_regions: vec!["eu".into()],
             default_strategy: "cost".into(),
+            trace_payload: Some(TracePayload::None),
             ..WorkspaceSpec::unrestricted("team")
         }])
         .unwrap()
@@ -506,6 +515,35 @@ mod tests {
         };
         let err = snap.with_workspaces(vec![other]).unwrap_err();
         assert_eq!(err.field, "workspaces[0].default_strategy");
+    }
+
+    #[test]
+    fn a_workspace_policy_overrides_the_global_trace_payload() {
+        let snap = RoutingSnapshot::new(
+            1,
+            0,
+            0,
+            vec![],
+            vec![],
+            builtin_strategies(),
+            "balanced".into(),
+        )
+        .unwrap()
+        .with_trace_payload(TracePayload::Full)
+        .with_workspaces(vec![
+            WorkspaceSpec {
+                trace_payload: Some(TracePayload::None),
+                ..WorkspaceSpec::unrestricted("private")
+            },
+            WorkspaceSpec::unrestricted("plain"),
+        ])
+        .unwrap();
+        assert_eq!(snap.trace_payload_for("private"), TracePayload::None);
+        assert_eq!(snap.trace_payload_for("plain"), TracePayload::Full);
+        assert_eq!(snap.trace_payload_for("unregistered"), TracePayload::Full);
+        let back = RoutingSnapshot::try_from(snap.to_wire()).unwrap();
+        assert_eq!(back.trace_payload_for("private"), TracePayload::None);
+        assert_eq!(back.trace_payload_for("plain"), TracePayload::Full);
     }
 
     #[test]
