@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use switchyard_domain::answer_sha256;
 use switchyard_proto::v1 as pb;
 use tonic::Status;
 
@@ -27,10 +27,6 @@ pub struct Replayer {
     client: reqwest::Client,
     /// A data plane's OpenAI-compatible base URL; None refuses replays.
     via: Option<String>,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// The routing a replay asks for, checked.
@@ -140,12 +136,9 @@ impl Replayer {
                 "the data plane answered the replay without a trace ({status}): {reason}"
             )));
         };
-        let text = answer["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap_or_default();
         let outputs_equal = status.is_success()
             && !original.output_sha256.is_empty()
-            && sha256_hex(text.as_bytes()) == original.output_sha256;
+            && answer_hash(&answer) == original.output_sha256;
         let replay = self.wait_for_trace(&replay_id).await?;
         Ok(pb::ReplayTraceResponse {
             original: Some(original),
@@ -171,4 +164,22 @@ impl Replayer {
             }
         }
     }
+}
+
+/// The hash a trace keeps of an OpenAI chat completion's answer.
+fn answer_hash(answer: &Value) -> String {
+    let message = &answer["choices"][0]["message"];
+    let calls = message["tool_calls"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    answer_sha256(
+        message["content"].as_str().unwrap_or_default(),
+        calls.iter().map(|c| {
+            (
+                c["function"]["name"].as_str().unwrap_or_default(),
+                c["function"]["arguments"].as_str().unwrap_or_default(),
+            )
+        }),
+    )
 }

@@ -11,9 +11,10 @@
 
 mod support;
 
+use sha2::Digest;
 use support::{ControlPlane, DataPlane, registry_yaml};
 use switchyard_proto::v1 as pb;
-use switchyard_testkit::MockProvider;
+use switchyard_testkit::{Behavior, MockProvider};
 
 fn replay(trace_id: &str, mode: pb::ReplayMode) -> pb::ReplayTraceRequest {
     pb::ReplayTraceRequest {
@@ -212,4 +213,77 @@ async fn the_payload_policy_decides_what_traces_keep_and_only_whole_requests_rep
     let request: serde_json::Value = serde_json::from_slice(&whole.request_json).unwrap();
     assert_eq!(request["messages"][0]["content"], "kept");
     assert!(!whole.output_text.is_empty());
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_is_kept_and_compared_with_its_replay() {
+    let mock = MockProvider::start().await.unwrap();
+    let weather = r#"{"city":"Oslo"}"#;
+    mock.set_default(Behavior::tool_call("get_weather", weather));
+    let registry = registry_yaml(&[("alpha", &mock.base_url())])
+        .replace("{ streaming: true }", "{ streaming: true, tools: true }");
+    let mut cp = ControlPlane::start_with(&registry, &["--trace-payload", "full"])
+        .await
+        .unwrap();
+    let dp = DataPlane::start(&cp).await.unwrap();
+    cp.restart_with(&["--replay-via", &dp.http]).await.unwrap();
+
+    let response = support::http_client()
+        .post(dp.chat_url())
+        .json(&serde_json::json!({
+            "model": "mock-model",
+            "stream": true,
+            "messages": [{"role": "user", "content": "weather in Oslo?"}],
+            "tools": [{"type": "function", "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let id = response.headers()["x-switchyard-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    support::sse_data(response).await;
+    let original = cp.wait_for_trace(&id).await;
+    assert!(original.stream);
+    assert_eq!(
+        original.output_tool_calls,
+        vec![pb::OutputToolCall {
+            name: "get_weather".into(),
+            arguments: weather.into(),
+        }]
+    );
+    assert_eq!(
+        original.output_sha256,
+        // The documented form: the text (none here), then NUL, name, NUL, arguments.
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(format!("\0get_weather\0{weather}").as_bytes())
+        )
+    );
+
+    // The replay is not streamed, yet the same call compares equal...
+    let mut traces = cp.traces().await;
+    let same = traces
+        .replay_trace(replay(&id, pb::ReplayMode::CurrentRouting))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(same.outputs_equal);
+    assert_eq!(
+        same.replay.unwrap().output_tool_calls,
+        original.output_tool_calls
+    );
+    // ... and a call with other arguments does not.
+    mock.set_default(Behavior::tool_call("get_weather", r#"{"city":"Rome"}"#));
+    let other = traces
+        .replay_trace(replay(&id, pb::ReplayMode::CurrentRouting))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!other.outputs_equal);
 }

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use super::trace::{AttemptId, TraceBuilder};
 use super::{EngineEvent, fill_usage, output_tokens};
 use crate::providers::{
-    Completion, Endpoint, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall, Usage,
+    Completion, Endpoint, ErrorClass, EventStream, ProviderError, StreamEvent, ToolCall,
+    ToolCallDelta, Usage,
 };
 use crate::request::ChatRequest;
 use crate::workload::count_tokens;
@@ -96,7 +97,7 @@ pub async fn deliver(
     match head {
         Head::Whole(c) => {
             trace.first_token(id);
-            trace.keep_output(&c.content);
+            trace.keep_output(&c.content, &c.tool_calls);
             let usage = fill_usage(c.usage.unwrap_or_default(), request, || {
                 output_tokens(&c.content, &c.tool_calls)
             });
@@ -133,16 +134,17 @@ async fn pump(
     tx: &mpsc::Sender<EngineEvent>,
 ) -> AttemptResult {
     let mut output = String::new();
-    // The answer's text alone (no tool calls), for the trace, if it keeps any.
-    let keep_text = trace.keeps_output();
+    // The answer as the client assembles it, for the trace, if it keeps any.
+    let keep_answer = trace.keeps_output();
     let mut text = String::new();
+    let mut calls = StreamedCalls::default();
     let mut next = Some(Ok(first));
     let mut sent_any = false;
     loop {
         let event = match next {
             Some(Ok(StreamEvent::Delta(delta))) => {
                 output.push_str(&delta);
-                if keep_text {
+                if keep_answer {
                     text.push_str(&delta);
                 }
                 EngineEvent::Delta(delta)
@@ -150,6 +152,9 @@ async fn pump(
             Some(Ok(StreamEvent::ToolCall(piece))) => {
                 output.push_str(piece.name.as_deref().unwrap_or_default());
                 output.push_str(&piece.arguments);
+                if keep_answer {
+                    calls.add(&piece);
+                }
                 EngineEvent::ToolCall(piece)
             }
             Some(Ok(StreamEvent::Finish {
@@ -163,7 +168,7 @@ async fn pump(
                 if usage.output_tokens == 0 {
                     usage.output_tokens = count_tokens(&output);
                 }
-                trace.keep_output(&text);
+                trace.keep_output(&text, &calls.finish());
                 return AttemptResult::Done {
                     content: String::new(),
                     tool_calls: Vec::new(),
@@ -210,5 +215,26 @@ async fn pump(
                 ))),
             },
         };
+    }
+}
+
+/// Tool calls assembled from their streamed pieces, by index, as clients do.
+#[derive(Default)]
+struct StreamedCalls(std::collections::BTreeMap<u32, ToolCall>);
+
+impl StreamedCalls {
+    fn add(&mut self, piece: &ToolCallDelta) {
+        let call = self.0.entry(piece.index).or_default();
+        if let Some(id) = &piece.id {
+            call.id.clone_from(id);
+        }
+        if let Some(name) = &piece.name {
+            call.name.push_str(name);
+        }
+        call.arguments.push_str(&piece.arguments);
+    }
+
+    fn finish(self) -> Vec<ToolCall> {
+        self.0.into_values().collect()
     }
 }

@@ -2,11 +2,10 @@
 
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-use switchyard_domain::{Target, TracePayload, timestamp_from_millis};
+use switchyard_domain::{Target, TracePayload, answer_sha256, sha256_hex, timestamp_from_millis};
 use switchyard_proto::v1 as pb;
 
-use crate::providers::{ErrorClass, ProviderError, Usage};
+use crate::providers::{ErrorClass, ProviderError, ToolCall, Usage};
 use crate::request::ChatRequest;
 use crate::scoring::{RoutePlan, cost_usd};
 use crate::snapshot::LiveSnapshot;
@@ -23,11 +22,6 @@ pub struct TraceBuilder {
 /// One attempt of the trace (its position in `attempts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptId(usize);
-
-/// Lower-case hex SHA-256, as control planes compare them.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -90,14 +84,27 @@ impl TraceBuilder {
         self.payload != TracePayload::None
     }
 
-    /// The answer's text, as the payload policy says: its hash, or whole.
-    pub fn keep_output(&mut self, text: &str) {
+    /// The answer (text and tool calls), as the payload policy says: its
+    /// hash, or whole.
+    pub fn keep_output(&mut self, text: &str, tool_calls: &[ToolCall]) {
         if self.payload == TracePayload::None {
             return;
         }
-        self.trace.output_sha256 = sha256_hex(text.as_bytes());
+        self.trace.output_sha256 = answer_sha256(
+            text,
+            tool_calls
+                .iter()
+                .map(|c| (c.name.as_str(), c.arguments.as_str())),
+        );
         if self.payload == TracePayload::Full {
             self.trace.output_text = text.to_owned();
+            self.trace.output_tool_calls = tool_calls
+                .iter()
+                .map(|c| pb::OutputToolCall {
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect();
         }
     }
 

@@ -17,7 +17,7 @@ mod telemetry;
 pub use bootstrap::BootstrapConfig;
 pub use convert::{timestamp_from_millis, timestamp_to_millis};
 pub use error::ValidationError;
-pub use payload::TracePayload;
+pub use payload::{TracePayload, answer_sha256, sha256_hex};
 pub use registry::{
     Capabilities, CircuitMode, HedgingSpec, ModelSpec, ProviderKind, ProviderSpec, SecretRef,
     SimulatedParams, StrategySpec, StrategyWeights, Tier, WorkspaceSpec, builtin_strategies,

@@ -2,6 +2,7 @@
 //! redaction policy, carried to every data plane in the snapshot.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use switchyard_proto::v1 as pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,9 +61,49 @@ impl TracePayload {
     }
 }
 
+/// Lower-case hex SHA-256, as traces keep them.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// SHA-256 (hex) of an answer: its text, then each tool call's name and
+/// arguments, NUL-separated. Equal answers hash equal whether they were
+/// streamed or not; an answer without tool calls hashes as its text alone.
+pub fn answer_sha256<'a>(
+    text: &str,
+    tool_calls: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(text.as_bytes());
+    for (name, arguments) in tool_calls {
+        hash.update([0]);
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(arguments.as_bytes());
+    }
+    format!("{:x}", hash.finalize())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_hash_covers_its_tool_calls() {
+        let text_only = answer_sha256("hi", []);
+        assert_eq!(text_only, sha256_hex(b"hi"));
+        let call = answer_sha256("hi", [("get_weather", r#"{"city":"Oslo"}"#)]);
+        assert_ne!(call, text_only);
+        assert_ne!(
+            call,
+            answer_sha256("hi", [("get_weather", r#"{"city":"Rome"}"#)])
+        );
+        // Where one field ends and the next begins is part of the hash.
+        assert_ne!(
+            answer_sha256("a", [("b", "")]),
+            answer_sha256("", [("ab", "")])
+        );
+    }
 
     #[test]
     fn parses_and_round_trips_and_an_unknown_wire_value_keeps_nothing() {
