@@ -1,0 +1,140 @@
+{{/* Names are cut to 63 characters: the limit of DNS labels and label values. */}}
+
+{{- define "switchyard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchyard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "switchyard.controlPlane.fullname" -}}
+{{- printf "%s-control-plane" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchyard.controlPlane.headless" -}}
+{{- printf "%s-control-plane-headless" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchyard.dataPlane.fullname" -}}
+{{- printf "%s-data-plane" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchyard.etcd.fullname" -}}
+{{- printf "%s-etcd" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchyard.bootstrap.fullname" -}}
+{{- printf "%s-bootstrap" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchyard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "switchyard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "switchyard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; pass (dict "ctx" $ "component" "...") */}}
+{{- define "switchyard.labels" -}}
+helm.sh/chart: {{ include "switchyard.chart" .ctx }}
+{{ include "switchyard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: switchyard
+{{- end }}
+
+{{/* Selector labels: stable across upgrades, distinct per component. */}}
+{{- define "switchyard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchyard.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "switchyard.image" -}}
+{{- $tag := .image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+
+{{/* The Secret and key holding the database URL. */}}
+{{- define "switchyard.database.secretName" -}}
+{{- if .Values.controlPlane.database.url }}
+{{- printf "%s-database" (include "switchyard.controlPlane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- .Values.controlPlane.database.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "switchyard.database.secretKey" -}}
+{{- if .Values.controlPlane.database.url }}url{{ else }}{{ .Values.controlPlane.database.existingSecretKey }}{{ end }}
+{{- end }}
+
+{{/* etcd endpoints the control plane elects its leader on, comma-separated. */}}
+{{- define "switchyard.etcd.endpoints" -}}
+{{- if .Values.etcd.bundled.enabled }}
+{{- printf "http://%s.%s.svc:2379" (include "switchyard.etcd.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- join "," .Values.etcd.endpoints }}
+{{- end }}
+{{- end }}
+
+{{/* Control-plane URLs for the data planes, comma-separated. */}}
+{{- define "switchyard.controlPlane.urls" -}}
+{{- if .Values.dataPlane.controlPlaneUrls }}
+{{- join "," .Values.dataPlane.controlPlaneUrls }}
+{{- else }}
+{{- printf "http://%s.%s.svc:%d" (include "switchyard.controlPlane.fullname" .) .Release.Namespace (int64 .Values.controlPlane.grpcPort) }}
+{{- end }}
+{{- end }}
+
+{{/* Where a provider key from dataPlane.providerKeys is mounted. */}}
+{{- define "switchyard.providerKeys.dir" -}}
+/var/run/secrets/switchyard/providers
+{{- end }}
+
+{{/* Chart-level checks JSON Schema cannot express. */}}
+{{- define "switchyard.validate" -}}
+{{- $dp := .Values.dataPlane }}
+{{- if gt (int64 $dp.traceSpoolMemory) (int64 $dp.traceSpool) }}
+{{- fail "dataPlane.traceSpoolMemory must not exceed dataPlane.traceSpool" }}
+{{- end }}
+{{- if and $dp.autoscaling.enabled (gt (int64 $dp.autoscaling.minReplicas) (int64 $dp.autoscaling.maxReplicas)) }}
+{{- fail "dataPlane.autoscaling.minReplicas must not exceed dataPlane.autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and $dp.autoscaling.enabled (not (dig "requests" "cpu" "" $dp.resources)) }}
+{{- fail "dataPlane.autoscaling needs dataPlane.resources.requests.cpu: CPU utilization is a share of it" }}
+{{- end }}
+{{- end }}
+
+{{/*
+topologySpreadConstraints, each selecting the component's own pods unless it
+names a labelSelector itself; pass (dict "ctx" <labels ctx> "constraints" [...]).
+*/}}
+{{- define "switchyard.topologySpread" -}}
+{{- if .constraints }}
+topologySpreadConstraints:
+{{- $selector := dict "matchLabels" (include "switchyard.selectorLabels" .ctx | fromYaml) }}
+{{- range .constraints }}
+  - {{- merge (deepCopy .) (dict "labelSelector" $selector) | toYaml | nindent 4 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A count or a percentage ("25%"): numbers from values arrive as floats. */}}
+{{- define "switchyard.intOrString" -}}
+{{- if kindIs "string" . }}{{ quote . }}{{ else }}{{ int64 . }}{{ end }}
+{{- end }}
