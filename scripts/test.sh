@@ -8,12 +8,13 @@
 #   ./scripts/test.sh                       everything
 #   ./scripts/test.sh -E 'test(e2e)'        a nextest filter
 #   ./scripts/test.sh -p switchyard-cli     one package (either runner)
+# Before the build it tests the Helm chart (scripts/chart_test.py).
 # With SWITCHYARD_FUZZ=1 it then runs every fuzz target of the stream parsers
 # briefly (scripts/fuzz.sh, SWITCHYARD_FUZZ_BUDGET seconds each, default 10).
 # Off by default: the instrumented build of the fuzz crate takes about 12
 # minutes from cold on two shared cores (a minute or two after a change to
 # the data plane); the run itself takes about a minute.
-# Exits with the test runner's status, or the fuzzing's if the tests passed.
+# Exits with the test runner's status, else the chart test's, else the fuzzing's.
 # Whatever it started is stopped, and its temporary directory removed, on
 # success, failure or Ctrl-C.
 set -euo pipefail
@@ -94,6 +95,16 @@ log "SWITCHYARD_TEST_ETCD_ENDPOINTS=$SWITCHYARD_TEST_ETCD_ENDPOINTS"
 eval "$("$here/services.sh" clients "$workdir")"
 
 cd "$root"
+
+# --- Helm chart: rendered with Helm's SDK, validated against the Kubernetes
+# schemas (scripts/chart_test.py). A failure fails the run once the Rust tests
+# have run too.
+chart_status=0
+log "testing the Helm chart (scripts/chart_test.py)"
+run_job "$SWITCHYARD_TEST_PYTHON" "$here/chart_test.py" || chart_status=$?
+log "chart test exited with status $chart_status"
+# --- end of the Helm chart step
+
 # cargo honours a caller's CARGO_TARGET_DIR by itself; nothing here sets it.
 if [[ -n ${CARGO_TARGET_DIR:-} ]]; then
     log "using CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
@@ -116,6 +127,7 @@ fi
 log "running: ${runner[*]} $*"
 run_job "${runner[@]}" "$@" || status=$?
 log "test runner exited with status $status"
+((status != 0)) || status=$chart_status
 
 if [[ ${SWITCHYARD_FUZZ:-} == 1 ]]; then
     fuzz_status=0
