@@ -16,6 +16,7 @@ mod control_plane;
 mod edge;
 mod engine;
 pub mod health;
+pub mod limits;
 mod metrics;
 mod plan_wire;
 pub mod providers;
