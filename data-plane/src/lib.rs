@@ -28,9 +28,12 @@ pub mod snapshot;
 mod spool;
 mod state_dir;
 mod subscriber;
+pub mod tool_args;
 pub mod workload;
 
 pub use config::{DataPlaneArgs, DataPlaneConfig};
+/// The OpenAI request parser and validator, for fuzzing.
+pub use edge::openai;
 pub use server::{RunningDataPlane, start};
 pub use state_dir::StateDirError;
 

@@ -22,6 +22,8 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("no routing snapshot yet: the data plane has not heard from the control plane")]
     NotReady,
     #[error("{0}")]
@@ -54,6 +56,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotReady | Self::NoEligibleTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream { class, .. } => match class {
@@ -74,6 +77,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotReady => "not_ready",
             Self::NoEligibleTarget(_) => "no_eligible_target",
             Self::UnknownRoute(_) => "unknown_route",
@@ -98,6 +102,7 @@ impl ApiError {
             Self::InvalidRequest { .. }
             | Self::ModelNotFound(_)
             | Self::PayloadTooLarge(_)
+            | Self::UnsupportedMediaType(_)
             | Self::UnknownRoute(_) => "invalid_request_error",
             Self::Upstream {
                 class: ErrorClass::RateLimited,
@@ -124,9 +129,9 @@ impl ApiError {
     pub fn to_status(&self) -> tonic::Status {
         let message = self.to_string();
         match self {
-            Self::InvalidRequest { .. } | Self::PayloadTooLarge(_) => {
-                tonic::Status::invalid_argument(message)
-            }
+            Self::InvalidRequest { .. }
+            | Self::PayloadTooLarge(_)
+            | Self::UnsupportedMediaType(_) => tonic::Status::invalid_argument(message),
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
             Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
             Self::Internal => tonic::Status::internal(message),

@@ -11,12 +11,12 @@ use switchyard_proto::v1::inference_service_server::InferenceService;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::validation::{self, Sampling};
 use super::{ApiError, AppState};
 use crate::engine::{EngineEvent, ResponseMeta};
 use crate::request::{ChatRequest, Received};
+use crate::tool_args::ToolSchemas;
 use crate::workload::{MIN_CUSTOM_TIMEOUT, Source as WorkloadSource, TimeoutProfile};
-
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 
 pub struct InferenceApi {
     state: AppState,
@@ -46,41 +46,43 @@ fn client_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> 
 
 /// Validates a gRPC request; a client deadline shorter than the workload's
 /// timeout profile becomes the request's deadline.
-fn from_grpc(req: Request<pb::CompleteRequest>, stream: bool) -> Result<ChatRequest, Status> {
+fn from_grpc(
+    req: Request<pb::CompleteRequest>,
+    stream: bool,
+) -> Result<(ChatRequest, ToolSchemas), Status> {
     let deadline = client_deadline(req.metadata());
-    let mut chat = to_chat_request(req.into_inner(), stream).map_err(|e| e.to_status())?;
+    let (mut chat, tools) = to_chat_request(req.into_inner(), stream).map_err(|e| e.to_status())?;
     if let Some(deadline) = deadline
         && deadline < chat.workload.timeout.duration()
     {
         chat.workload.timeout = TimeoutProfile::Custom(deadline.max(MIN_CUSTOM_TIMEOUT));
         chat.workload.timeout_source = WorkloadSource::Requested;
     }
-    Ok(chat)
+    Ok((chat, tools))
 }
 
-fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest, ApiError> {
+/// The request as the HTTP edge would receive it, checked by the same rules
+/// (errors name the gRPC fields), and its tools' compiled argument schemas.
+fn to_chat_request(
+    req: pb::CompleteRequest,
+    stream: bool,
+) -> Result<(ChatRequest, ToolSchemas), ApiError> {
     let received = Received::now();
     if req.model.is_empty() {
         return Err(ApiError::invalid("model", "required"));
     }
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages",
-            "must contain at least one message",
-        ));
-    }
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
-        if !ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::invalid(
-                format!("messages[{i}].role"),
-                format!("must be one of {}", ROLES.join(", ")),
-            ));
-        }
         messages.push(message(i, m)?);
     }
     let max_tokens = (req.max_tokens > 0).then_some(req.max_tokens);
-    super::check_sampling(max_tokens, req.temperature, req.top_p)?;
+    Sampling {
+        max_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        ..Sampling::default()
+    }
+    .check()?;
 
     let mut body = Map::new();
     body.insert("messages".into(), Value::Array(messages));
@@ -99,9 +101,10 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
     if let Some(p) = req.top_p {
         body.insert("top_p".into(), p.into());
     }
+    let tools = validation::check_body(&body).map_err(grpc_names)?;
     let overrides = super::overrides(non_empty(req.intent), non_empty(req.timeout_profile))?;
     let workload = crate::workload::profile(&body, stream, max_tokens, &overrides);
-    Ok(ChatRequest {
+    let request = ChatRequest {
         replay_of: None,
         received,
         request_id: super::request_id(Some(req.request_id))?,
@@ -113,7 +116,28 @@ fn to_chat_request(req: pb::CompleteRequest, stream: bool) -> Result<ChatRequest
         max_tokens,
         workload,
         body,
-    })
+    };
+    Ok((request, tools))
+}
+
+/// An error of the shared rules, named by the gRPC message's fields.
+fn grpc_names(e: ApiError) -> ApiError {
+    let ApiError::InvalidRequest {
+        message,
+        param: Some(param),
+    } = e
+    else {
+        return e;
+    };
+    let renamed = param
+        .replace(".function.parameters", ".parameters_json")
+        .replace(".function.arguments", ".arguments_json")
+        .replace(".function.", ".");
+    let message = message
+        .strip_prefix(&format!("{param}: "))
+        .unwrap_or(&message)
+        .to_owned();
+    ApiError::invalid(renamed, message)
 }
 
 /// One OpenAI chat message from its gRPC twin, tool calls and results included.
@@ -123,24 +147,11 @@ fn message(i: usize, m: &pb::ChatMessage) -> Result<Value, ApiError> {
         message["name"] = Value::String(m.name.clone());
     }
     if !m.tool_calls.is_empty() {
-        if m.role != "assistant" {
-            return Err(ApiError::invalid(
-                format!("messages[{i}].tool_calls"),
-                "only assistant messages carry tool calls",
-            ));
-        }
         let mut calls = Vec::with_capacity(m.tool_calls.len());
         for (j, call) in m.tool_calls.iter().enumerate() {
-            let field = |name: &str| format!("messages[{i}].tool_calls[{j}].{name}");
-            if call.id.is_empty() {
-                return Err(ApiError::invalid(field("id"), "required"));
-            }
-            if call.name.is_empty() {
-                return Err(ApiError::invalid(field("name"), "required"));
-            }
             if !serde_json::from_str::<Value>(&call.arguments_json).is_ok_and(|v| v.is_object()) {
                 return Err(ApiError::invalid(
-                    field("arguments_json"),
+                    format!("messages[{i}].tool_calls[{j}].arguments_json"),
                     "must be a JSON object",
                 ));
             }
@@ -155,13 +166,7 @@ fn message(i: usize, m: &pb::ChatMessage) -> Result<Value, ApiError> {
         }
         message["tool_calls"] = Value::Array(calls);
     }
-    if m.role == "tool" {
-        if m.tool_call_id.is_empty() {
-            return Err(ApiError::invalid(
-                format!("messages[{i}].tool_call_id"),
-                "required on tool messages",
-            ));
-        }
+    if !m.tool_call_id.is_empty() {
         message["tool_call_id"] = Value::String(m.tool_call_id.clone());
     }
     Ok(message)
@@ -171,18 +176,6 @@ fn message(i: usize, m: &pb::ChatMessage) -> Result<Value, ApiError> {
 fn tools(defs: &[pb::ToolDefinition]) -> Result<Value, ApiError> {
     let mut out = Vec::with_capacity(defs.len());
     for (i, def) in defs.iter().enumerate() {
-        let valid_name = !def.name.is_empty()
-            && def.name.len() <= 64
-            && def
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            return Err(ApiError::invalid(
-                format!("tools[{i}].name"),
-                "must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
-            ));
-        }
         let parameters: Value = if def.parameters_json.is_empty() {
             json!({ "type": "object", "properties": {} })
         } else {
@@ -193,12 +186,6 @@ fn tools(defs: &[pb::ToolDefinition]) -> Result<Value, ApiError> {
                 )
             })?
         };
-        if !parameters.is_object() {
-            return Err(ApiError::invalid(
-                format!("tools[{i}].parameters_json"),
-                "must be a JSON object",
-            ));
-        }
         out.push(json!({
             "type": "function",
             "function": { "name": def.name, "description": def.description, "parameters": parameters },
@@ -221,6 +208,11 @@ fn wire_meta(meta: &ResponseMeta) -> pb::ResponseMeta {
         cost_usd: meta.cost_usd,
         attempts: meta.attempts,
         snapshot_version: meta.snapshot_version,
+        invalid_tool_calls: meta
+            .invalid_tool_calls
+            .iter()
+            .map(crate::tool_args::InvalidToolCall::to_wire)
+            .collect(),
     }
 }
 
@@ -284,9 +276,9 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let request = from_grpc(req, false)?;
+        let (request, tools) = from_grpc(req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
-        let mut events = self.state.engine.execute(snapshot, request, plan);
+        let mut events = self.state.engine.execute(snapshot, request, tools, plan);
         loop {
             match events.recv().await {
                 Some(
@@ -329,9 +321,9 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let request = from_grpc(req, true)?;
+        let (request, tools) = from_grpc(req, true)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
-        let mut events = self.state.engine.execute(snapshot, request, plan);
+        let mut events = self.state.engine.execute(snapshot, request, tools, plan);
         // A failure before the first token is the call's status, not a stream item.
         let first = loop {
             match events.recv().await {
@@ -363,7 +355,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        let request = from_grpc(req, false)?;
+        let (request, _) = from_grpc(req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let (candidates, ineligible) = crate::plan_wire::candidates(&plan, &snapshot);
         Ok(Response::new(pb::RouteResponse {
@@ -394,10 +386,11 @@ mod tests {
 
     #[test]
     fn invalid_requests_name_the_field() {
-        let field = |req: pb::CompleteRequest| match to_chat_request(req, false).unwrap_err() {
-            ApiError::InvalidRequest { param, .. } => param,
-            other => panic!("unexpected {other:?}"),
-        };
+        let field =
+            |req: pb::CompleteRequest| match to_chat_request(req, false).map(drop).unwrap_err() {
+                ApiError::InvalidRequest { param, .. } => param,
+                other => panic!("unexpected {other:?}"),
+            };
         let ok = pb::CompleteRequest {
             model: "auto".into(),
             messages: vec![message("user")],
@@ -459,7 +452,8 @@ mod tests {
             json_output: true,
             ..Default::default()
         };
-        let chat = to_chat_request(request.clone(), false).unwrap();
+        let (chat, tools) = to_chat_request(request.clone(), false).unwrap();
+        assert!(!tools.is_empty());
         assert!(chat.workload.capabilities.tools);
         assert!(chat.workload.capabilities.json_output);
         assert_eq!(
@@ -469,18 +463,93 @@ mod tests {
 
         let mut bad = request;
         bad.tools[0].parameters_json = "[1,2]".into();
-        match to_chat_request(bad.clone(), false).unwrap_err() {
+        match to_chat_request(bad.clone(), false).map(drop).unwrap_err() {
             ApiError::InvalidRequest { param, .. } => {
                 assert_eq!(param.as_deref(), Some("tools[0].parameters_json"))
             }
             other => panic!("unexpected {other:?}"),
         }
         bad.tools[0].name = "no spaces allowed".into();
-        match to_chat_request(bad, false).unwrap_err() {
+        match to_chat_request(bad, false).map(drop).unwrap_err() {
             ApiError::InvalidRequest { param, .. } => {
                 assert_eq!(param.as_deref(), Some("tools[0].name"))
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shared_rules_name_the_grpc_fields() {
+        let tool = |name: &str, parameters_json: &str| pb::ToolDefinition {
+            name: name.into(),
+            parameters_json: parameters_json.into(),
+            ..Default::default()
+        };
+        let field = |req: pb::CompleteRequest| match to_chat_request(req, false).map(drop) {
+            Err(ApiError::InvalidRequest { param, message }) => {
+                assert!(message.starts_with(param.as_deref().unwrap()), "{message}");
+                param
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        let ok = pb::CompleteRequest {
+            model: "auto".into(),
+            messages: vec![message("user")],
+            ..Default::default()
+        };
+        let cases = [
+            (
+                pb::CompleteRequest {
+                    tools: vec![tool("a", ""), tool("a", "")],
+                    ..ok.clone()
+                },
+                "tools[1].name",
+            ),
+            (
+                pb::CompleteRequest {
+                    tools: vec![tool("a", r#"{"type":"objekt"}"#)],
+                    ..ok.clone()
+                },
+                "tools[0].parameters_json",
+            ),
+            (
+                pb::CompleteRequest {
+                    messages: vec![message("user"), message("tool")],
+                    ..ok.clone()
+                },
+                "messages[1].tool_call_id",
+            ),
+            (
+                pb::CompleteRequest {
+                    messages: vec![pb::ChatMessage {
+                        tool_calls: vec![pb::ToolCall {
+                            id: "call_1".into(),
+                            name: "a".into(),
+                            arguments_json: "{}".into(),
+                        }],
+                        ..message("user")
+                    }],
+                    ..ok.clone()
+                },
+                "messages[0].tool_calls",
+            ),
+            (
+                pb::CompleteRequest {
+                    messages: vec![message("user"); validation::MAX_MESSAGES + 1],
+                    ..ok.clone()
+                },
+                "messages",
+            ),
+            (
+                pb::CompleteRequest {
+                    top_p: Some(1.5),
+                    ..ok
+                },
+                "top_p",
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(field(request).as_deref(), Some(expected));
         }
     }
 

@@ -27,6 +27,7 @@ const TRACE_ID: HeaderName = HeaderName::from_static("x-switchyard-trace-id");
 const TARGET: HeaderName = HeaderName::from_static("x-switchyard-target");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+const INVALID_TOOL_CALLS: HeaderName = HeaderName::from_static("x-switchyard-invalid-tool-calls");
 /// Bodies larger than this are parsed and tokenized on the blocking pool.
 const BLOCKING_PARSE_BYTES: usize = 256 << 10;
 /// Longest `x-switchyard-route` value; proxies reject very long headers.
@@ -110,6 +111,7 @@ async fn handle_chat(
             ApiError::invalid("", rejection.body_text())
         }
     })?;
+    super::validation::json_content_type(&headers)?;
     let hints = Hints {
         strategy: header(&headers, "x-switchyard-strategy")?,
         workspace: header(&headers, "x-switchyard-workspace")?,
@@ -121,7 +123,7 @@ async fn handle_chat(
     let explain =
         header(&headers, "x-switchyard-explain")?.is_some_and(|v| v == "true" || v == "1");
     // Tokenizing a multi-megabyte prompt takes milliseconds: keep it off the async threads.
-    let request = if body.len() > BLOCKING_PARSE_BYTES {
+    let (request, tools) = if body.len() > BLOCKING_PARSE_BYTES {
         tokio::task::spawn_blocking(move || openai::parse(&body, hints, received))
             .await
             .map_err(|_| ApiError::Internal)??
@@ -147,7 +149,7 @@ async fn handle_chat(
     };
     let stream = request.stream;
     let route_header = explain.then(|| route_header(&plan.explanation));
-    let events = state.engine.execute(snapshot, request, plan);
+    let events = state.engine.execute(snapshot, request, tools, plan);
     let response = if stream {
         stream_response(events, chunk)
             .await
@@ -179,7 +181,7 @@ fn route_header(explanation: &str) -> HeaderValue {
 }
 
 fn meta_json(meta: &ResponseMeta) -> Value {
-    json!({
+    let mut json = json!({
         "request_id": meta.request_id,
         "trace_id": meta.trace_id,
         "target": meta.target_id,
@@ -188,7 +190,16 @@ fn meta_json(meta: &ResponseMeta) -> Value {
         "ttft_ms": meta.ttft_ms,
         "cost_usd": meta.cost_usd,
         "snapshot_version": meta.snapshot_version,
-    })
+    });
+    // Only when some are: SDKs ignore the field, and a valid answer stays unmarked.
+    if !meta.invalid_tool_calls.is_empty() {
+        json["invalid_tool_calls"] = meta
+            .invalid_tool_calls
+            .iter()
+            .map(crate::tool_args::InvalidToolCall::to_json)
+            .collect();
+    }
+    json
 }
 
 fn usage_json(meta: &ResponseMeta) -> Value {
@@ -253,6 +264,12 @@ async fn json_response(
                 response
                     .headers_mut()
                     .insert(ATTEMPTS, HeaderValue::from(meta.attempts));
+                if !meta.invalid_tool_calls.is_empty() {
+                    response.headers_mut().insert(
+                        INVALID_TOOL_CALLS,
+                        HeaderValue::from(meta.invalid_tool_calls.len()),
+                    );
+                }
                 return Ok(response);
             }
             Some(EngineEvent::Failed(failure)) => return Err(ApiError::from(&failure)),

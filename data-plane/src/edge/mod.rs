@@ -4,7 +4,8 @@
 mod error;
 pub mod grpc;
 pub mod http;
-mod openai;
+pub mod openai;
+mod validation;
 
 use std::sync::Arc;
 
@@ -46,30 +47,6 @@ impl AppState {
         )?;
         Ok((snapshot, plan))
     }
-}
-
-fn check_sampling(
-    max_tokens: Option<u32>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-) -> Result<(), ApiError> {
-    if max_tokens == Some(0) {
-        return Err(ApiError::invalid("max_tokens", "must be at least 1"));
-    }
-    if let Some(t) = temperature
-        && !(t.is_finite() && (0.0..=2.0).contains(&t))
-    {
-        return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
-    }
-    if let Some(p) = top_p
-        && !(p.is_finite() && p > 0.0 && p <= 1.0)
-    {
-        return Err(ApiError::invalid(
-            "top_p",
-            "must be greater than 0 and at most 1",
-        ));
-    }
-    Ok(())
 }
 
 /// Intent and timeout profile a client asked for, parsed; errors name the field.

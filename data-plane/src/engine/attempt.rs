@@ -15,6 +15,7 @@ use crate::providers::{
     ToolCallDelta, Usage,
 };
 use crate::request::ChatRequest;
+use crate::tool_args::{InvalidToolCall, ToolSchemas};
 use crate::workload::count_tokens;
 
 /// An attempt that got as far as its first output.
@@ -34,6 +35,9 @@ pub enum AttemptResult {
         tool_calls: Vec<ToolCall>,
         finish_reason: String,
         usage: Usage,
+        /// The answer's tool calls (streamed or not) that do not match the
+        /// request's tools.
+        invalid_tool_calls: Vec<InvalidToolCall>,
     },
     /// Failed after output reached the client; `output_tokens` were streamed.
     Partial {
@@ -84,12 +88,17 @@ pub async fn head(
 }
 
 /// Hands a head and what follows it to the client; `deadline` bounds the rest
-/// of a stream.
+/// of a stream. The answer's tool calls are checked against `tools`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt's context, borrowed field by field from the run"
+)]
 pub async fn deliver(
     head: Head,
     model: &str,
     request: &ChatRequest,
     deadline: Instant,
+    tools: &ToolSchemas,
     trace: &mut TraceBuilder,
     id: AttemptId,
     tx: &mpsc::Sender<EngineEvent>,
@@ -102,6 +111,7 @@ pub async fn deliver(
                 output_tokens(&c.content, &c.tool_calls)
             });
             AttemptResult::Done {
+                invalid_tool_calls: tools.check(&c.tool_calls),
                 content: c.content,
                 tool_calls: c.tool_calls,
                 finish_reason: c.finish_reason,
@@ -115,7 +125,7 @@ pub async fn deliver(
             if tx.send(answering).await.is_err() {
                 return AttemptResult::Cancelled { output_tokens: 0 };
             }
-            pump(events, first, deadline, trace, id, tx).await
+            pump(events, first, deadline, tools, trace, id, tx).await
         }
     }
 }
@@ -129,6 +139,7 @@ async fn pump(
     mut events: EventStream,
     first: StreamEvent,
     deadline: Instant,
+    tools: &ToolSchemas,
     trace: &mut TraceBuilder,
     id: AttemptId,
     tx: &mpsc::Sender<EngineEvent>,
@@ -137,6 +148,8 @@ async fn pump(
     // The answer as the client assembles it, for the trace, if it keeps any.
     let keep_answer = trace.keeps_output();
     let mut text = String::new();
+    // The calls as the client assembles them, for the trace and the check.
+    let keep_calls = keep_answer || !tools.is_empty();
     let mut calls = StreamedCalls::default();
     let mut next = Some(Ok(first));
     let mut sent_any = false;
@@ -152,7 +165,7 @@ async fn pump(
             Some(Ok(StreamEvent::ToolCall(piece))) => {
                 output.push_str(piece.name.as_deref().unwrap_or_default());
                 output.push_str(&piece.arguments);
-                if keep_answer {
+                if keep_calls {
                     calls.add(&piece);
                 }
                 EngineEvent::ToolCall(piece)
@@ -168,12 +181,14 @@ async fn pump(
                 if usage.output_tokens == 0 {
                     usage.output_tokens = count_tokens(&output);
                 }
-                trace.keep_output(&text, &calls.finish());
+                let calls = calls.finish();
+                trace.keep_output(&text, &calls);
                 return AttemptResult::Done {
                     content: String::new(),
                     tool_calls: Vec::new(),
                     finish_reason,
                     usage,
+                    invalid_tool_calls: tools.check(&calls),
                 };
             }
             // The first event went out before any error could come.

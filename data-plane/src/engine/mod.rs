@@ -27,6 +27,7 @@ use crate::reporter::TraceReporter;
 use crate::request::ChatRequest;
 use crate::scoring::{HedgePlan, RoutePlan};
 use crate::snapshot::LiveSnapshot;
+use crate::tool_args::{InvalidToolCall, ToolSchemas};
 use crate::workload::count_tokens;
 use attempt::{AttemptResult, Head};
 use hedge::{HedgeBudget, Race, Side};
@@ -56,6 +57,8 @@ pub struct ResponseMeta {
     pub attempts: u32,
     pub snapshot_version: u64,
     pub usage: Usage,
+    /// The answer's tool calls that do not match the request's tools.
+    pub invalid_tool_calls: Vec<InvalidToolCall>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +120,8 @@ struct Callee<'a> {
 /// What one request's run carries from attempt to attempt.
 struct Run<'a> {
     request: &'a ChatRequest,
+    /// The request's tools, to check the answer's calls against.
+    tools: ToolSchemas,
     trace: TraceBuilder,
     meta: ResponseMeta,
     tx: mpsc::Sender<EngineEvent>,
@@ -157,11 +162,13 @@ impl Engine {
     }
 
     /// Starts executing; events arrive on the returned channel. Dropping the
-    /// receiver cancels the request.
+    /// receiver cancels the request. The answer's tool calls are checked
+    /// against `tools`.
     pub fn execute(
         self: &Arc<Self>,
         snapshot: Arc<LiveSnapshot>,
         request: ChatRequest,
+        tools: ToolSchemas,
         plan: RoutePlan,
     ) -> mpsc::Receiver<EngineEvent> {
         let (tx, rx) = mpsc::channel(64);
@@ -169,7 +176,7 @@ impl Engine {
         // Boxed: the request's future is several kilobytes, moved once, not
         // copied through every layer of the spawn.
         tokio::spawn(Box::pin(async move {
-            engine.run(snapshot, request, plan, tx).await;
+            engine.run(snapshot, request, tools, plan, tx).await;
         }));
         rx
     }
@@ -178,6 +185,7 @@ impl Engine {
         &self,
         snapshot: Arc<LiveSnapshot>,
         request: ChatRequest,
+        tools: ToolSchemas,
         plan: RoutePlan,
         tx: mpsc::Sender<EngineEvent>,
     ) {
@@ -191,6 +199,7 @@ impl Engine {
         let deadline = Instant::from_std(request.received.at) + request.workload.timeout.duration();
         let mut run = Run {
             request: &request,
+            tools,
             trace,
             meta,
             tx,
@@ -485,6 +494,7 @@ impl Engine {
             &target.spec.name,
             run.request,
             run.deadline,
+            &run.tools,
             &mut run.trace,
             id,
             &run.tx,
@@ -496,14 +506,20 @@ impl Engine {
                 tool_calls,
                 finish_reason,
                 usage,
+                invalid_tool_calls,
             } => {
                 self.count_attempt(&target.id, "ok");
+                if !invalid_tool_calls.is_empty() {
+                    tracing::info!(request_id = %run.request.request_id, target = %target.id, invalid = invalid_tool_calls.len(), "tool calls do not match the request's tools");
+                    run.trace.invalid_tool_calls(&invalid_tool_calls);
+                }
                 self.breakers.success(&target.id);
                 let mut meta = std::mem::take(&mut run.meta);
                 meta.cost_usd = run.trace.attempt_succeeded(id, target, usage);
                 meta.usage = usage;
                 meta.target_id.clone_from(&target.id);
                 meta.model.clone_from(&target.spec.name);
+                meta.invalid_tool_calls = invalid_tool_calls;
                 let record = run.trace.take_finished(pb::Outcome::Success, None);
                 self.finish(record, &mut meta);
                 let done = EngineEvent::Done {

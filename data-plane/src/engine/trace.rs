@@ -9,6 +9,7 @@ use crate::providers::{ErrorClass, ProviderError, ToolCall, Usage};
 use crate::request::ChatRequest;
 use crate::scoring::{RoutePlan, cost_usd};
 use crate::snapshot::LiveSnapshot;
+use crate::tool_args::InvalidToolCall;
 
 pub struct TraceBuilder {
     trace: pb::Trace,
@@ -106,6 +107,12 @@ impl TraceBuilder {
                 })
                 .collect();
         }
+    }
+
+    /// The answer's tool calls that do not match the request's tools. Kept
+    /// whatever the payload policy: reasons carry no argument values.
+    pub fn invalid_tool_calls(&mut self, calls: &[InvalidToolCall]) {
+        self.trace.invalid_tool_calls = calls.iter().map(InvalidToolCall::to_wire).collect();
     }
 
     pub fn trace_id(&self) -> &str {
