@@ -8,10 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use switchyard_control_plane::AggregationConfig;
 use switchyard_control_plane::ControlPlaneConfig;
+use switchyard_control_plane::admin::AdminToken;
 use switchyard_data_plane::DataPlaneConfig;
 use switchyard_domain::{BootstrapConfig, SecretRef, TracePayload};
 use switchyard_telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
+
+use crate::credentials;
 
 /// The example registry, built in so `switchyard dev` works from any directory.
 const EXAMPLE_CONFIG: &str = include_str!("../../examples/switchyard.yaml");
@@ -67,6 +70,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let credentials = credentials::Dev::load_or_create(&args.data_dir)?;
+    bootstrap.api_keys.push(credentials.bootstrap_key());
     // Two tokens: the data plane stops first and flushes its traces into a
     // control plane that is still there to store them.
     let cp_shutdown = CancellationToken::new();
@@ -87,6 +92,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             election: None,
             aggregation: AggregationConfig::default(),
             mass_removal_hold: Duration::from_secs(30),
+            admin_token: AdminToken::new(&credentials.admin_token),
         },
         cp_shutdown.clone(),
     )
@@ -127,6 +133,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         control_plane.local_addr,
         data_plane.http_addr,
         data_plane.grpc_addr,
+        &credentials,
     );
 
     switchyard_telemetry::shutdown_signal().await;
@@ -138,23 +145,35 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(cp: SocketAddr, http: SocketAddr, grpc: SocketAddr) {
+fn print_banner(
+    cp: SocketAddr,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    credentials: &credentials::Dev,
+) {
+    let (key, admin) = (&credentials.api_key, &credentials.admin_token);
     println!(
         r#"
 Switchyard is running.
   OpenAI-compatible HTTP   http://{http}/v1
   Data-plane gRPC          {grpc}   (switchyard.v1.InferenceService)
   Control-plane gRPC       {cp}   (registry, snapshots, traces)
+  API key (workspace "default")   {key}
+  Admin token                     {admin}
+  ({origin})
 
-Try it:
-  curl -s http://{http}/v1/chat/completions -H 'content-type: application/json' \
+Try it, in another terminal:
+  export SWITCHYARD_API_KEY={key} SWITCHYARD_ADMIN_TOKEN={admin}
+  curl -s http://{http}/v1/chat/completions -H "authorization: Bearer $SWITCHYARD_API_KEY" \
+    -H 'content-type: application/json' \
     -d '{{"model":"auto","messages":[{{"role":"user","content":"Hello!"}}]}}'
 
   grpcurl -plaintext {cp} list
-  grpcurl -plaintext -d '{{"page_size":5}}' {cp} switchyard.v1.TraceService/ListTraces
-  grpcurl -plaintext -d '{{"trace_id":"<trace id from the response>"}}' {cp} switchyard.v1.TraceService/GetTrace
+  grpcurl -plaintext -H "authorization: Bearer $SWITCHYARD_ADMIN_TOKEN" -d '{{"page_size":5}}' \
+    {cp} switchyard.v1.TraceService/ListTraces
 
 Press Ctrl-C to stop.
-"#
+"#,
+        origin = credentials.origin,
     );
 }

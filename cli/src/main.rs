@@ -1,8 +1,13 @@
 //! `switchyard`: the operator CLI. `switchyard dev` runs both planes in one
-//! process on embedded defaults; `switchyard traces` reads the trace store.
+//! process on embedded defaults; `switchyard traces` reads the trace store;
+//! `switchyard keys` manages API keys.
 #![expect(clippy::print_stdout, reason = "a CLI talks to its user on stdout")]
 
+mod connect;
+mod credentials;
 mod dev;
+mod keys;
+mod output;
 mod traces;
 
 use std::process::ExitCode;
@@ -27,6 +32,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// List, show and aggregate execution traces through a control plane.
     Traces(traces::TracesArgs),
+    /// Create, list, rotate and revoke API keys through a control plane.
+    Keys(keys::KeysArgs),
 }
 
 #[tokio::main]
@@ -34,6 +41,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
         Command::Traces(args) => traces::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,23 +4,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, bail};
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use anyhow::bail;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::trace_service_client::TraceServiceClient;
-use tonic::transport::Endpoint;
+
+use crate::connect::ControlPlaneArgs;
+use crate::output::{json, status_error, table};
 
 #[derive(Debug, clap::Args)]
 pub struct TracesArgs {
-    /// Control-plane gRPC URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SWITCHYARD_CP_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    control_plane: String,
+    #[command(flatten)]
+    control_plane: ControlPlaneArgs,
     /// Print JSON (proto3 mapping) instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -226,14 +220,10 @@ fn short(name: &str, prefix: &str) -> String {
 }
 
 pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
-    let channel = Endpoint::from_shared(args.control_plane.clone())
-        .with_context(|| format!("--control-plane {:?} is not a URL", args.control_plane))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the control plane at {}", args.control_plane))?;
-    let mut client = TraceServiceClient::new(channel);
+    let mut client = TraceServiceClient::with_interceptor(
+        args.control_plane.connect().await?,
+        args.control_plane.admin()?,
+    );
     let out = match args.command {
         TracesCommand::List(list) => {
             let response = client
@@ -327,10 +317,6 @@ pub async fn run(args: TracesArgs) -> anyhow::Result<()> {
 }
 
 /// The server's own words, without tonic's wrapping.
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
-}
-
 fn list_request(list: ListArgs) -> anyhow::Result<pb::ListTracesRequest> {
     if let Some(cost) = list.min_cost
         && !(cost.is_finite() && cost >= 0.0)
@@ -367,42 +353,6 @@ fn list_request(list: ListArgs) -> anyhow::Result<pb::ListTracesRequest> {
 
 /// A message in the proto3 JSON mapping, through the descriptors the
 /// servers advertise for reflection.
-fn json(message: &impl Message, full_name: &str) -> anyhow::Result<String> {
-    let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)
-        .context("reading the built-in protobuf descriptors")?;
-    let descriptor = pool
-        .get_message_by_name(full_name)
-        .with_context(|| format!("no descriptor for {full_name}"))?;
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-        .context("re-reading the response")?;
-    Ok(serde_json::to_string_pretty(&dynamic)?)
-}
-
-/// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
-    out.push('\n');
-    for row in rows {
-        out.push_str(&line(row.clone()));
-        out.push('\n');
-    }
-    out
-}
-
 fn list_table(response: &pb::ListTracesResponse) -> String {
     let rows: Vec<Vec<String>> = response
         .traces

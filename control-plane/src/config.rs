@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchyard_domain::{BootstrapConfig, DEFAULT_STRATEGY, TracePayload};
+use switchyard_domain::{
+    BootstrapConfig, DEFAULT_STRATEGY, MIN_SECRET_LEN, TracePayload, validate_secret,
+};
 use switchyard_telemetry::LogFormat;
 
+use crate::admin::AdminToken;
 use crate::aggregation::AggregationConfig;
 use crate::election::ElectionConfig;
 use crate::health::HealthConfig;
@@ -100,6 +103,18 @@ pub struct ControlPlaneArgs {
     /// the registry has said so for this long.
     #[arg(long, env = "SWITCHYARD_MASS_REMOVAL_HOLD", default_value = "30s", value_parser = humantime::parse_duration)]
     pub mass_removal_hold: Duration,
+    /// The admin credential (at least 32 characters) that every RPC but the
+    /// data planes' own needs, as `authorization: Bearer <token>`. Prefer the
+    /// environment or --admin-token-file to a flag other users can see.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (trailing newline ignored), e.g. a mounted Secret.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +135,7 @@ pub struct ControlPlaneConfig {
     pub election: Option<ElectionConfig>,
     pub aggregation: AggregationConfig,
     pub mass_removal_hold: Duration,
+    pub admin_token: AdminToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +155,18 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "no admin token: set SWITCHYARD_ADMIN_TOKEN or --admin-token-file (at least {min} characters, e.g. `openssl rand -hex 32`)",
+        min = MIN_SECRET_LEN
+    )]
+    AdminTokenMissing,
+    #[error("--admin-token-file {path}: {source}")]
+    AdminTokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("admin token: {0}")]
+    AdminTokenInvalid(switchyard_domain::ValidationError),
     #[error("--registry-poll: must be between 100ms and 1h")]
     RegistryPoll,
     #[error("--relay-poll: must be between 10ms and 10s")]
@@ -187,6 +215,7 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             }
         };
         let election = election_config(&args)?;
+        let admin_token = admin_token(&args)?;
         if !args.trace_retention.is_zero() && args.trace_retention < Duration::from_secs(3600) {
             return Err(ConfigError::TraceRetention);
         }
@@ -258,8 +287,25 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             trace_payload: args.trace_payload,
             replay_via: args.replay_via,
             election,
+            admin_token,
         })
     }
+}
+
+fn admin_token(args: &ControlPlaneArgs) -> Result<AdminToken, ConfigError> {
+    let token = match (&args.admin_token, &args.admin_token_file) {
+        (Some(token), _) => token.trim().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::AdminTokenFile {
+                path: path.clone(),
+                source,
+            })?
+            .trim()
+            .to_owned(),
+        (None, None) => return Err(ConfigError::AdminTokenMissing),
+    };
+    validate_secret(&token).map_err(ConfigError::AdminTokenInvalid)?;
+    Ok(AdminToken::new(&token))
 }
 
 fn trace_payload(text: &str) -> Result<TracePayload, String> {

@@ -5,6 +5,7 @@
 //! It owns everything slow and global. It must never depend on the data plane
 //! or compile provider adapters; the two planes meet only on the wire.
 
+pub mod admin;
 mod aggregation;
 mod api;
 mod bootstrap;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod whatif;
 
 pub use aggregation::AggregationConfig;
+pub use api::access::generate_secret;
 pub use config::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};
 pub use election::ElectionConfig;
 pub use server::{RunningControlPlane, start};

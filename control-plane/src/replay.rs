@@ -27,6 +27,8 @@ pub struct Replayer {
     client: reqwest::Client,
     /// A data plane's OpenAI-compatible base URL; None refuses replays.
     via: Option<String>,
+    /// Presented to the data plane, which lets it act for the trace's workspace.
+    secret: String,
 }
 
 /// The routing a replay asks for, checked.
@@ -56,7 +58,8 @@ fn mode(req: &pb::ReplayTraceRequest) -> Result<Mode, Status> {
 }
 
 impl Replayer {
-    pub fn new(store: Store, via: Option<String>) -> Result<Self, reqwest::Error> {
+    /// `secret` is the control plane's replay key (see [`crate::admin::AdminToken::replay_secret`]).
+    pub fn new(store: Store, via: Option<String>, secret: String) -> Result<Self, reqwest::Error> {
         // reqwest is built without a default crypto provider; install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -64,7 +67,12 @@ impl Replayer {
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { store, client, via })
+        Ok(Self {
+            store,
+            client,
+            via,
+            secret,
+        })
     }
 
     pub async fn replay(
@@ -108,6 +116,7 @@ impl Replayer {
         let mut request = self
             .client
             .post(format!("{}/v1/chat/completions", via.trim_end_matches('/')))
+            .bearer_auth(&self.secret)
             .header("x-switchyard-replay-of", &original.trace_id)
             .header("x-switchyard-workspace", &original.workspace)
             .json(&body);

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchyard_proto::v1::access_service_server::AccessServiceServer;
 use switchyard_proto::v1::cluster_service_server::ClusterServiceServer;
 use switchyard_proto::v1::health_service_server::HealthServiceServer;
 use switchyard_proto::v1::registry_service_server::RegistryServiceServer;
@@ -13,10 +14,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::AdminAuthLayer;
 use crate::aggregation::{AggregationLoop, HealthBoard};
 use crate::api::{
-    cluster::ClusterApi, health::HealthApi, registry::RegistryApi, snapshot::SnapshotApi,
-    traces::TraceApi,
+    access::AccessApi, cluster::ClusterApi, health::HealthApi, registry::RegistryApi,
+    snapshot::SnapshotApi, traces::TraceApi,
 };
 use crate::config::ControlPlaneConfig;
 use crate::election::Election;
@@ -77,6 +79,7 @@ pub async fn start(
         config.default_strategy.clone(),
         config.trace_payload,
         config.mass_removal_hold,
+        config.admin_token.replay_grant(),
     ));
     // A leader publishes at once; a follower starts from the leader's newest.
     let snapshot_version = match publisher.refresh().await {
@@ -116,15 +119,20 @@ pub async fn start(
     health_reporter
         .set_serving::<HealthServiceServer<HealthApi>>()
         .await;
+    health_reporter
+        .set_serving::<AccessServiceServer<AccessApi>>()
+        .await;
     let (reflection_v1, reflection_v1alpha) = switchyard_proto::reflection_services(&[
         "switchyard.v1.RegistryService",
         "switchyard.v1.SnapshotService",
         "switchyard.v1.TraceService",
         "switchyard.v1.ClusterService",
         "switchyard.v1.HealthService",
+        "switchyard.v1.AccessService",
     ])?;
 
     let router = tonic::transport::Server::builder()
+        .layer(AdminAuthLayer::new(config.admin_token.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -141,7 +149,11 @@ pub async fn start(
         )))
         .add_service(TraceServiceServer::new(TraceApi::new(
             store.clone(),
-            Arc::new(Replayer::new(store.clone(), config.replay_via.clone())?),
+            Arc::new(Replayer::new(
+                store.clone(),
+                config.replay_via.clone(),
+                config.admin_token.replay_secret(),
+            )?),
             shutdown.clone(),
         )))
         .add_service(ClusterServiceServer::new(ClusterApi::new(
@@ -154,6 +166,10 @@ pub async fn start(
         .add_service(HealthServiceServer::new(HealthApi::new(
             board.clone(),
             leadership.clone(),
+        )))
+        .add_service(AccessServiceServer::new(AccessApi::new(
+            store.clone(),
+            publisher.clone(),
         )));
 
     let tasks = TaskTracker::new();

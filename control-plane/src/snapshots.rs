@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchyard_domain::{RoutingSnapshot, Telemetry, TracePayload};
+use switchyard_domain::{KeyGrant, RoutingSnapshot, Telemetry, TracePayload};
 use switchyard_proto::v1 as pb;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::time::Instant;
@@ -103,6 +103,8 @@ pub struct SnapshotPublisher {
     leadership: Arc<Leadership>,
     default_strategy: String,
     trace_payload: TracePayload,
+    /// The control plane's own key, for replays through data planes.
+    replay_grant: KeyGrant,
     current: watch::Sender<Option<Arc<pb::Snapshot>>>,
     /// Latest telemetry from the health aggregation; published with the next snapshot.
     telemetry: Mutex<Telemetry>,
@@ -120,12 +122,14 @@ impl SnapshotPublisher {
         default_strategy: String,
         trace_payload: TracePayload,
         mass_removal_hold: Duration,
+        replay_grant: KeyGrant,
     ) -> Self {
         Self {
             store,
             leadership,
             default_strategy,
             trace_payload,
+            replay_grant,
             current: watch::Sender::new(None),
             telemetry: Mutex::new(Telemetry::default()),
             published: Mutex::new(Inputs::default()),
@@ -269,6 +273,11 @@ impl SnapshotPublisher {
             self.default_strategy.clone(),
         )
         .and_then(|snapshot| snapshot.with_workspaces(state.workspaces))
+        .and_then(|snapshot| {
+            let mut keys = state.keys;
+            keys.push(self.replay_grant.clone());
+            snapshot.with_keys(keys)
+        })
         .map_err(invalid)?
         .with_telemetry(telemetry.clone())
         .with_trace_payload(self.trace_payload);

@@ -34,8 +34,7 @@ impl Received {
     }
 }
 
-/// Workspace of requests that name none.
-pub const DEFAULT_WORKSPACE: &str = "default";
+pub use switchyard_domain::DEFAULT_WORKSPACE;
 
 #[derive(Debug, Clone)]
 pub struct ChatRequest {

@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "switchyard/v1/inference.proto",
     "switchyard/v1/cluster.proto",
     "switchyard/v1/health.proto",
+    "switchyard/v1/access.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

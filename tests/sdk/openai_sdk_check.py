@@ -1,10 +1,11 @@
 """Drives a running data plane with the official OpenAI Python SDK, unchanged.
 
-Usage: python openai_sdk_check.py BASE_URL MODEL
+Usage: SWITCHYARD_API_KEY=<key> python openai_sdk_check.py BASE_URL MODEL
 Prints one JSON line with what it saw; exits non-zero on the first mismatch.
 """
 
 import json
+import os
 import sys
 
 import openai
@@ -12,7 +13,9 @@ import openai
 
 def main() -> int:
     base_url, model = sys.argv[1], sys.argv[2]
-    client = openai.OpenAI(base_url=base_url, api_key="unused-by-the-gateway", max_retries=0)
+    client = openai.OpenAI(
+        base_url=base_url, api_key=os.environ["SWITCHYARD_API_KEY"], max_retries=0
+    )
 
     completion = client.chat.completions.create(
         model=model,

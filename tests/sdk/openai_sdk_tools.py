@@ -1,12 +1,13 @@
 """Tool calls through a running data plane with the official OpenAI Python SDK.
 
-Usage: python openai_sdk_tools.py BASE_URL MODEL
+Usage: SWITCHYARD_API_KEY=<key> python openai_sdk_tools.py BASE_URL MODEL
 Asks for a tool call whole, then streamed (the SDK's own delta handling puts
 the pieces together), then answers the call and gets the model's reply.
 Prints one JSON line with what it saw; exits non-zero on the first mismatch.
 """
 
 import json
+import os
 import sys
 
 import openai
@@ -23,7 +24,9 @@ TOOLS = [{
 
 def main() -> int:
     base_url, model = sys.argv[1], sys.argv[2]
-    client = openai.OpenAI(base_url=base_url, api_key="unused-by-the-gateway", max_retries=0)
+    client = openai.OpenAI(
+        base_url=base_url, api_key=os.environ["SWITCHYARD_API_KEY"], max_retries=0
+    )
     question = {"role": "user", "content": "What is the weather in Zürich?"}
 
     whole = client.chat.completions.create(model=model, messages=[question], tools=TOOLS)

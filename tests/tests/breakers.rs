@@ -17,7 +17,6 @@ use serde_json::json;
 use support::{ControlPlane, DataPlane, http_client, registry_yaml};
 use switchyard_proto::v1 as pb;
 use switchyard_testkit::{Behavior, MockProvider};
-use tonic::transport::Channel;
 
 const CHEAP: &str = "cheap/mock-model";
 
@@ -39,7 +38,7 @@ async fn set_circuit(cp: &ControlPlane, mode: pb::CircuitMode) {
 }
 
 async fn route(
-    client: &mut pb::inference_service_client::InferenceServiceClient<Channel>,
+    client: &mut pb::inference_service_client::InferenceServiceClient<support::Authorized>,
 ) -> pb::RouteResponse {
     client
         .route(pb::CompleteRequest {

@@ -29,7 +29,12 @@ fn repo_file(path: &str) -> PathBuf {
 }
 
 async fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().await.unwrap();
+    let output = Command::new(program)
+        .args(args)
+        .env("SWITCHYARD_API_KEY", support::API_KEY)
+        .output()
+        .await
+        .unwrap();
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}\n{}",
@@ -293,15 +298,20 @@ async fn the_readme_grpcurl_commands_run_as_written() {
 
     let commands = readme_grpcurl_commands();
     let mut ran = Vec::new();
+    // Filled by the README's CreateApiKey example, for its RevokeApiKey one.
+    let mut key_id = String::new();
     for command in &commands {
         let command = command
             .replace("127.0.0.1:50051", cp.addr.trim_start_matches("http://"))
             .replace("127.0.0.1:50061", dp.grpc.trim_start_matches("http://"))
-            .replace("<trace_id from the response>", &trace_id);
+            .replace("<trace_id from the response>", &trace_id)
+            .replace("<id of the key>", &key_id);
         let script = format!("\"$GRPCURL\" {}", command.trim_start_matches("grpcurl "));
         let output = Command::new("bash")
             .args(["-c", &script])
             .env("GRPCURL", &grpcurl)
+            .env("SWITCHYARD_ADMIN_TOKEN", support::ADMIN_TOKEN)
+            .env("SWITCHYARD_API_KEY", support::API_KEY)
             .output()
             .await
             .unwrap();
@@ -332,6 +342,14 @@ async fn the_readme_grpcurl_commands_run_as_written() {
                 "switchyard.v1.ClusterService/Status" => {
                     assert_eq!(answer["role"], "ROLE_LEADER", "{stdout}");
                 }
+                "switchyard.v1.AccessService/CreateApiKey" => {
+                    assert!(answer["secret"].as_str().unwrap().starts_with("sy-"), "{stdout}");
+                    key_id = answer["key"]["id"].as_str().unwrap().to_owned();
+                }
+                "switchyard.v1.AccessService/RevokeApiKey" => {
+                    assert_eq!(answer["id"], key_id.as_str(), "{stdout}");
+                    assert!(answer["revokedAt"].is_string(), "{stdout}");
+                }
                 _ => {}
             }
         }
@@ -349,6 +367,8 @@ async fn the_readme_grpcurl_commands_run_as_written() {
         "switchyard.v1.ClusterService/Status",
         "switchyard.v1.HealthService/ListTargetHealth",
         "switchyard.v1.RegistryService/CreateStrategy",
+        "switchyard.v1.AccessService/CreateApiKey",
+        "switchyard.v1.AccessService/RevokeApiKey",
     ] {
         assert!(
             ran.iter().any(|m| m == method),

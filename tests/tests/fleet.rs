@@ -506,21 +506,24 @@ async fn a_burst_that_removes_most_targets_is_held_until_the_registry_still_says
             .connect()
             .await
             .unwrap();
-        switchyard_proto::v1::inference_service_client::InferenceServiceClient::new(channel)
-            .route(pb::CompleteRequest {
-                model: "mock-model".into(),
-                messages: vec![pb::ChatMessage {
-                    role: "user".into(),
-                    content: "hi".into(),
-                    ..Default::default()
-                }],
+        switchyard_proto::v1::inference_service_client::InferenceServiceClient::with_interceptor(
+            channel,
+            support::Bearer::new(support::API_KEY),
+        )
+        .route(pb::CompleteRequest {
+            model: "mock-model".into(),
+            messages: vec![pb::ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .candidates
-            .len()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .candidates
+        .len()
     };
     assert_eq!(route(dp.grpc.clone()).await, 4);
 

@@ -192,9 +192,10 @@ async fn the_payload_policy_decides_what_traces_keep_and_only_whole_requests_rep
     assert!(bare.request_sha256.is_empty() && bare.output_sha256.is_empty());
     assert!(bare.request_json.is_empty() && bare.output_text.is_empty());
 
+    let key = cp.api_key("audited").await;
     let response = support::http_client()
         .post(dp.chat_url())
-        .header("x-switchyard-workspace", "audited")
+        .bearer_auth(&key)
         .json(&serde_json::json!({
             "model": "mock-model",
             "messages": [{"role": "user", "content": "kept"}],

@@ -218,7 +218,7 @@ async fn a_workspace_created_through_the_registry_restricts_its_requests() {
     let dp = DataPlane::start(&cp).await.unwrap();
     let chat = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]});
 
-    // Unknown until registered.
+    // A key of the default workspace cannot act for another.
     let response = http_client()
         .post(dp.chat_url())
         .header("x-switchyard-workspace", "eu-team")
@@ -226,9 +226,9 @@ async fn a_workspace_created_through_the_registry_restricts_its_requests() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 403);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["param"], "workspace", "{body}");
+    assert_eq!(body["error"]["code"], "permission_denied", "{body}");
 
     let workspace = pb::Workspace {
         name: "eu-team".into(),
@@ -242,12 +242,14 @@ async fn a_workspace_created_through_the_registry_restricts_its_requests() {
         })
         .await
         .unwrap();
+    let key = cp.api_key("eu-team").await;
 
     // The new snapshot reaches the data plane; then only the EU target serves the workspace.
     let mut served = None;
     for _ in 0..100 {
         let response = http_client()
             .post(dp.chat_url())
+            .bearer_auth(&key)
             .header("x-switchyard-workspace", "eu-team")
             .header("x-switchyard-explain", "1")
             .json(&chat)

@@ -21,6 +21,7 @@ async fn traces(cp: &ControlPlane, args: &[&str]) -> (bool, String, String) {
         .arg("traces")
         .args(args)
         .args(["--control-plane", &cp.addr])
+        .env("SWITCHYARD_ADMIN_TOKEN", support::ADMIN_TOKEN)
         .output()
         .await
         .unwrap();

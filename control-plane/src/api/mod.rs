@@ -1,6 +1,7 @@
 //! gRPC services of the control plane. Wire types are validated into domain
 //! types here; store errors become gRPC statuses here.
 
+pub mod access;
 pub mod cluster;
 pub mod health;
 mod references;

@@ -53,6 +53,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "score_breakdowns",
         include_str!("../../../migrations/postgres/0009_score_breakdowns.sql"),
     ),
+    (
+        10,
+        "api_keys",
+        include_str!("../../../migrations/postgres/0010_api_keys.sql"),
+    ),
 ];
 
 const SQLITE: &[(i64, &str, &str)] = &[
@@ -96,6 +101,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         9,
         "score_breakdowns",
         include_str!("../../../migrations/sqlite/0009_score_breakdowns.sql"),
+    ),
+    (
+        10,
+        "api_keys",
+        include_str!("../../../migrations/sqlite/0010_api_keys.sql"),
     ),
 ];
 

@@ -4,6 +4,7 @@
 
 mod aggregates;
 mod health;
+mod keys;
 mod leadership;
 mod migrations;
 mod quality;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use aggregates::{AggregateQuery, Grouping};
 pub use health::StoredWindow;
+pub use keys::{KeyRecord, KeyRights, NewKey};
 pub use quality::OutcomeRow;
 pub use registry::{Entity, RegistryState, Revision, Stored};
 pub use traces::{ReplayFilter, TraceFilter, TraceInsertOutcome, TracePage};

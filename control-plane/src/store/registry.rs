@@ -132,7 +132,9 @@ fn encode<T: Entity>(spec: &T) -> Result<String, StoreError> {
     })
 }
 
-async fn bump_revision(tx: &mut Transaction<'static, Any>) -> Result<Revision, StoreError> {
+pub(super) async fn bump_revision(
+    tx: &mut Transaction<'static, Any>,
+) -> Result<Revision, StoreError> {
     let revision: i64 = sqlx::query_scalar(
         "UPDATE registry_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
     )
@@ -268,6 +270,7 @@ impl Store {
                 models: specs(self.list::<ModelSpec>().await?),
                 strategies: specs(self.list::<StrategySpec>().await?),
                 workspaces: specs(self.list::<WorkspaceSpec>().await?),
+                keys: self.key_grants().await?,
             };
             if self.revision().await? == revision {
                 return Ok(state);
@@ -284,6 +287,8 @@ pub struct RegistryState {
     pub models: Vec<ModelSpec>,
     pub strategies: Vec<StrategySpec>,
     pub workspaces: Vec<WorkspaceSpec>,
+    /// Working API keys.
+    pub keys: Vec<switchyard_domain::KeyGrant>,
 }
 
 fn specs<T>(stored: Vec<Stored<T>>) -> Vec<T> {

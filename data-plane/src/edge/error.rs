@@ -19,6 +19,10 @@ pub enum ApiError {
         param: Option<String>,
     },
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     ModelNotFound(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -54,6 +58,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -75,6 +81,8 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::InvalidRequest { .. } => "invalid_request",
+            Self::Unauthenticated(_) => "invalid_api_key",
+            Self::PermissionDenied(_) => "permission_denied",
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -99,6 +107,8 @@ impl ApiError {
 
     fn error_type(&self) -> &'static str {
         match self {
+            Self::Unauthenticated(_) => "authentication_error",
+            Self::PermissionDenied(_) => "permission_error",
             Self::InvalidRequest { .. }
             | Self::ModelNotFound(_)
             | Self::PayloadTooLarge(_)
@@ -132,6 +142,8 @@ impl ApiError {
             Self::InvalidRequest { .. }
             | Self::PayloadTooLarge(_)
             | Self::UnsupportedMediaType(_) => tonic::Status::invalid_argument(message),
+            Self::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            Self::PermissionDenied(_) => tonic::Status::permission_denied(message),
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
             Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
             Self::Internal => tonic::Status::internal(message),
@@ -172,7 +184,14 @@ impl From<&Failure> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, Self::Unauthenticated(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

@@ -46,12 +46,18 @@ fn client_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> 
 
 /// Validates a gRPC request; a client deadline shorter than the workload's
 /// timeout profile becomes the request's deadline.
+/// The request, authenticated by the API key in its metadata (`authorization: Bearer <key>`).
 fn from_grpc(
+    state: &AppState,
     req: Request<pb::CompleteRequest>,
     stream: bool,
 ) -> Result<(ChatRequest, ToolSchemas), Status> {
+    let grant = state
+        .authenticate(&req.metadata().clone().into_headers())
+        .map_err(|e| e.to_status())?;
     let deadline = client_deadline(req.metadata());
     let (mut chat, tools) = to_chat_request(req.into_inner(), stream).map_err(|e| e.to_status())?;
+    super::auth::authorize(&grant, &mut chat).map_err(|e| e.to_status())?;
     if let Some(deadline) = deadline
         && deadline < chat.workload.timeout.duration()
     {
@@ -276,7 +282,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let (request, tools) = from_grpc(req, false)?;
+        let (request, tools) = from_grpc(&self.state, req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, tools, plan);
         loop {
@@ -321,7 +327,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let (request, tools) = from_grpc(req, true)?;
+        let (request, tools) = from_grpc(&self.state, req, true)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let mut events = self.state.engine.execute(snapshot, request, tools, plan);
         // A failure before the first token is the call's status, not a stream item.
@@ -355,7 +361,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        let (request, _) = from_grpc(req, false)?;
+        let (request, _) = from_grpc(&self.state, req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let (candidates, ineligible) = crate::plan_wire::candidates(&plan, &snapshot);
         Ok(Response::new(pb::RouteResponse {

@@ -104,6 +104,8 @@ async fn handle_chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let received = Received::now();
+    // Checked before the body is parsed: an unknown caller costs one hash.
+    let grant = state.authenticate(&headers)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(state.max_body_bytes)
@@ -123,13 +125,14 @@ async fn handle_chat(
     let explain =
         header(&headers, "x-switchyard-explain")?.is_some_and(|v| v == "true" || v == "1");
     // Tokenizing a multi-megabyte prompt takes milliseconds: keep it off the async threads.
-    let (request, tools) = if body.len() > BLOCKING_PARSE_BYTES {
+    let (mut request, tools) = if body.len() > BLOCKING_PARSE_BYTES {
         tokio::task::spawn_blocking(move || openai::parse(&body, hints, received))
             .await
             .map_err(|_| ApiError::Internal)??
     } else {
         openai::parse(&body, hints, received)?
     };
+    super::auth::authorize(&grant, &mut request)?;
     let (request_id, trace_id) = (request.request_id.clone(), request.trace_id.clone());
     let (snapshot, plan) = match state.route(&request) {
         Ok(routed) => routed,
@@ -401,7 +404,11 @@ async fn stream_response(
     Ok(Sse::new(head.chain(tail).map(Ok)))
 }
 
-async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.authenticate(&headers)?;
     let snapshot = state.snapshot.load_full().ok_or(ApiError::NotReady)?;
     let created = snapshot.routing.created_at_ms / 1000;
     let mut names = BTreeSet::from([switchyard_domain::AUTO_MODEL.to_owned()]);

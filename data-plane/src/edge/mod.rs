@@ -1,6 +1,7 @@
 //! The data plane's two faces: OpenAI-compatible HTTP and the `InferenceService`
 //! gRPC API. Both validate into one [`ChatRequest`] and share routing.
 
+mod auth;
 mod error;
 pub mod grpc;
 pub mod http;
@@ -35,6 +36,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The grant of the API key in `headers`, from the current snapshot.
+    pub fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<switchyard_domain::KeyGrant, ApiError> {
+        let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;
+        auth::authenticate(&snapshot, headers)
+    }
+
     /// Loads the snapshot once, so the whole request sees one version, and plans the route.
     pub fn route(&self, request: &ChatRequest) -> Result<(Arc<LiveSnapshot>, RoutePlan), ApiError> {
         let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;

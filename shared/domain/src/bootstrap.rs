@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::{ModelSpec, ProviderSpec, StrategySpec, ValidationError, WorkspaceSpec};
+use crate::{BootstrapKey, ModelSpec, ProviderSpec, StrategySpec, ValidationError, WorkspaceSpec};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,9 @@ pub struct BootstrapConfig {
     pub strategies: Vec<StrategySpec>,
     #[serde(default)]
     pub workspaces: Vec<WorkspaceSpec>,
+    /// Keys registered at start when no key of that workspace has that name.
+    #[serde(default)]
+    pub api_keys: Vec<BootstrapKey>,
 }
 
 impl BootstrapConfig {
@@ -43,6 +46,10 @@ impl BootstrapConfig {
         for (i, w) in self.workspaces.iter().enumerate() {
             w.validate()
                 .map_err(|e| e.within(&format!("workspaces[{i}]")))?;
+        }
+        for (i, k) in self.api_keys.iter().enumerate() {
+            k.validate()
+                .map_err(|e| e.within(&format!("api_keys[{i}]")))?;
         }
         Ok(())
     }

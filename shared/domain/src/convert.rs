@@ -5,8 +5,9 @@ use prost_types::Timestamp;
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    Capabilities, CircuitMode, HedgingSpec, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams,
-    StrategySpec, StrategyWeights, Tier, TracePayload, ValidationError, WorkspaceSpec,
+    Budget, Capabilities, CircuitMode, HedgingSpec, KeyGrant, ModelSpec, ProviderKind,
+    ProviderSpec, RateLimits, SimulatedParams, StrategySpec, StrategyWeights, Tier, TracePayload,
+    ValidationError, WorkspaceSpec,
 };
 
 pub fn timestamp_from_millis(ms: i64) -> Timestamp {
@@ -265,6 +266,8 @@ impl TryFrom<pb::Workspace> for WorkspaceSpec {
             avoided_providers: w.avoided_providers,
             default_strategy: w.default_strategy,
             trace_payload: TracePayload::override_from_wire(w.trace_payload),
+            limits: w.limits.map(RateLimits::from).unwrap_or_default(),
+            budget: w.budget.map(Budget::from).unwrap_or_default(),
         };
         spec.validate()?;
         Ok(spec)
@@ -283,6 +286,75 @@ impl From<&WorkspaceSpec> for pb::Workspace {
             created_at: None,
             updated_at: None,
             trace_payload: w.trace_payload.map_or(0, |p| p.to_wire().into()),
+            limits: (!w.limits.is_unlimited()).then(|| w.limits.into()),
+            budget: (!w.budget.is_unlimited()).then(|| w.budget.into()),
+        }
+    }
+}
+
+impl From<pb::RateLimits> for RateLimits {
+    fn from(l: pb::RateLimits) -> Self {
+        Self {
+            requests_per_minute: l.requests_per_minute,
+            tokens_per_minute: l.tokens_per_minute,
+        }
+    }
+}
+
+impl From<RateLimits> for pb::RateLimits {
+    fn from(l: RateLimits) -> Self {
+        Self {
+            requests_per_minute: l.requests_per_minute,
+            tokens_per_minute: l.tokens_per_minute,
+        }
+    }
+}
+
+impl From<pb::Budget> for Budget {
+    fn from(b: pb::Budget) -> Self {
+        Self {
+            daily_usd: b.daily_usd,
+            monthly_usd: b.monthly_usd,
+        }
+    }
+}
+
+impl From<Budget> for pb::Budget {
+    fn from(b: Budget) -> Self {
+        Self {
+            daily_usd: b.daily_usd,
+            monthly_usd: b.monthly_usd,
+        }
+    }
+}
+
+impl TryFrom<pb::KeyGrant> for KeyGrant {
+    type Error = ValidationError;
+    fn try_from(k: pb::KeyGrant) -> Result<Self, Self::Error> {
+        let secret_sha256 = <[u8; 32]>::try_from(k.secret_sha256.as_slice())
+            .map_err(|_| ValidationError::new("secret_sha256", "must be 32 bytes"))?;
+        let grant = Self {
+            id: k.id,
+            secret_sha256,
+            workspace: k.workspace,
+            allowed_models: k.allowed_models,
+            limits: k.limits.map(RateLimits::from).unwrap_or_default(),
+            any_workspace: k.any_workspace,
+        };
+        grant.validate()?;
+        Ok(grant)
+    }
+}
+
+impl From<&KeyGrant> for pb::KeyGrant {
+    fn from(k: &KeyGrant) -> Self {
+        Self {
+            id: k.id.clone(),
+            secret_sha256: k.secret_sha256.to_vec(),
+            workspace: k.workspace.clone(),
+            allowed_models: k.allowed_models.clone(),
+            limits: Some(k.limits.into()),
+            any_workspace: k.any_workspace,
         }
     }
 }

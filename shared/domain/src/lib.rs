@@ -5,6 +5,7 @@
 //! conversion that fails names the bad field. This crate does no I/O and must never
 //! depend on the control plane, the data plane, a database or an HTTP client.
 
+mod access;
 mod bootstrap;
 mod convert;
 mod error;
@@ -14,6 +15,10 @@ mod sketch;
 mod snapshot;
 mod telemetry;
 
+pub use access::{
+    BootstrapKey, Budget, KEY_SECRET_PREFIX, KeyGrant, MIN_SECRET_LEN, RateLimits, secret_prefix,
+    secret_sha256, validate_models, validate_name, validate_secret,
+};
 pub use bootstrap::BootstrapConfig;
 pub use convert::{timestamp_from_millis, timestamp_to_millis};
 pub use error::ValidationError;
@@ -29,6 +34,9 @@ pub use telemetry::{HealthState, StrategyEffectiveness, TargetTelemetry, confide
 
 /// Name of the strategy used when neither the request nor the snapshot names one.
 pub const DEFAULT_STRATEGY: &str = "balanced";
+
+/// Workspace of requests that name none; it needs no registry entry.
+pub const DEFAULT_WORKSPACE: &str = "default";
 
 /// Requested model that matches every target.
 pub const AUTO_MODEL: &str = "auto";

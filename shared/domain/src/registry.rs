@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{TracePayload, ValidationError};
+use crate::{Budget, RateLimits, TracePayload, ValidationError};
 
 /// The protocol a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -207,7 +207,7 @@ fn validate_base_url(url: &str) -> Result<(), ValidationError> {
 }
 
 /// Names of providers and strategies: short, lowercase, URL- and label-safe.
-fn validate_slug(name: &str) -> Result<(), ValidationError> {
+pub(crate) fn validate_slug(name: &str) -> Result<(), ValidationError> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -479,6 +479,11 @@ pub struct WorkspaceSpec {
     /// plane's policy (say `none` for a workspace whose prompts may hold personal data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_payload: Option<TracePayload>,
+    /// Shared by every key of the workspace, across all data planes.
+    #[serde(default)]
+    pub limits: RateLimits,
+    #[serde(default)]
+    pub budget: Budget,
 }
 
 impl WorkspaceSpec {
@@ -492,6 +497,8 @@ impl WorkspaceSpec {
             avoided_providers: vec![],
             default_strategy: String::new(),
             trace_payload: None,
+            limits: RateLimits::default(),
+            budget: Budget::default(),
         }
     }
 
@@ -532,6 +539,7 @@ impl WorkspaceSpec {
         if !self.default_strategy.is_empty() {
             validate_slug(&self.default_strategy).map_err(|e| e.within("default_strategy"))?;
         }
+        self.budget.validate().map_err(|e| e.within("budget"))?;
         Ok(())
     }
 }

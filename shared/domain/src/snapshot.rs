@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use switchyard_proto::v1 as pb;
 
 use crate::{
-    ModelSpec, ProviderSpec, StrategySpec, TargetTelemetry, TracePayload, ValidationError,
-    WorkspaceSpec, timestamp_from_millis, timestamp_to_millis,
+    KeyGrant, ModelSpec, ProviderSpec, StrategySpec, TargetTelemetry, TracePayload,
+    ValidationError, WorkspaceSpec, timestamp_from_millis, timestamp_to_millis,
 };
 
 /// A model of a provider, with its id precomputed for the hot path.
@@ -33,6 +33,8 @@ pub struct RoutingSnapshot {
     pub telemetry: Telemetry,
     /// What traces keep of requests and answers.
     pub trace_payload: TracePayload,
+    /// Working API keys by the SHA-256 of their secret.
+    pub keys: HashMap<[u8; 32], KeyGrant>,
 }
 
 /// Fleet telemetry by target id, with its age limit.
@@ -151,6 +153,7 @@ impl RoutingSnapshot {
             workspaces: HashMap::new(),
             telemetry: Telemetry::default(),
             trace_payload: TracePayload::default(),
+            keys: HashMap::new(),
         })
     }
 
@@ -201,6 +204,18 @@ impl RoutingSnapshot {
         self
     }
 
+    /// Adds the working API keys; two with one secret are refused.
+    pub fn with_keys(mut self, keys: Vec<KeyGrant>) -> Result<Self, ValidationError> {
+        for (i, k) in keys.into_iter().enumerate() {
+            let field = format!("keys[{i}]");
+            k.validate().map_err(|e| e.within(&field))?;
+            if self.keys.insert(k.secret_sha256, k).is_some() {
+                return Err(ValidationError::new(field, "two keys share one secret"));
+            }
+        }
+        Ok(self)
+    }
+
     /// What traces of `workspace` keep: its own policy, else the global one.
     pub fn trace_payload_for(&self, workspace: &str) -> TracePayload {
         self.workspaces
@@ -244,6 +259,11 @@ impl RoutingSnapshot {
             telemetry_stale_after_ms: self.telemetry.stale_after_ms,
             probe_interval_ms: self.telemetry.probe_interval_ms,
             trace_payload: self.trace_payload.to_wire().into(),
+            keys: {
+                let mut keys: Vec<&KeyGrant> = self.keys.values().collect();
+                keys.sort_by(|a, b| a.id.cmp(&b.id));
+                keys.into_iter().map(pb::KeyGrant::from).collect()
+            },
         }
     }
 }
@@ -287,6 +307,13 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(wrap)?;
+        let keys = s
+            .keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| KeyGrant::try_from(k).map_err(|e| e.within(&format!("keys[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wrap)?;
         let mut targets = HashMap::new();
         for (i, t) in s.telemetry.into_iter().enumerate() {
             let t = TargetTelemetry::try_from(t)
@@ -318,6 +345,7 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
             s.default_strategy,
         )
         .and_then(|snapshot| snapshot.with_workspaces(workspaces))
+        .and_then(|snapshot| snapshot.with_keys(keys))
         .map(|snapshot| {
             snapshot
                 .with_telemetry(telemetry)

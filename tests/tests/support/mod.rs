@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sqlx::Connection;
 use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::access_service_client::AccessServiceClient;
 use switchyard_proto::v1::cluster_service_client::ClusterServiceClient;
 use switchyard_proto::v1::health_service_client::HealthServiceClient;
 use switchyard_proto::v1::inference_service_client::InferenceServiceClient;
@@ -24,6 +25,45 @@ use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
 pub const MOCK_KEY: &str = "sk-test-mock-key";
+
+/// The control planes' admin token in tests.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijkl";
+
+/// An API key of the default workspace, which every test control plane
+/// registers from its bootstrap file; `http_client` and the gRPC clients send it.
+pub const API_KEY: &str = "sy-test-key-0123456789abcdefghijklmnopqrstu";
+
+/// The bootstrap lines registering [`API_KEY`], appended to every test registry.
+const API_KEY_YAML: &str = "api_keys:\n  - workspace: default\n    name: test\n    secret_ref: env:SWITCHYARD_TEST_API_KEY\n";
+
+/// Adds `authorization: Bearer <credential>` to every call of a gRPC client.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    pub fn new(credential: &str) -> Self {
+        Self(
+            format!("Bearer {credential}")
+                .parse()
+                .expect("ASCII credential"),
+        )
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry a bearer credential.
+pub type Authorized = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 /// The admin URL of the test Postgres; set by scripts/test.sh.
 pub fn admin_database_url() -> String {
@@ -197,7 +237,7 @@ impl ControlPlane {
         let port = free_port();
         let dir = tempfile::tempdir()?;
         let bootstrap = dir.path().join("bootstrap.yaml");
-        std::fs::write(&bootstrap, bootstrap_yaml)?;
+        std::fs::write(&bootstrap, format!("{bootstrap_yaml}{API_KEY_YAML}"))?;
         let args = vec![
             "--listen".into(),
             format!("127.0.0.1:{port}"),
@@ -262,7 +302,7 @@ impl ControlPlane {
             .connect()
             .await
             .ok()?;
-        ClusterServiceClient::new(channel)
+        ClusterServiceClient::with_interceptor(channel, Bearer::new(ADMIN_TOKEN))
             .status(pb::StatusRequest {})
             .await
             .ok()
@@ -277,20 +317,39 @@ impl ControlPlane {
             .expect("control plane reachable")
     }
 
-    pub async fn registry(&self) -> RegistryServiceClient<Channel> {
-        RegistryServiceClient::new(self.channel().await)
+    pub async fn registry(&self) -> RegistryServiceClient<Authorized> {
+        RegistryServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
     }
 
-    pub async fn traces(&self) -> TraceServiceClient<Channel> {
-        TraceServiceClient::new(self.channel().await)
+    pub async fn traces(&self) -> TraceServiceClient<Authorized> {
+        TraceServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
     }
 
-    pub async fn health(&self) -> HealthServiceClient<Channel> {
-        HealthServiceClient::new(self.channel().await)
+    pub async fn health(&self) -> HealthServiceClient<Authorized> {
+        HealthServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
     }
 
-    pub async fn cluster(&self) -> ClusterServiceClient<Channel> {
-        ClusterServiceClient::new(self.channel().await)
+    pub async fn cluster(&self) -> ClusterServiceClient<Authorized> {
+        ClusterServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+    }
+
+    pub async fn access(&self) -> AccessServiceClient<Authorized> {
+        AccessServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+    }
+
+    /// A new API key of `workspace` (which must be registered, or "default").
+    pub async fn api_key(&self, workspace: &str) -> String {
+        self.access()
+            .await
+            .create_api_key(pb::CreateApiKeyRequest {
+                workspace: workspace.into(),
+                name: format!("test-{workspace}"),
+                ..Default::default()
+            })
+            .await
+            .expect("CreateApiKey")
+            .into_inner()
+            .secret
     }
 
     /// Waits for a trace to be stored (reporting is asynchronous by design).
@@ -312,7 +371,11 @@ impl ControlPlane {
 }
 
 async fn spawn_control_plane(args: &[String], addr: &str) -> anyhow::Result<Process> {
-    let mut process = Process::spawn("switchyard-control-plane", args, &[])?;
+    let envs = [
+        ("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        ("SWITCHYARD_TEST_API_KEY", API_KEY.to_owned()),
+    ];
+    let mut process = Process::spawn("switchyard-control-plane", args, &envs)?;
     for _ in 0..300 {
         if let Some(status) = process.exited() {
             bail!(
@@ -430,13 +493,13 @@ impl DataPlane {
         Ok(())
     }
 
-    pub async fn inference(&self) -> InferenceServiceClient<Channel> {
+    pub async fn inference(&self) -> InferenceServiceClient<Authorized> {
         let channel = Channel::from_shared(self.grpc.clone())
             .expect("url")
             .connect()
             .await
             .expect("data plane reachable");
-        InferenceServiceClient::new(channel)
+        InferenceServiceClient::with_interceptor(channel, Bearer::new(API_KEY))
     }
 
     /// The Prometheus exposition of `/metrics`.
@@ -476,7 +539,22 @@ impl DataPlane {
     }
 }
 
+/// An HTTP client that sends [`API_KEY`] with every request.
 pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {API_KEY}").parse().expect("ASCII key"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
+/// An HTTP client that sends no API key.
+pub fn anonymous_http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().build().expect("http client")
 }

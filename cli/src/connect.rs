@@ -1,0 +1,72 @@
+//! How CLI commands reach a control plane: its URL and the admin token every
+//! call carries.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, clap::Args)]
+pub struct ControlPlaneArgs {
+    /// Control-plane gRPC URL.
+    #[arg(
+        long = "control-plane",
+        global = true,
+        env = "SWITCHYARD_CP_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    url: String,
+    /// The admin token; without it, the one `switchyard dev` keeps in its data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// Where `switchyard dev` keeps its admin token.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_DATA_DIR",
+        default_value = ".switchyard"
+    )]
+    data_dir: PathBuf,
+}
+
+impl ControlPlaneArgs {
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        Endpoint::from_shared(self.url.clone())
+            .with_context(|| format!("--control-plane {:?} is not a URL", self.url))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the control plane at {}", self.url))
+    }
+
+    /// An interceptor adding `authorization: Bearer <admin token>` to every call.
+    pub fn admin(&self) -> anyhow::Result<Bearer> {
+        let token = crate::credentials::admin_token(self.admin_token.clone(), &self.data_dir)?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .context("the admin token must be printable ASCII")?;
+        Ok(Bearer(value))
+    }
+}
+
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
