@@ -188,10 +188,13 @@ async fn grpcurl_lists_the_services_and_fetches_a_trace() {
         .to_owned();
     cp.wait_for_trace(&trace_id).await;
 
+    let admin = format!("authorization: Bearer {}", support::ADMIN_TOKEN);
     let listed = run(
         &grpcurl,
         &[
             "-plaintext",
+            "-H",
+            &admin,
             "-d",
             r#"{"page_size":5}"#,
             &cp_addr,
@@ -207,6 +210,8 @@ async fn grpcurl_lists_the_services_and_fetches_a_trace() {
         &grpcurl,
         &[
             "-plaintext",
+            "-H",
+            &admin,
             "-d",
             &request,
             &cp_addr,

@@ -363,7 +363,6 @@ fn client_requests(mock: &MockProvider) -> usize {
 async fn send(dp: &DataPlane) {
     let response = http_client()
         .post(dp.chat_url())
-        .bearer_auth("any")
         .json(&serde_json::json!({
             "model": "mock-model",
             "messages": [{ "role": "user", "content": "hello" }],
