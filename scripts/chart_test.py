@@ -7,10 +7,12 @@ the files in scripts/chart/good-values. For each it
   - validates every manifest against the Kubernetes OpenAPI schemas in strict
     mode (kubernetes-validate; unknown fields are errors),
   - checks what the chart promises: non-root containers with a read-only root
-    filesystem, probes, secrets referenced rather than inlined, every provider
-    key reference resolvable inside the data plane, Services and budgets that
-    select the right pods, and only flags and variables the binaries define
-    (read from their clap definitions in the Rust sources),
+    filesystem, probes, secrets referenced rather than inlined, the admin
+    token read from its Secret, every provider key reference resolvable inside
+    the data plane and every API key reference inside the control plane,
+    Services and budgets that select the right pods, and only flags and
+    variables the binaries define (read from their clap definitions in the
+    Rust sources),
   - runs helm lint --strict.
 Then every file in scripts/chart/bad-values must be rejected, by
 values.schema.json or by the templates, with the message its first line
@@ -59,13 +61,13 @@ class Profile:
 
 PROFILES = [
     Profile("default", [], "switchyard", "switchyard",
-            {"cp_replicas": 3, "etcd": "bundled", "hpa_min": 2}),
+            {"cp_replicas": 3, "etcd": "bundled", "hpa_min": 2, "api_keys": 0}),
     Profile("ha", [CHART / "values-ha.yaml"], "prod", "gateway",
-            {"cp_replicas": 3, "etcd": "external", "hpa_min": 3, "service_monitor": True}),
+            {"cp_replicas": 3, "etcd": "external", "hpa_min": 3, "service_monitor": True, "api_keys": 1}),
     Profile("options", [FIXTURES / "good-values" / "options.yaml"], "demo", "demo",
-            {"cp_replicas": 2, "etcd": "bundled", "database_secret_rendered": True}),
+            {"cp_replicas": 2, "etcd": "bundled", "database_secret_rendered": True, "api_keys": 2}),
     Profile("single", [FIXTURES / "good-values" / "single.yaml"], "switchyard", "solo",
-            {"cp_replicas": 1, "etcd": "none"}),
+            {"cp_replicas": 1, "etcd": "none", "api_keys": 0}),
 ]
 
 
@@ -237,7 +239,9 @@ def check_pods(docs: list[dict[str, Any]], flags: dict[str, tuple[set[str], set[
                             f"{where}: {env['name']} is not also given as a flag")
 
 
-SECRET_PATTERNS = [re.compile(p) for p in (r"://[^/\s:@]+:[^/\s@]+@", r"\bsk-[A-Za-z0-9]", r"(?i)bearer\s")]
+# A URL with a password, a provider key, a Switchyard API key, a bearer credential.
+SECRET_PATTERNS = [re.compile(p) for p in (
+    r"://[^/\s:@]+:[^/\s@]+@", r"\bsk-[A-Za-z0-9]", r"\bsy-[A-Za-z0-9]{24,}", r"(?i)bearer\s")]
 
 
 def looks_secret(text: str) -> bool:
@@ -250,6 +254,26 @@ def container(workload: dict[str, Any], name: str) -> dict[str, Any]:
 
 def port_of(c: dict[str, Any], name: str) -> int | None:
     return next((p["containerPort"] for p in c.get("ports", []) if p["name"] == name), None)
+
+
+def secret_files(workload: dict[str, Any], c: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Files container c sees from Secret volumes: path -> (Secret, key)."""
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    files: dict[str, tuple[str, str]] = {}
+    for m in c.get("volumeMounts", []):
+        secret = volumes.get(m["name"], {}).get("secret")
+        if secret:
+            R.check(m.get("readOnly") is True and "subPath" not in m,
+                    f"key volume {m['name']} is read-only and follows Secret updates (no subPath)")
+            for item in secret.get("items", []):
+                files[f"{m['mountPath'].rstrip('/')}/{item['path']}"] = (secret["secretName"], item["key"])
+    return files
+
+
+def bootstrap_of(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The bootstrap file of the one bootstrap ConfigMap, if there is one."""
+    cms = [d for d in by_kind(docs, "ConfigMap") if "switchyard.yaml" in d.get("data", {})]
+    return yaml.safe_load(cms[0]["data"]["switchyard.yaml"]) if len(cms) == 1 else None
 
 
 def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: Profile) -> None:
@@ -281,6 +305,8 @@ def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: P
             R.check(not secrets, "no Secret rendered when the database Secret exists")
     R.check("node-id" not in flags and env.get("SWITCHYARD_NODE_ID", {}).get("valueFrom", {})
             .get("fieldRef", {}).get("fieldPath") == "metadata.name", "node id is the pod name")
+    check_admin_token(docs, cp, c, values)
+    check_api_keys(docs, cp, c, values, p)
 
     etcd_flag = flags.get("etcd-endpoints")
     if p.expect["etcd"] == "none":
@@ -325,6 +351,65 @@ def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: P
     for s in services:
         R.check([(x["name"], x["targetPort"]) for x in s["spec"]["ports"]] == [("grpc", "grpc")],
                 f"{s['metadata']['name']} exposes the grpc port")
+
+
+def check_admin_token(docs: list[dict[str, Any]], cp: dict[str, Any], c: dict[str, Any],
+                      values: dict[str, Any]) -> None:
+    """The control plane refuses to start without the token: it must come from
+    controlPlane.adminToken's Secret, as a mounted file or from a secretKeyRef."""
+    admin = values["controlPlane"]["adminToken"]
+    want = (admin["existingSecret"], admin["existingSecretKey"])
+    flags = flag_values(c["args"])
+    env = {e["name"]: e for e in c.get("env", [])}
+    R.check("admin-token" not in flags and "value" not in env.get("SWITCHYARD_ADMIN_TOKEN", {}),
+            "the admin token is never inlined in an argument or variable")
+    path = flags.get("admin-token-file") or [v["value"] for v in [env.get("SWITCHYARD_ADMIN_TOKEN_FILE")]
+                                             if v and "value" in v]
+    from_env = env.get("SWITCHYARD_ADMIN_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+    R.check(len(path) + (from_env is not None) == 1, "the admin token is given exactly one way")
+    if path:
+        got = secret_files(cp, c).get(path[0])
+        R.check(got == want, f"--admin-token-file {path[0]} is key {want[1]!r} of Secret {want[0]!r} "
+                             f"mounted in the control plane (got {got})")
+    elif from_env is not None:
+        got = (from_env["name"], from_env["key"])
+        R.check(got == want, f"SWITCHYARD_ADMIN_TOKEN comes from key {want[1]!r} of Secret {want[0]!r} (got {got})")
+    R.check(all(s["metadata"]["name"] != want[0] for s in by_kind(docs, "Secret")),
+            "the chart never creates the admin token's Secret")
+
+
+def check_api_keys(docs: list[dict[str, Any]], cp: dict[str, Any], c: dict[str, Any],
+                   values: dict[str, Any], p: Profile) -> None:
+    """Every API key of the bootstrap is read, inside the control plane, from
+    the Secret bootstrap.apiKeys names for it."""
+    wanted = values["bootstrap"].get("apiKeys") or []
+    R.check(len(wanted) == p.expect["api_keys"], f"{p.expect['api_keys']} API keys in the values")
+    bootstrap = bootstrap_of(docs)
+    if not values["bootstrap"]["enabled"] or bootstrap is None:
+        R.check(not wanted, "no API keys without a bootstrap file")
+        return
+    keys = bootstrap.get("api_keys", [])
+    R.check(len(keys) == len(wanted), f"the bootstrap registers every key of bootstrap.apiKeys ({len(keys)})")
+    files = secret_files(cp, c)
+    env_from_secrets = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                        for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    for key, want in zip(keys, wanted):
+        what = f"API key {key.get('name')!r} of workspace {key.get('workspace')!r}"
+        R.check((key.get("workspace"), key.get("name")) == (want["workspace"], want["name"]),
+                f"{what}: workspace and name as in the values")
+        R.check(key.get("allowed_models", []) == (want.get("allowedModels") or []),
+                f"{what}: allowed models as in the values")
+        R.check(set(key) <= {"workspace", "name", "secret_ref", "allowed_models"}, f"{what}: no other field")
+        ref = key.get("secret_ref", "")
+        if ref.startswith("file:"):
+            got = files.get(ref[5:])
+        elif ref.startswith("env:"):
+            got = env_from_secrets.get(ref[4:])
+        else:
+            got = None
+        R.check(got == (want["existingSecret"], want["existingSecretKey"]),
+                f"{what}: {ref} is key {want['existingSecretKey']!r} of Secret {want['existingSecret']!r} "
+                f"in the control plane (got {got})")
 
 
 def check_data_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: Profile) -> None:
@@ -393,15 +478,7 @@ def check_data_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: Prof
 def check_provider_keys(docs: list[dict[str, Any]], dp: dict[str, Any], c: dict[str, Any],
                         values: dict[str, Any]) -> None:
     """Every key reference of the bootstrap resolves inside the data plane."""
-    volumes = {v["name"]: v for v in pod_spec(dp).get("volumes", [])}
-    secret_files: set[str] = set()
-    for m in c.get("volumeMounts", []):
-        secret = volumes.get(m["name"], {}).get("secret")
-        if secret:
-            R.check(m.get("readOnly") is True and "subPath" not in m,
-                    f"key volume {m['name']} is read-only and follows Secret updates (no subPath)")
-            for item in secret.get("items", []):
-                secret_files.add(f"{m['mountPath'].rstrip('/')}/{item['path']}")
+    key_files = secret_files(dp, c)
     env_from_secrets = {e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
     cms = [d for d in by_kind(docs, "ConfigMap") if "switchyard.yaml" in d.get("data", {})]
     if not values["bootstrap"]["enabled"]:
@@ -419,7 +496,7 @@ def check_provider_keys(docs: list[dict[str, Any]], dp: dict[str, Any], c: dict[
     for p in bootstrap.get("providers", []):
         ref = p.get("api_key_ref", "")
         if ref.startswith("file:"):
-            R.check(ref[5:] in secret_files, f"{p['name']}: {ref} is a key file mounted from a Secret")
+            R.check(ref[5:] in key_files, f"{p['name']}: {ref} is a key file mounted from a Secret")
         elif ref.startswith("env:"):
             R.check(ref[4:] in env_from_secrets, f"{p['name']}: {ref} is set from a Secret")
         else:
@@ -481,9 +558,28 @@ def check_profile(p: Profile, flags: dict[str, tuple[set[str], set[str]]]) -> No
     dp_name = next((d["metadata"]["name"] for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-data-plane")), "?")
     R.check("grpcurl -plaintext" in notes and "curl -s http" in notes and f"svc/{dp_name}" in notes,
             "NOTES.txt shows how to try it with curl and grpcurl")
+    check_notes_credentials(notes, merged)
     kinds = Counter(d["kind"] for d in docs)
     print(f"{p.name}: {len(docs)} manifests ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) "
           f"checked against Kubernetes {KUBE_VERSION} (strict)")
+
+
+def check_notes_credentials(notes: str, values: dict[str, Any]) -> None:
+    """Every call NOTES.txt shows carries its credential, and it says how to get both."""
+    # Commands, their continuation lines joined.
+    commands = re.sub(r"\\\n\s*", "", notes).splitlines()
+    commands = [line.strip() for line in commands]
+    curls = [line for line in commands if line.startswith("curl ") and "/v1/" in line]
+    R.check(bool(curls) and all('-H "Authorization: Bearer $SWITCHYARD_API_KEY"' in line for line in curls),
+            "NOTES.txt: every curl of /v1 sends the API key")
+    calls = [line for line in commands if line.startswith("grpcurl ") and "switchyard.v1." in line]
+    R.check(bool(calls) and all('-H "authorization: Bearer $SWITCHYARD_' in line for line in calls),
+            "NOTES.txt: every grpcurl of a Switchyard service sends a credential")
+    admin = values["controlPlane"]["adminToken"]
+    R.check(f"get secret {admin['existingSecret']} " in notes and f".data.{admin['existingSecretKey']}" in notes,
+            "NOTES.txt: how to read the admin token from its Secret")
+    R.check("switchyard keys create" in notes and "switchyard.v1.AccessService/CreateApiKey" in notes,
+            "NOTES.txt: how to create an API key with the CLI and grpcurl")
 
 
 def check_bad_values() -> None:
@@ -507,8 +603,11 @@ def check_bad_values() -> None:
 def main() -> int:
     flags = {name: binary_flags(sources) for name, sources in BINARY_SOURCES.items()}
     R.scope = "sources"
-    R.check({"listen", "database-url", "bootstrap", "etcd-endpoints", "log-format"} <= flags["control-plane"][0],
+    R.check({"listen", "database-url", "bootstrap", "etcd-endpoints", "log-format", "admin-token-file"}
+            <= flags["control-plane"][0],
             f"control-plane flags found in the sources: {sorted(flags['control-plane'][0])}")
+    R.check({"SWITCHYARD_ADMIN_TOKEN", "SWITCHYARD_ADMIN_TOKEN_FILE"} <= flags["control-plane"][1],
+            f"control-plane variables found in the sources: {sorted(flags['control-plane'][1])}")
     R.check({"http-listen", "grpc-listen", "control-plane", "state-dir", "log-format"} <= flags["data-plane"][0],
             f"data-plane flags found in the sources: {sorted(flags['data-plane'][0])}")
     for p in PROFILES:

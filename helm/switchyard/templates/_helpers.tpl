@@ -106,6 +106,16 @@ app.kubernetes.io/component: {{ .component }}
 /var/run/secrets/switchyard/providers
 {{- end }}
 
+{{/* Where the control plane's admin token is mounted. */}}
+{{- define "switchyard.adminToken.dir" -}}
+/var/run/secrets/switchyard/admin
+{{- end }}
+
+{{/* Where the secrets of bootstrap.apiKeys are mounted, one directory per key. */}}
+{{- define "switchyard.apiKeys.dir" -}}
+/var/run/secrets/switchyard/api-keys
+{{- end }}
+
 {{/* Chart-level checks JSON Schema cannot express. */}}
 {{- define "switchyard.validate" -}}
 {{- $dp := .Values.dataPlane }}
@@ -117,6 +127,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- if and $dp.autoscaling.enabled (not (dig "requests" "cpu" "" $dp.resources)) }}
 {{- fail "dataPlane.autoscaling needs dataPlane.resources.requests.cpu: CPU utilization is a share of it" }}
+{{- end }}
+{{- if and .Values.bootstrap.apiKeys (not .Values.bootstrap.enabled) }}
+{{- fail "bootstrap.apiKeys needs bootstrap.enabled: keys are registered from the bootstrap file" }}
 {{- end }}
 {{- end }}
 
