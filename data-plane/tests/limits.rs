@@ -277,6 +277,11 @@ async fn a_denied_request_is_told_when_to_retry_and_charges_nothing() {
     assert_eq!(map[headers::REMAINING_TOKENS], "9400");
     assert!(!map.contains_key(headers::RETRY_AFTER));
 
+    // A scope listed twice is charged once.
+    let twice = [(Scope::Key("key-c"), key), (Scope::Key("key-c"), key)];
+    let decision = limiter.admit(&twice, 0).await.decision;
+    assert_eq!(decision.requests.unwrap().remaining, 4);
+
     // More tokens than the workspace's burst never fit.
     let decision = limiter.admit(&limits, 10_001).await.decision;
     assert_eq!(

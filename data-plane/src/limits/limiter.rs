@@ -107,7 +107,7 @@ impl Limiter {
     }
 
     async fn decide(&self, limits: &[(Scope<'_>, Limit)], estimated_tokens: u32) -> Admission {
-        let mut planned = Vec::with_capacity(limits.len() * 2);
+        let mut planned: Vec<Planned> = Vec::with_capacity(limits.len() * 2);
         for (scope, limit) in limits {
             for dimension in [Dimension::Requests, Dimension::Tokens] {
                 let Some(rate) = limit.rate(dimension) else {
@@ -124,8 +124,13 @@ impl Limiter {
                     };
                     return without_reservation(Decision::denied(cause, PERIOD, self.mode()));
                 }
+                let key = self.storage_key(scope, dimension);
+                // A scope listed twice is charged once.
+                if planned.iter().any(|p| p.key == key) {
+                    continue;
+                }
                 planned.push(Planned {
-                    key: self.storage_key(scope, dimension),
+                    key,
                     scope: scope.kind(),
                     dimension,
                     rate,
