@@ -104,6 +104,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
         computed_at_ms: Received::now().unix_ms,
         stale_after_ms: 3_600_000,
         probe_interval_ms: 0,
+        data_planes: 1,
     };
     LiveSnapshot::prepare(routing.with_telemetry(telemetry))
 }

@@ -114,6 +114,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             trace_spool: 1_000_000,
             trace_spool_memory: 10_000,
             health_window: Duration::from_secs(2),
+            // One node: limits are enforced in process.
+            limiter: switchyard_data_plane::limits::LimiterConfig::new(None),
         },
         dp_shutdown.clone(),
     )

@@ -274,6 +274,7 @@ impl AggregationLoop {
                 self.config.probe_interval.saturating_mul(nodes).as_millis(),
             )
             .unwrap_or(u64::MAX),
+            data_planes: nodes,
         };
         self.board.latest.send_replace(Arc::new(Board {
             evaluated_at_ms: now,

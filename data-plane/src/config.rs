@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::{LimiterArgs, LimiterConfig, LimiterError};
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataPlaneArgs {
     /// OpenAI-compatible HTTP listen address.
@@ -70,6 +72,8 @@ pub struct DataPlaneArgs {
     /// How often per-target health windows close and go to the control plane.
     #[arg(long, env = "SWITCHYARD_HEALTH_WINDOW", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_window: Duration,
+    #[command(flatten)]
+    pub limits: LimiterArgs,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +93,7 @@ pub struct DataPlaneConfig {
     pub trace_spool: usize,
     pub trace_spool_memory: usize,
     pub health_window: Duration,
+    pub limiter: LimiterConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +118,8 @@ pub enum ConfigError {
     StateDir,
     #[error("--health-window: must be between 100ms and 1m")]
     HealthWindow,
+    #[error(transparent)]
+    Limiter(#[from] LimiterError),
 }
 
 impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
@@ -167,6 +174,7 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             trace_spool: args.trace_spool,
             trace_spool_memory: args.trace_spool_memory,
             health_window: args.health_window,
+            limiter: LimiterConfig::try_from(args.limits)?,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! control plane or compile a database driver; the two planes meet only on
 //! the wire.
 
+mod admission;
 mod backoff;
 pub mod breaker;
 pub mod config;
@@ -52,4 +53,6 @@ pub enum DataPlaneError {
     StateDir(#[from] StateDirError),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] switchyard_proto::ReflectionError),
+    #[error(transparent)]
+    Limiter(#[from] limits::LimiterError),
 }

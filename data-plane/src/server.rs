@@ -20,6 +20,7 @@ use crate::edge::{AppState, grpc::InferenceApi, http};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::LocalSignals;
 use crate::health::prober::Prober;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::reporter::SpoolLimits;
 use crate::state_dir::StateDir;
@@ -79,7 +80,10 @@ pub async fn start(
 
     // Build the tokenizer off the async threads now, not on the first request.
     tokio::task::spawn_blocking(crate::workload::warm_up);
-    let metrics = Arc::new(Metrics::new());
+    let limiter = Arc::new(Limiter::new(config.limiter.clone())?);
+    let mut metrics = Metrics::new();
+    limiter.metrics().register(&mut metrics.registry);
+    let metrics = Arc::new(metrics);
     let snapshot = Arc::new(ArcSwapOption::empty());
     let (trace_reporter, probe_results, report_loop) = reporter::reporter(
         control_planes.rotation(),
@@ -127,6 +131,7 @@ pub async fn start(
         fallback_chain: config.fallback_chain,
         breakers: breakers.clone(),
         signals,
+        limiter,
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;

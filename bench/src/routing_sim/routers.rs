@@ -163,6 +163,7 @@ impl ScoringWithTruth {
             computed_at_ms: unix(now),
             stale_after_ms: u64::MAX / 4,
             probe_interval_ms: 0,
+            data_planes: 1,
         }
     }
 }

@@ -317,6 +317,7 @@ impl Switchyard {
             computed_at_ms: unix(now),
             stale_after_ms: STALE_AFTER_MS,
             probe_interval_ms: PROBE_EVERY_MS * self.nodes.len() as u64,
+            data_planes: u32::try_from(self.nodes.len()).unwrap_or(u32::MAX),
         };
         let age = telemetry.computed_at_ms - self.published.computed_at_ms;
         let stale_half = i64::try_from(STALE_AFTER_MS / 2).unwrap_or(i64::MAX);

@@ -22,6 +22,12 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// Over a rate limit; the headers say which and for how long.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        headers: Vec<(&'static str, String)>,
+    },
     #[error("{0}")]
     ModelNotFound(String),
     #[error("request body is larger than {0} bytes")]
@@ -60,6 +66,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -83,6 +90,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Unauthenticated(_) => "invalid_api_key",
             Self::PermissionDenied(_) => "permission_denied",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -109,6 +117,7 @@ impl ApiError {
         match self {
             Self::Unauthenticated(_) => "authentication_error",
             Self::PermissionDenied(_) => "permission_error",
+            Self::RateLimited { .. } => "rate_limit_error",
             Self::InvalidRequest { .. }
             | Self::ModelNotFound(_)
             | Self::PayloadTooLarge(_)
@@ -144,6 +153,7 @@ impl ApiError {
             | Self::UnsupportedMediaType(_) => tonic::Status::invalid_argument(message),
             Self::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             Self::PermissionDenied(_) => tonic::Status::permission_denied(message),
+            Self::RateLimited { .. } => tonic::Status::resource_exhausted(message),
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
             Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
             Self::Internal => tonic::Status::internal(message),
@@ -182,14 +192,29 @@ impl From<&Failure> for ApiError {
     }
 }
 
+/// Adds `(name, value)` pairs (lower-case names, ASCII values) to a response.
+pub fn append_headers(response: &mut Response, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        if let Ok(value) = axum::http::HeaderValue::try_from(value.as_str()) {
+            response
+                .headers_mut()
+                .append(axum::http::HeaderName::from_static(name), value);
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
-        if matches!(self, Self::Unauthenticated(_)) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        match &self {
+            Self::Unauthenticated(_) => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Self::RateLimited { headers, .. } => append_headers(&mut response, headers),
+            _ => {}
         }
         response
     }

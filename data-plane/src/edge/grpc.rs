@@ -51,7 +51,7 @@ fn from_grpc(
     state: &AppState,
     req: Request<pb::CompleteRequest>,
     stream: bool,
-) -> Result<(ChatRequest, ToolSchemas), Status> {
+) -> Result<(ChatRequest, ToolSchemas, switchyard_domain::KeyGrant), Status> {
     let grant = state
         .authenticate(&req.metadata().clone().into_headers())
         .map_err(|e| e.to_status())?;
@@ -64,7 +64,7 @@ fn from_grpc(
         chat.workload.timeout = TimeoutProfile::Custom(deadline.max(MIN_CUSTOM_TIMEOUT));
         chat.workload.timeout_source = WorkloadSource::Requested;
     }
-    Ok((chat, tools))
+    Ok((chat, tools, grant))
 }
 
 /// The request as the HTTP edge would receive it, checked by the same rules
@@ -282,9 +282,17 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let (request, tools) = from_grpc(&self.state, req, false)?;
+        let (request, tools, grant) = from_grpc(&self.state, req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
-        let mut events = self.state.engine.execute(snapshot, request, tools, plan);
+        let admitted = self
+            .state
+            .admit(&grant, &snapshot, &request)
+            .await
+            .map_err(|e| e.to_status())?;
+        let mut events = self
+            .state
+            .engine
+            .execute(snapshot, request, tools, plan, admitted.ticket);
         loop {
             match events.recv().await {
                 Some(
@@ -327,9 +335,17 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let (request, tools) = from_grpc(&self.state, req, true)?;
+        let (request, tools, grant) = from_grpc(&self.state, req, true)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
-        let mut events = self.state.engine.execute(snapshot, request, tools, plan);
+        let admitted = self
+            .state
+            .admit(&grant, &snapshot, &request)
+            .await
+            .map_err(|e| e.to_status())?;
+        let mut events = self
+            .state
+            .engine
+            .execute(snapshot, request, tools, plan, admitted.ticket);
         // A failure before the first token is the call's status, not a stream item.
         let first = loop {
             match events.recv().await {
@@ -361,7 +377,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        let (request, _) = from_grpc(&self.state, req, false)?;
+        let (request, _, _) = from_grpc(&self.state, req, false)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let (candidates, ineligible) = crate::plan_wire::candidates(&plan, &snapshot);
         Ok(Response::new(pb::RouteResponse {

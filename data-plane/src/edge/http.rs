@@ -152,7 +152,13 @@ async fn handle_chat(
     };
     let stream = request.stream;
     let route_header = explain.then(|| route_header(&plan.explanation));
-    let events = state.engine.execute(snapshot, request, tools, plan);
+    let admitted = match state.admit(&grant, &snapshot, &request).await {
+        Ok(admitted) => admitted,
+        Err(e) => return Ok(with_ids(e.into_response(), &request_id, &trace_id)),
+    };
+    let events = state
+        .engine
+        .execute(snapshot, request, tools, plan, admitted.ticket);
     let response = if stream {
         stream_response(events, chunk)
             .await
@@ -164,6 +170,7 @@ async fn handle_chat(
     if let Some(value) = route_header {
         response.headers_mut().insert(ROUTE, value);
     }
+    super::error::append_headers(&mut response, &admitted.headers);
     Ok(with_ids(response, &request_id, &trace_id))
 }
 

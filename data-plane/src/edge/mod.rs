@@ -15,6 +15,7 @@ pub use error::ApiError;
 use crate::breaker::Breakers;
 use crate::engine::Engine;
 use crate::health::LocalSignals;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
 use crate::scoring::{self, RoutePlan};
@@ -33,9 +34,21 @@ pub struct AppState {
     pub breakers: Arc<Breakers>,
     /// This node's view of each target's speed and load, fed by the engine.
     pub signals: Arc<LocalSignals>,
+    /// Rate limits per key and workspace, shared through Redis when configured.
+    pub limiter: Arc<Limiter>,
 }
 
 impl AppState {
+    /// Checks the request against its key's and workspace's rate limits.
+    pub async fn admit(
+        &self,
+        grant: &switchyard_domain::KeyGrant,
+        snapshot: &LiveSnapshot,
+        request: &ChatRequest,
+    ) -> Result<crate::admission::Admitted, ApiError> {
+        crate::admission::admit(&self.limiter, snapshot, grant, request).await
+    }
+
     /// The grant of the API key in `headers`, from the current snapshot.
     pub fn authenticate(
         &self,

@@ -18,6 +18,7 @@ use switchyard_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::admission::Ticket;
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::health::LocalSignals;
@@ -127,6 +128,8 @@ struct Run<'a> {
     tx: mpsc::Sender<EngineEvent>,
     /// The workload's timeout profile bounds the whole request, retries included.
     deadline: Instant,
+    /// The rate-limit charge to correct once the tokens are known.
+    ticket: Option<Ticket>,
 }
 
 impl Run<'_> {
@@ -170,13 +173,14 @@ impl Engine {
         request: ChatRequest,
         tools: ToolSchemas,
         plan: RoutePlan,
+        ticket: Option<Ticket>,
     ) -> mpsc::Receiver<EngineEvent> {
         let (tx, rx) = mpsc::channel(64);
         let engine = self.clone();
         // Boxed: the request's future is several kilobytes, moved once, not
         // copied through every layer of the spawn.
         tokio::spawn(Box::pin(async move {
-            engine.run(snapshot, request, tools, plan, tx).await;
+            engine.run(snapshot, request, tools, plan, tx, ticket).await;
         }));
         rx
     }
@@ -188,6 +192,7 @@ impl Engine {
         tools: ToolSchemas,
         plan: RoutePlan,
         tx: mpsc::Sender<EngineEvent>,
+        ticket: Option<Ticket>,
     ) {
         let trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
         let meta = ResponseMeta {
@@ -204,6 +209,7 @@ impl Engine {
             meta,
             tx,
             deadline,
+            ticket,
         };
 
         if plan.chain.is_empty() {
@@ -521,7 +527,7 @@ impl Engine {
                 meta.model.clone_from(&target.spec.name);
                 meta.invalid_tool_calls = invalid_tool_calls;
                 let record = run.trace.take_finished(pb::Outcome::Success, None);
-                self.finish(record, &mut meta);
+                self.finish(record, &mut meta, run.ticket.take());
                 let done = EngineEvent::Done {
                     content,
                     tool_calls,
@@ -590,7 +596,7 @@ impl Engine {
             pb::Outcome::Cancelled,
             Some((Some(ErrorClass::Cancelled), CLIENT_LEFT)),
         );
-        self.finish(record, &mut run.meta);
+        self.finish(record, &mut run.meta, run.ticket.take());
     }
 
     /// The request failed: traced, then told to the client.
@@ -603,7 +609,7 @@ impl Engine {
         let record = run
             .trace
             .take_finished(outcome, Some((class, &failure.message)));
-        self.finish(record, &mut run.meta);
+        self.finish(record, &mut run.meta, run.ticket.take());
         let _ = run.tx.send(EngineEvent::Failed(failure)).await;
     }
 
@@ -617,8 +623,12 @@ impl Engine {
             .inc();
     }
 
-    /// Records the outcome in metrics and hands the trace to the reporter.
-    fn finish(&self, record: pb::Trace, meta: &mut ResponseMeta) {
+    /// Records the outcome in metrics, settles the rate-limit charge with
+    /// the tokens used, and hands the trace to the reporter.
+    fn finish(&self, record: pb::Trace, meta: &mut ResponseMeta, ticket: Option<Ticket>) {
+        if let Some(ticket) = ticket {
+            ticket.settle(record.tokens_in.saturating_add(record.tokens_out));
+        }
         meta.latency_ms = record.latency_ms;
         meta.ttft_ms = record.ttft_ms;
         let outcome = match pb::Outcome::try_from(record.outcome) {

@@ -270,6 +270,7 @@ mod tests {
             computed_at_ms: now_ms,
             stale_after_ms: 60_000,
             probe_interval_ms: 10_000,
+            data_planes: 1,
         });
         LiveSnapshot::prepare(routing)
     }

@@ -463,6 +463,7 @@ fn fresh_telemetry_moves_quality_speed_and_health_and_stale_telemetry_does_not()
         computed_at_ms,
         stale_after_ms: 60_000,
         probe_interval_ms: 0,
+        data_planes: 1,
     };
     let request = chat(test_workload(1_000, 100), None);
     let now = request.received.unix_ms;
@@ -805,6 +806,7 @@ fn hedged_strategies_plan_a_hedge_after_the_primarys_p95() {
         computed_at_ms: request.received.unix_ms,
         stale_after_ms: 60_000,
         probe_interval_ms: 0,
+        data_planes: 1,
     };
     let snap_t = LiveSnapshot::prepare(routing(models.clone()).with_telemetry(telemetry));
     let p = plan_alone(&snap_t, &request, 2).unwrap();
@@ -852,6 +854,7 @@ fn fleet_verdicts_skip_or_penalise_and_panic_mode_routes_across_all() {
             computed_at_ms: now - 1_000,
             stale_after_ms: 60_000,
             probe_interval_ms: 0,
+            data_planes: 1,
         });
         LiveSnapshot::prepare(routing)
     };

@@ -47,6 +47,9 @@ pub struct Telemetry {
     pub stale_after_ms: u64,
     /// How often this node probes each target marked `probe`; 0 for never.
     pub probe_interval_ms: u64,
+    /// Data planes following the control plane when it was computed (0 when
+    /// unknown): each enforces its share of rate limits while Redis is down.
+    pub data_planes: u32,
 }
 
 impl Telemetry {
@@ -61,6 +64,7 @@ impl Telemetry {
                 })
             })
             || published.probe_interval_ms != self.probe_interval_ms
+            || published.data_planes != self.data_planes
     }
 
     /// The telemetry of `target_id` if it is fresh at `now_ms`.
@@ -258,6 +262,7 @@ impl RoutingSnapshot {
                 .then(|| timestamp_from_millis(self.telemetry.computed_at_ms)),
             telemetry_stale_after_ms: self.telemetry.stale_after_ms,
             probe_interval_ms: self.telemetry.probe_interval_ms,
+            data_planes: self.telemetry.data_planes,
             trace_payload: self.trace_payload.to_wire().into(),
             keys: {
                 let mut keys: Vec<&KeyGrant> = self.keys.values().collect();
@@ -329,6 +334,7 @@ impl TryFrom<pb::Snapshot> for RoutingSnapshot {
                 .unwrap_or_default(),
             stale_after_ms: s.telemetry_stale_after_ms,
             probe_interval_ms: s.probe_interval_ms,
+            data_planes: s.data_planes,
         };
         let created_at_ms = s
             .created_at
@@ -447,6 +453,7 @@ mod tests {
             computed_at_ms: 1_700_000_000_000,
             stale_after_ms: 60_000,
             probe_interval_ms: 30_000,
+            data_planes: 2,
         });
         assert_eq!(
             snap.telemetry.targets.len(),

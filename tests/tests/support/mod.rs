@@ -670,3 +670,46 @@ impl Etcd {
         bail!("etcd never became healthy:\n{}", process.log_text())
     }
 }
+
+/// A Redis of one test's own on a free loopback port, without persistence,
+/// so the test may kill it by its pid.
+pub struct Redis {
+    process: Option<Process>,
+    pub url: String,
+}
+
+impl Redis {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port();
+        let args = [
+            "--port".to_owned(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        let process =
+            Process::spawn_program(std::path::Path::new("redis-server"), "redis", &args, &[])?;
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                return Ok(Self {
+                    process: Some(process),
+                    url: format!("redis://{addr}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("redis-server did not start:\n{}", process.log_text())
+    }
+
+    /// SIGKILL.
+    pub async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await;
+        }
+    }
+}
