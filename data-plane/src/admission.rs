@@ -1,32 +1,39 @@
-//! Rate limits at admission. A request is checked against its API key's and
-//! its workspace's limits once it is routed (its token estimate is known by
-//! then): prompt tokens plus the most it may generate. The token charge is
-//! corrected by the real count when its trace is finished.
+//! Rate limits and budgets at admission. A request is checked once it is
+//! routed (its token and cost estimates are known by then) against its API
+//! key's and its workspace's rate limits (prompt tokens plus the most it may
+//! generate), then against its workspace's spend caps (the dearest target
+//! of its chain). The charges are corrected by the real tokens and cost
+//! when its trace is finished.
 
 use std::sync::Arc;
 
 use switchyard_domain::{KeyGrant, RateLimits};
 
+use crate::budget::{BudgetHold, Budgets};
 use crate::edge::ApiError;
 use crate::limits::{Cause, Limit, Limiter, Reservation, Scope};
 use crate::request::ChatRequest;
+use crate::scoring::{RoutePlan, ScoredCandidate};
 use crate::snapshot::LiveSnapshot;
 
-/// What an admitted request owes its token limits.
+/// What an admitted request owes its token limits and its budgets.
+#[derive(Default)]
 pub struct Ticket {
-    limiter: Arc<Limiter>,
-    reservation: Reservation,
+    tokens: Option<(Arc<Limiter>, Reservation)>,
+    spend: Option<(Arc<Budgets>, BudgetHold)>,
 }
 
 impl Ticket {
-    /// Charges the tokens the request really used instead of its estimate.
-    pub fn settle(self, tokens: u64) {
-        let Self {
-            limiter,
-            reservation,
-        } = self;
+    /// Charges what the request really used instead of its estimates.
+    pub fn settle(self, tokens: u64, cost_usd: f64) {
         let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
-        tokio::spawn(async move { limiter.settle(reservation, tokens).await });
+        if let Some((limiter, reservation)) = self.tokens {
+            tokio::spawn(async move { limiter.settle(reservation, tokens).await });
+        }
+        if let Some((budgets, hold)) = self.spend {
+            let now = crate::request::Received::now().unix_ms;
+            tokio::spawn(async move { budgets.settle(hold, cost_usd, now).await });
+        }
     }
 }
 
@@ -49,6 +56,53 @@ fn limit(limits: RateLimits) -> Option<Limit> {
 
 pub async fn admit(
     limiter: &Arc<Limiter>,
+    budgets: &Arc<Budgets>,
+    snapshot: &LiveSnapshot,
+    grant: &KeyGrant,
+    request: &ChatRequest,
+    plan: &RoutePlan,
+) -> Result<Admitted, ApiError> {
+    let mut admitted = rate_limits(limiter, snapshot, grant, request).await?;
+    let budget = snapshot
+        .routing
+        .workspaces
+        .get(&request.workspace)
+        .map(|w| w.budget)
+        .unwrap_or_default();
+    if budget.is_unlimited() {
+        return Ok(admitted);
+    }
+    let estimate = plan
+        .chain()
+        .map(ScoredCandidate::estimated_cost_usd)
+        .fold(0.0, f64::max);
+    let now = crate::request::Received::now().unix_ms;
+    match budgets
+        .reserve(&request.workspace, budget, estimate, limiter.share(), now)
+        .await
+    {
+        Ok(hold) => {
+            if let (Some(ticket), Some(hold)) = (admitted.ticket.as_mut(), hold) {
+                ticket.spend = Some((budgets.clone(), hold));
+            }
+            Ok(admitted)
+        }
+        Err(over) => {
+            // Refused after all: nothing was used of the token charge.
+            if let Some(ticket) = admitted.ticket.take() {
+                ticket.settle(0, 0.0);
+            }
+            Err(ApiError::OverBudget {
+                message: over.message(&request.workspace),
+                retry_after_s: u64::try_from((over.resets_at_ms - now).max(1000) / 1000)
+                    .unwrap_or(u64::MAX),
+            })
+        }
+    }
+}
+
+async fn rate_limits(
+    limiter: &Arc<Limiter>,
     snapshot: &LiveSnapshot,
     grant: &KeyGrant,
     request: &ChatRequest,
@@ -67,7 +121,10 @@ pub async fn admit(
         limits.push((Scope::Workspace(&request.workspace), l));
     }
     if limits.is_empty() {
-        return Ok(Admitted::default());
+        return Ok(Admitted {
+            ticket: Some(Ticket::default()),
+            headers: vec![],
+        });
     }
     // While Redis is down, this node enforces its share of each limit.
     limiter.set_replicas(routing.telemetry.data_planes);
@@ -99,9 +156,11 @@ pub async fn admit(
         return Err(ApiError::RateLimited { message, headers });
     }
     Ok(Admitted {
-        ticket: admission.reservation.map(|reservation| Ticket {
-            limiter: limiter.clone(),
-            reservation,
+        ticket: Some(Ticket {
+            tokens: admission
+                .reservation
+                .map(|reservation| (limiter.clone(), reservation)),
+            spend: None,
         }),
         headers,
     })

@@ -12,6 +12,7 @@
 mod admission;
 mod backoff;
 pub mod breaker;
+mod budget;
 pub mod config;
 mod control_plane;
 mod edge;

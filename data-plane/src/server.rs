@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::breaker::Breakers;
+use crate::budget::Budgets;
 use crate::config::DataPlaneConfig;
 use crate::control_plane::ControlPlanes;
 use crate::edge::{AppState, grpc::InferenceApi, http};
@@ -132,6 +133,11 @@ pub async fn start(
         breakers: breakers.clone(),
         signals,
         limiter,
+        budgets: Arc::new(Budgets::new(
+            config.limiter.redis_url.as_ref(),
+            config.limiter.redis_timeout,
+            &config.limiter.key_prefix,
+        )),
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;

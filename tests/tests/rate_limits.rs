@@ -173,3 +173,97 @@ async fn two_data_planes_share_one_limit_and_fall_back_to_their_share_without_re
         );
     }
 }
+
+#[tokio::test]
+async fn a_workspace_budget_holds_across_two_data_planes() {
+    let mock = MockProvider::start().await.unwrap();
+    // About eight requests' worth at the mock's prices (1 and 2 USD per
+    // million input and output tokens), as the snapshot prices them.
+    let cap = 0.0002;
+    let registry = registry_yaml(&[("alpha", &mock.base_url())])
+        + &format!("workspaces:\n  - name: capped\n    budget: {{ daily_usd: {cap} }}\n");
+    let cp = ControlPlane::start(&registry).await.unwrap();
+    let redis = std::env::var("SWITCHYARD_TEST_REDIS_URL")
+        .expect("SWITCHYARD_TEST_REDIS_URL is not set: run the suite with ./scripts/test.sh");
+    let envs = [
+        ("SWITCHYARD_REDIS_URL", redis),
+        // Counters of this test's own.
+        (
+            "SWITCHYARD_RATE_LIMIT_KEY_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = DataPlane::start_on(&[&cp], "dp-a", dir_a.path(), &envs)
+        .await
+        .unwrap();
+    let b = DataPlane::start_on(&[&cp], "dp-b", dir_b.path(), &envs)
+        .await
+        .unwrap();
+    let key = cp.api_key("capped").await;
+    let version = cp.status().await.unwrap().snapshot_version;
+    for dp in [&a, &b] {
+        while (metric(&dp.metrics().await, "switchyard_dp_snapshot_version", &[]) as u64) < version
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    let mut admitted = Vec::new();
+    let mut refusal = None;
+    for round in 0..6 {
+        let sends = (0..6).map(|i| {
+            let url = [&a, &b][(round + i) % 2].chat_url();
+            let key = key.clone();
+            async move {
+                http_client()
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        });
+        for response in futures::future::join_all(sends).await {
+            match response.status().as_u16() {
+                200 => admitted.push(
+                    response.headers()["x-switchyard-trace-id"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                ),
+                429 => {
+                    let retry: u64 = response.headers()["retry-after"]
+                        .to_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    refusal = Some((retry, body));
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    let (retry, body) = refusal.expect("the budget ran out");
+    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("daily budget") && message.contains("resets at"),
+        "{message}"
+    );
+    assert!((1..=86_400).contains(&retry), "retry-after {retry}");
+    assert!(!admitted.is_empty());
+    // Every reservation was an upper bound (max_tokens is set), so what was
+    // spent stays within the cap: the documented overshoot here is zero.
+    let mut spent = 0.0;
+    for id in &admitted {
+        spent += cp.wait_for_trace(id).await.cost_usd;
+    }
+    assert!(spent <= cap, "spent {spent} with a cap of {cap}");
+    assert!(
+        spent > cap / 4.0,
+        "spent only {spent} of {cap}: the cap refused too early"
+    );
+}

@@ -22,6 +22,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A workspace's spend cap is reached until `retry_after_s` from now.
+    #[error("{message}")]
+    OverBudget { message: String, retry_after_s: u64 },
     /// Over a rate limit; the headers say which and for how long.
     #[error("{message}")]
     RateLimited {
@@ -66,7 +69,7 @@ impl ApiError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::OverBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -91,6 +94,7 @@ impl ApiError {
             Self::Unauthenticated(_) => "invalid_api_key",
             Self::PermissionDenied(_) => "permission_denied",
             Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::OverBudget { .. } => "budget_exceeded",
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -118,6 +122,7 @@ impl ApiError {
             Self::Unauthenticated(_) => "authentication_error",
             Self::PermissionDenied(_) => "permission_error",
             Self::RateLimited { .. } => "rate_limit_error",
+            Self::OverBudget { .. } => "insufficient_quota",
             Self::InvalidRequest { .. }
             | Self::ModelNotFound(_)
             | Self::PayloadTooLarge(_)
@@ -153,7 +158,9 @@ impl ApiError {
             | Self::UnsupportedMediaType(_) => tonic::Status::invalid_argument(message),
             Self::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             Self::PermissionDenied(_) => tonic::Status::permission_denied(message),
-            Self::RateLimited { .. } => tonic::Status::resource_exhausted(message),
+            Self::RateLimited { .. } | Self::OverBudget { .. } => {
+                tonic::Status::resource_exhausted(message)
+            }
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
             Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
             Self::Internal => tonic::Status::internal(message),
@@ -214,6 +221,9 @@ impl IntoResponse for ApiError {
                 );
             }
             Self::RateLimited { headers, .. } => append_headers(&mut response, headers),
+            Self::OverBudget { retry_after_s, .. } => {
+                append_headers(&mut response, &[("retry-after", retry_after_s.to_string())]);
+            }
             _ => {}
         }
         response

@@ -286,7 +286,7 @@ impl InferenceService for InferenceApi {
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let admitted = self
             .state
-            .admit(&grant, &snapshot, &request)
+            .admit(&grant, &snapshot, &request, &plan)
             .await
             .map_err(|e| e.to_status())?;
         let mut events = self
@@ -339,7 +339,7 @@ impl InferenceService for InferenceApi {
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let admitted = self
             .state
-            .admit(&grant, &snapshot, &request)
+            .admit(&grant, &snapshot, &request, &plan)
             .await
             .map_err(|e| e.to_status())?;
         let mut events = self

@@ -152,7 +152,7 @@ async fn handle_chat(
     };
     let stream = request.stream;
     let route_header = explain.then(|| route_header(&plan.explanation));
-    let admitted = match state.admit(&grant, &snapshot, &request).await {
+    let admitted = match state.admit(&grant, &snapshot, &request, &plan).await {
         Ok(admitted) => admitted,
         Err(e) => return Ok(with_ids(e.into_response(), &request_id, &trace_id)),
     };

@@ -36,17 +36,21 @@ pub struct AppState {
     pub signals: Arc<LocalSignals>,
     /// Rate limits per key and workspace, shared through Redis when configured.
     pub limiter: Arc<Limiter>,
+    /// Workspaces' spend caps, shared through the same Redis.
+    pub budgets: Arc<crate::budget::Budgets>,
 }
 
 impl AppState {
-    /// Checks the request against its key's and workspace's rate limits.
+    /// Checks the request against its key's and workspace's rate limits
+    /// and its workspace's budgets.
     pub async fn admit(
         &self,
         grant: &switchyard_domain::KeyGrant,
         snapshot: &LiveSnapshot,
         request: &ChatRequest,
+        plan: &RoutePlan,
     ) -> Result<crate::admission::Admitted, ApiError> {
-        crate::admission::admit(&self.limiter, snapshot, grant, request).await
+        crate::admission::admit(&self.limiter, &self.budgets, snapshot, grant, request, plan).await
     }
 
     /// The grant of the API key in `headers`, from the current snapshot.

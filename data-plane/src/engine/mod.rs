@@ -627,7 +627,10 @@ impl Engine {
     /// the tokens used, and hands the trace to the reporter.
     fn finish(&self, record: pb::Trace, meta: &mut ResponseMeta, ticket: Option<Ticket>) {
         if let Some(ticket) = ticket {
-            ticket.settle(record.tokens_in.saturating_add(record.tokens_out));
+            ticket.settle(
+                record.tokens_in.saturating_add(record.tokens_out),
+                record.cost_usd,
+            );
         }
         meta.latency_ms = record.latency_ms;
         meta.ttft_ms = record.ttft_ms;
