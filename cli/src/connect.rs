@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use switchyard_proto::Bearer;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, clap::Args)]
@@ -49,24 +50,6 @@ impl ControlPlaneArgs {
     /// An interceptor adding `authorization: Bearer <admin token>` to every call.
     pub fn admin(&self) -> anyhow::Result<Bearer> {
         let token = crate::credentials::admin_token(self.admin_token.clone(), &self.data_dir)?;
-        let value = format!("Bearer {token}")
-            .parse()
-            .context("the admin token must be printable ASCII")?;
-        Ok(Bearer(value))
-    }
-}
-
-#[derive(Clone)]
-pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
+        Bearer::new(&token).context("the admin token must be printable ASCII")
     }
 }

@@ -507,7 +507,7 @@ async fn a_burst_that_removes_most_targets_is_held_until_the_registry_still_says
             .unwrap();
         switchyard_proto::v1::inference_service_client::InferenceServiceClient::with_interceptor(
             channel,
-            support::Bearer::new(support::API_KEY),
+            support::bearer(support::API_KEY),
         )
         .route(pb::CompleteRequest {
             model: "mock-model".into(),

@@ -30,18 +30,10 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// Sends `n` requests at once, spread over the data planes; returns the
-/// statuses and one 429 response's headers and body, if any.
-async fn burst(
-    dps: &[&DataPlane],
-    key: &str,
-    n: usize,
-) -> (
-    Vec<u16>,
-    Option<(reqwest::header::HeaderMap, serde_json::Value)>,
-) {
+/// Sends `n` requests at once, spread over the data planes from `first` on.
+async fn send_all(dps: &[&DataPlane], key: &str, n: usize, first: usize) -> Vec<reqwest::Response> {
     let sends = (0..n).map(|i| {
-        let url = dps[i % dps.len()].chat_url();
+        let url = dps[(first + i) % dps.len()].chat_url();
         let key = key.to_owned();
         async move {
             http_client()
@@ -53,9 +45,22 @@ async fn burst(
                 .unwrap()
         }
     });
+    futures::future::join_all(sends).await
+}
+
+/// Sends `n` requests at once; returns the statuses and one 429 response's
+/// headers and body, if any.
+async fn burst(
+    dps: &[&DataPlane],
+    key: &str,
+    n: usize,
+) -> (
+    Vec<u16>,
+    Option<(reqwest::header::HeaderMap, serde_json::Value)>,
+) {
     let mut statuses = Vec::new();
     let mut denied = None;
-    for response in futures::future::join_all(sends).await {
+    for response in send_all(dps, key, n, 0).await {
         statuses.push(response.status().as_u16());
         if response.status() == 429 && denied.is_none() {
             let headers = response.headers().clone();
@@ -212,20 +217,7 @@ async fn a_workspace_budget_holds_across_two_data_planes() {
     let mut admitted = Vec::new();
     let mut refusal = None;
     for round in 0..6 {
-        let sends = (0..6).map(|i| {
-            let url = [&a, &b][(round + i) % 2].chat_url();
-            let key = key.clone();
-            async move {
-                http_client()
-                    .post(url)
-                    .bearer_auth(key)
-                    .json(&json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}))
-                    .send()
-                    .await
-                    .unwrap()
-            }
-        });
-        for response in futures::future::join_all(sends).await {
+        for response in send_all(&[&a, &b], &key, 6, round).await {
             match response.status().as_u16() {
                 200 => admitted.push(
                     response.headers()["x-switchyard-trace-id"]

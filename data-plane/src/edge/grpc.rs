@@ -276,23 +276,34 @@ fn chunk_for(event: EngineEvent) -> (Option<Result<pb::CompleteChunk, Status>>, 
     (Some(chunk), over)
 }
 
-#[tonic::async_trait]
-impl InferenceService for InferenceApi {
-    async fn complete(
+impl InferenceApi {
+    /// Authenticates, routes and admits the request, then starts it.
+    async fn start(
         &self,
         req: Request<pb::CompleteRequest>,
-    ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let (request, tools, grant) = from_grpc(&self.state, req, false)?;
+        stream: bool,
+    ) -> Result<mpsc::Receiver<EngineEvent>, Status> {
+        let (request, tools, grant) = from_grpc(&self.state, req, stream)?;
         let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
         let admitted = self
             .state
             .admit(&grant, &snapshot, &request, &plan)
             .await
             .map_err(|e| e.to_status())?;
-        let mut events = self
+        Ok(self
             .state
             .engine
-            .execute(snapshot, request, tools, plan, admitted.ticket);
+            .execute(snapshot, request, tools, plan, admitted.ticket))
+    }
+}
+
+#[tonic::async_trait]
+impl InferenceService for InferenceApi {
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let mut events = self.start(req, false).await?;
         loop {
             match events.recv().await {
                 Some(
@@ -335,17 +346,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let (request, tools, grant) = from_grpc(&self.state, req, true)?;
-        let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
-        let admitted = self
-            .state
-            .admit(&grant, &snapshot, &request, &plan)
-            .await
-            .map_err(|e| e.to_status())?;
-        let mut events = self
-            .state
-            .engine
-            .execute(snapshot, request, tools, plan, admitted.ticket);
+        let mut events = self.start(req, true).await?;
         // A failure before the first token is the call's status, not a stream item.
         let first = loop {
             match events.recv().await {

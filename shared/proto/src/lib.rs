@@ -2,8 +2,10 @@
 //!
 //! This crate owns nothing but the generated types, clients, servers and the file
 //! descriptor set for gRPC reflection. It must never depend on any other
-//! switchyard crate; hand-written logic belongs in `switchyard-domain`. The one
-//! helper here builds the reflection services from the descriptor set.
+//! switchyard crate; hand-written logic belongs in `switchyard-domain`. Two
+//! helpers live here: the reflection services from the descriptor set, and
+//! the interceptor that sends a bearer credential, which every client of the
+//! wire contract needs.
 
 /// Package `switchyard.v1`.
 pub mod v1 {
@@ -45,3 +47,27 @@ pub fn reflection_services(
 }
 
 pub use tonic_reflection::server::Error as ReflectionError;
+
+/// A client interceptor adding `authorization: Bearer <credential>` (an API
+/// key for data planes, the admin token for control planes) to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// Fails when the credential is not printable ASCII.
+    pub fn new(credential: &str) -> Result<Self, tonic::metadata::errors::InvalidMetadataValue> {
+        format!("Bearer {credential}").parse().map(Self)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}

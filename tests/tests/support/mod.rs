@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sqlx::Connection;
+use switchyard_proto::Bearer;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::access_service_client::AccessServiceClient;
 use switchyard_proto::v1::cluster_service_client::ClusterServiceClient;
@@ -37,29 +38,8 @@ pub const API_KEY: &str = "sy-test-key-0123456789abcdefghijklmnopqrstu";
 const API_KEY_YAML: &str = "api_keys:\n  - workspace: default\n    name: test\n    secret_ref: env:SWITCHYARD_TEST_API_KEY\n";
 
 /// Adds `authorization: Bearer <credential>` to every call of a gRPC client.
-#[derive(Clone)]
-pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl Bearer {
-    pub fn new(credential: &str) -> Self {
-        Self(
-            format!("Bearer {credential}")
-                .parse()
-                .expect("ASCII credential"),
-        )
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
+pub fn bearer(credential: &str) -> Bearer {
+    Bearer::new(credential).expect("ASCII credential")
 }
 
 /// A channel whose calls carry a bearer credential.
@@ -302,7 +282,7 @@ impl ControlPlane {
             .connect()
             .await
             .ok()?;
-        ClusterServiceClient::with_interceptor(channel, Bearer::new(ADMIN_TOKEN))
+        ClusterServiceClient::with_interceptor(channel, bearer(ADMIN_TOKEN))
             .status(pb::StatusRequest {})
             .await
             .ok()
@@ -318,23 +298,23 @@ impl ControlPlane {
     }
 
     pub async fn registry(&self) -> RegistryServiceClient<Authorized> {
-        RegistryServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+        RegistryServiceClient::with_interceptor(self.channel().await, bearer(ADMIN_TOKEN))
     }
 
     pub async fn traces(&self) -> TraceServiceClient<Authorized> {
-        TraceServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+        TraceServiceClient::with_interceptor(self.channel().await, bearer(ADMIN_TOKEN))
     }
 
     pub async fn health(&self) -> HealthServiceClient<Authorized> {
-        HealthServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+        HealthServiceClient::with_interceptor(self.channel().await, bearer(ADMIN_TOKEN))
     }
 
     pub async fn cluster(&self) -> ClusterServiceClient<Authorized> {
-        ClusterServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+        ClusterServiceClient::with_interceptor(self.channel().await, bearer(ADMIN_TOKEN))
     }
 
     pub async fn access(&self) -> AccessServiceClient<Authorized> {
-        AccessServiceClient::with_interceptor(self.channel().await, Bearer::new(ADMIN_TOKEN))
+        AccessServiceClient::with_interceptor(self.channel().await, bearer(ADMIN_TOKEN))
     }
 
     /// A new API key of `workspace` (which must be registered, or "default").
@@ -499,7 +479,7 @@ impl DataPlane {
             .connect()
             .await
             .expect("data plane reachable");
-        InferenceServiceClient::with_interceptor(channel, Bearer::new(API_KEY))
+        InferenceServiceClient::with_interceptor(channel, bearer(API_KEY))
     }
 
     /// The Prometheus exposition of `/metrics`.
