@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the data plane's parsers of provider streams with cargo-fuzz (libFuzzer).
+# Fuzzes the data plane's parsers of outside bytes (provider streams, client
+# requests) with cargo-fuzz (libFuzzer).
 #
 #   ./scripts/fuzz.sh                    every target for 20 s
 #   ./scripts/fuzz.sh 300                every target for 5 minutes
@@ -7,7 +8,8 @@
 #   ./scripts/fuzz.sh 60 openai_stream   one target for a minute
 #
 # Targets (fuzz/fuzz_targets): sse_decoder, ndjson_decoder, openai_stream,
-# anthropic_stream, ollama_stream.  Installs cargo-fuzz if it is missing.
+# anthropic_stream, ollama_stream, request_parser.  Installs cargo-fuzz if it
+# is missing.
 # The toolchain is stable; cargo-fuzz's sanitizer and coverage flags are
 # nightly-only, so they are let through with RUSTC_BOOTSTRAP=1.
 #
@@ -21,7 +23,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-all_targets=(sse_decoder ndjson_decoder openai_stream anthropic_stream ollama_stream)
+all_targets=(sse_decoder ndjson_decoder openai_stream anthropic_stream ollama_stream request_parser)
 
 log() { printf 'fuzz.sh: %s\n' "$*" >&2; }
 
@@ -60,13 +62,16 @@ failed=()
 for target in "${targets[@]}"; do
     found=fuzz/target/corpus/$target
     mkdir -p "$found"
+    # A target's own dictionary if it has one, else the stream formats'.
+    dict=fuzz/dict/$target.dict
+    [[ -f $dict ]] || dict=fuzz/dict/streams.dict
     log "running $target (${limit[*]})"
     start=$SECONDS
     # -timeout: one input taking this long is a hang.  -rss_limit_mb: a
     # parser that buffers without bound fails here rather than swapping.
     if cargo fuzz run "$target" "$found" "fuzz/corpus/$target" -- \
         "${limit[@]}" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
-        -dict=fuzz/dict/streams.dict -print_final_stats=1; then
+        -dict="$dict" -print_final_stats=1; then
         log "$target passed in $((SECONDS - start)) s"
     else
         log "$target FAILED; the input is under fuzz/artifacts/$target/"

@@ -5,6 +5,9 @@
 //! An input is a header and the stream: the header's first byte, modulo 8,
 //! says how many cut points follow, each two bytes little-endian, taken
 //! modulo the stream's length plus one. A seed is a zero byte and a stream.
+//! Client requests have their own input shape, in [`request`].
+
+pub mod request;
 
 use std::sync::LazyLock;
 
