@@ -110,6 +110,15 @@ async fn requests_need_a_key_bound_to_its_workspace_and_models() {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    // Every answer carries the security headers, refusals included.
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(response.headers()[name], value, "{name}");
+    }
     // Health, readiness and metrics stay open for probes and scrapers.
     for path in ["/healthz", "/readyz", "/metrics"] {
         let response = anonymous_http_client()

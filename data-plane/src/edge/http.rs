@@ -42,7 +42,30 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|uri: Uri| async move { ApiError::UnknownRoute(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers that keep browsers from sniffing, framing, caching or leaking
+/// what an API answer holds (prompts and completions are private).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
 }
 
 /// `x-switchyard-replay-of`: the trace id a control plane replays.
