@@ -88,6 +88,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             trace_retention: Some(Duration::from_secs(30 * 86_400)),
             // One machine, its own traffic: keep requests whole so replays work.
             trace_payload: TracePayload::Full,
+            // One machine's traffic: the breakdown rows cost nothing noticeable.
+            trace_candidate_rows: true,
             replay_via: Some(format!("http://{}", args.http_listen)),
             election: None,
             aggregation: AggregationConfig::default(),

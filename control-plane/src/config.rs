@@ -75,6 +75,10 @@ pub struct ControlPlaneArgs {
     /// or full (both whole, so ReplayTrace can run them again).
     #[arg(long, env = "SWITCHYARD_TRACE_PAYLOAD", default_value = "hash", value_parser = trace_payload)]
     pub trace_payload: TracePayload,
+    /// Also store every trace's score breakdown as rows of `trace_candidates`
+    /// (one per scored candidate) for SQL of your own; costs ingestion speed.
+    #[arg(long, env = "SWITCHYARD_TRACE_CANDIDATE_ROWS")]
+    pub trace_candidate_rows: bool,
     /// A data plane's OpenAI-compatible HTTP URL that ReplayTrace sends
     /// stored requests through (e.g. the data planes' Service); without it,
     /// replays are refused.
@@ -129,6 +133,7 @@ pub struct ControlPlaneConfig {
     /// None: traces are kept forever.
     pub trace_retention: Option<Duration>,
     pub trace_payload: TracePayload,
+    pub trace_candidate_rows: bool,
     /// Data-plane HTTP URL for replays.
     pub replay_via: Option<String>,
     /// None without etcd: the single replica leads.
@@ -285,6 +290,7 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             relay_poll: args.relay_poll,
             trace_retention: (!args.trace_retention.is_zero()).then_some(args.trace_retention),
             trace_payload: args.trace_payload,
+            trace_candidate_rows: args.trace_candidate_rows,
             replay_via: args.replay_via,
             election,
             admin_token,

@@ -51,7 +51,9 @@ pub async fn start(
     config: ControlPlaneConfig,
     shutdown: CancellationToken,
 ) -> Result<RunningControlPlane, ControlPlaneError> {
-    let store = Store::connect(&config.database_url).await?;
+    let store = Store::connect(&config.database_url)
+        .await?
+        .with_candidate_rows(config.trace_candidate_rows);
     bootstrap::apply(&store, config.bootstrap.as_ref()).await?;
 
     // With etcd this replica follows until it wins an election; without it,

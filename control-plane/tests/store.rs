@@ -575,7 +575,7 @@ async fn score_breakdowns_are_rows_on_sqlite() {
 /// resent batch adds none, an impossible score is stored as 0 instead of
 /// failing the batch, and retention takes the rows with their trace.
 async fn score_breakdowns_are_rows(url: &str) {
-    let store = Store::connect(url).await.unwrap();
+    let store = Store::connect(url).await.unwrap().with_candidate_rows(true);
     sqlx::any::install_default_drivers();
     let sql = sqlx::AnyPool::connect(url).await.unwrap();
     let dimension = |score: f64| {

@@ -61,6 +61,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Whether ingestion writes a `trace_candidates` row per scored candidate.
+    candidate_rows: bool,
 }
 
 impl Store {
@@ -92,7 +94,20 @@ impl Store {
             .connect_with(options)
             .await?;
         migrations::for_backend(backend).run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            candidate_rows: false,
+        })
+    }
+
+    /// Also stores each trace's score breakdown as rows of `trace_candidates`,
+    /// for SQL of one's own. Off by default: it nearly triples Postgres's work
+    /// per trace at ingestion (bench/README.md, "Trace store").
+    #[must_use]
+    pub fn with_candidate_rows(mut self, on: bool) -> Self {
+        self.candidate_rows = on;
+        self
     }
 
     pub fn backend(&self) -> Backend {

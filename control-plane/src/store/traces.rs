@@ -283,7 +283,9 @@ impl Store {
             .filter(|t| fresh_ids.contains(t.trace_id.as_str()))
             .collect();
         insert_child_rows(&mut tx, self.backend, &ATTEMPTS, &attempt_rows(&fresh)).await?;
-        insert_child_rows(&mut tx, self.backend, &CANDIDATES, &candidate_rows(&fresh)).await?;
+        if self.candidate_rows {
+            insert_child_rows(&mut tx, self.backend, &CANDIDATES, &candidate_rows(&fresh)).await?;
+        }
         super::health::insert_windows(&mut tx, windows, stored_at).await?;
         tx.commit().await?;
         let inserted = u64::try_from(fresh_ids.len()).unwrap_or(u64::MAX);
