@@ -27,8 +27,8 @@ pub struct Plan {
     pub warmup: usize,
     /// Callers of the concurrent scenarios.
     pub concurrency: usize,
-    /// The paced scenario offers this share of the closed loop's throughput.
-    pub paced_fraction: f64,
+    /// Calls a second the paced scenario offers.
+    pub paced_rate: f64,
 }
 
 /// Where the limiter keeps its limits in a scenario.
@@ -72,8 +72,6 @@ impl Timed {
     }
 }
 
-/// The label of the closed loop whose throughput sets the paced rate.
-const SATURATION: &str = "Redis, concurrent callers, closed loop";
 pub const PACED: &str = "Redis, concurrent callers, paced";
 
 fn scenarios(concurrency: usize) -> Vec<Scenario> {
@@ -85,8 +83,12 @@ fn scenarios(concurrency: usize) -> Vec<Scenario> {
     };
     vec![
         closed("Redis, one caller", Backend::Redis, 1),
-        closed(SATURATION, Backend::Redis, concurrency),
-        // Its rate is set once the closed loop has run.
+        closed(
+            "Redis, concurrent callers, closed loop",
+            Backend::Redis,
+            concurrency,
+        ),
+        // Its rate comes from the plan.
         closed(PACED, Backend::Redis, concurrency),
         closed("Redis unreachable (local fallback)", Backend::RedisDown, 1),
         closed("in process (no Redis)", Backend::InProcess, 1),
@@ -123,11 +125,7 @@ pub async fn measure(redis_url: &str, down_url: &str, plan: &Plan) -> anyhow::Re
     let mut results: Vec<Timed> = Vec::new();
     for mut scenario in scenarios(plan.concurrency) {
         if scenario.label == PACED {
-            let saturation = results
-                .iter()
-                .find(|t| t.scenario.label == SATURATION)
-                .context("the closed loop runs before the paced scenario")?;
-            scenario.offered = Some(saturation.calls_per_second() * plan.paced_fraction);
+            scenario.offered = Some(plan.paced_rate);
         }
         let prefix = format!("sy-bench:{}", uuid::Uuid::new_v4().simple());
         let limiter = Arc::new(limiter(scenario.backend, redis_url, down_url, &prefix)?);

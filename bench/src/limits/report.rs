@@ -133,12 +133,10 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\nPaced: each of the {callers} callers sends one call every {:.2} ms on a \
-                 fixed schedule, the callers staggered evenly, {offered:.0} calls/s in all: \
-                 {:.0}% of the closed loop's throughput. Times run from when a call is sent; \
-                 the timer wakes on whole milliseconds, so calls due within the same \
-                 millisecond go out together.",
+                 fixed schedule, the callers staggered evenly, {offered:.0} calls/s in all. \
+                 Times run from when a call is sent; the timer wakes on whole milliseconds, \
+                 so calls due within the same millisecond go out together.",
                 callers as f64 / offered * 1000.0,
-                self.plan.paced_fraction * 100.0,
             );
         }
         let denied: u64 = self.timed.iter().map(|t| t.denied).sum();
