@@ -111,7 +111,9 @@ async fn json_completion_is_served_and_its_trace_is_stored_whole() {
 #[tokio::test]
 async fn streamed_completion_ends_with_done_and_is_traced() {
     let mock = MockProvider::start().await.unwrap();
-    mock.push(Behavior::Reply {
+    // The default, not a queued reply: a health probe of the idle target may
+    // reach the mock first.
+    mock.set_default(Behavior::Reply {
         text: "one two three four".into(),
     });
     let cp = ControlPlane::start(&registry_yaml(&[("alpha", &mock.base_url())]))
