@@ -182,6 +182,16 @@ async fn run(
         let first = every.map(|every| begin + every.mul_f64(caller as f64 / callers as f64));
         tasks.push(tokio::spawn(async move {
             let keys: Vec<String> = (0..KEYS).map(|k| format!("key-{k:03}")).collect();
+            // What a data plane authenticates with: each key's secret, known
+            // to it by the SHA-256 of the secret.
+            let secrets: Vec<String> = (0..KEYS)
+                .map(|k| format!("sy-bench-secret-{k:03}-0123456789abcdefghijklmnop"))
+                .collect();
+            let grants: std::collections::HashMap<[u8; 32], usize> = secrets
+                .iter()
+                .enumerate()
+                .map(|(k, s)| (switchyard_domain::secret_sha256(s), k))
+                .collect();
             let workspaces: Vec<String> =
                 (0..WORKSPACES).map(|w| format!("workspace-{w}")).collect();
             // High enough that every call is admitted and writes its keys:
@@ -202,6 +212,9 @@ async fn run(
                     ),
                 ];
                 let started = Instant::now();
+                if grants.get(&switchyard_domain::secret_sha256(&secrets[key])) != Some(&key) {
+                    anyhow::bail!("key {key} did not authenticate");
+                }
                 let admission = limiter.admit(&limits, ESTIMATED_TOKENS).await;
                 let admitted = started.elapsed();
                 if let Some(reservation) = admission.reservation {
@@ -209,12 +222,12 @@ async fn run(
                 }
                 samples.push((admitted, started.elapsed()));
             }
-            samples
+            Ok::<_, anyhow::Error>(samples)
         }));
     }
     let mut samples = Vec::with_capacity(calls);
     for task in tasks {
-        samples.extend(task.await.context("a caller panicked")?);
+        samples.extend(task.await.context("a caller panicked")??);
     }
     Ok(samples)
 }
