@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::credentials::{self, Credentials};
 use crate::process::{Process, Spawn, Stopped};
 use crate::registry;
 
@@ -43,14 +44,16 @@ pub struct BothStopped {
 }
 
 impl Gateway {
-    /// Starts the control plane with `registry` as its bootstrap and its
-    /// SQLite database in `dir`, waits until it listens, then starts the data
-    /// plane against it and waits until `GET /readyz` answers 200.
+    /// Starts the control plane with `registry` as its bootstrap, its
+    /// SQLite database in `dir` and `credentials`, waits until it listens,
+    /// then starts the data plane against it, waits until `GET /readyz`
+    /// answers 200 and checks that it accepts the API key `client` sends.
     pub async fn start(
         binaries: &Binaries<'_>,
         registry_yaml: &Path,
         dir: &Path,
         client: &reqwest::Client,
+        credentials: &Credentials,
         within: Duration,
     ) -> anyhow::Result<Gateway> {
         let [http, grpc, cp] = free_ports()?;
@@ -66,7 +69,10 @@ impl Gateway {
                 ("--node-id", "bench-cp".to_owned()),
                 ("--log-format", "json".to_owned()),
             ]),
-            env: vec![("RUST_LOG", "warn".to_owned())],
+            env: [("RUST_LOG", "warn".to_owned())]
+                .into_iter()
+                .chain(credentials.control_plane_env())
+                .collect(),
             log: dir.join("control-plane.log"),
         })?;
         let deadline = Instant::now() + within;
@@ -98,6 +104,7 @@ impl Gateway {
             deadline,
         )
         .await?;
+        credentials::check_accepted(client, &format!("http://{http}")).await?;
         Ok(Gateway {
             control_plane,
             data_plane,

@@ -35,6 +35,15 @@
 )]
 
 mod callgrind;
+// Its unit tests use the rest.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "shared with the other benchmarks; this one calls no control-plane RPC"
+    )
+)]
+mod credentials;
 mod gateway;
 mod host;
 mod interrupts;
@@ -59,6 +68,7 @@ use anyhow::{Context as _, anyhow, ensure};
 use clap::Parser;
 use switchyard_testkit::{Behavior, MockProvider};
 
+use crate::credentials::Credentials;
 use crate::gateway::{Binaries, Gateway};
 use crate::interrupts::Interrupts;
 use crate::load::Load;
@@ -194,7 +204,11 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         .tempdir()
         .context("creating a temporary directory")?;
     let config = registry::write(dir.path(), &mock.base_url())?;
-    let client = reqwest::Client::builder()
+    let credentials = Credentials::generate();
+    // The key goes to the mock too, as a client calling a provider sends its
+    // own: both paths carry the same request.
+    let client = credentials
+        .with_api_key(reqwest::Client::builder())?
         .pool_max_idle_per_host(
             args.sweep
                 .iter()
@@ -225,11 +239,11 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     // From here until `stop`, returning early drops the handles, which kills
     // both processes.
     let mut gateway = tokio::select! {
-        result = Gateway::start(&binaries, &config, dir.path(), &client, ready_within) => result?,
+        result = Gateway::start(&binaries, &config, dir.path(), &client, &credentials, ready_within) => result?,
         () = interrupts.recv() => return Err(anyhow!("interrupted while starting the gateway")),
     };
     let measured = tokio::select! {
-        result = measure_gateway(&mut gateway, &client, &mock, &args, load, warmup) => result,
+        result = measure_gateway(&mut gateway, &client, &credentials, &mock, &args, load, warmup) => result,
         () = interrupts.recv() => Err(anyhow!("interrupted")),
     };
     let dp_pid = gateway.pid();
@@ -345,6 +359,7 @@ struct Ready {
 async fn measure_gateway(
     gateway: &mut Gateway,
     client: &reqwest::Client,
+    credentials: &Credentials,
     mock: &MockProvider,
     args: &Args,
     load: Load,
@@ -374,6 +389,7 @@ async fn measure_gateway(
     let callgrind = args.callgrind.is_some();
     let plan = Plan {
         client,
+        credentials,
         mock_v1: mock.base_url(),
         gateway_v1: format!("{gateway_url}/v1"),
         gateway_url,

@@ -14,6 +14,7 @@ use anyhow::{Context as _, ensure};
 use serde_json::json;
 use switchyard_testkit::{Behavior, MockProvider};
 
+use crate::credentials::Credentials;
 use crate::load::{self, Load, Scenario};
 use crate::metrics;
 use crate::procfs::{self, Memory};
@@ -29,7 +30,10 @@ const SPOOL_DRAIN_WITHIN: Duration = Duration::from_secs(10);
 /// Where to send requests and how much load to apply.
 #[derive(Debug)]
 pub struct Plan<'a> {
+    /// Sends the API key with every request.
     pub client: &'a reqwest::Client,
+    /// The key, for the clients of the memory test.
+    pub credentials: &'a Credentials,
     /// Base URLs ending in `/v1`.
     pub mock_v1: String,
     pub gateway_v1: String,
@@ -121,7 +125,14 @@ pub async fn run(plan: &Plan<'_>) -> anyhow::Result<Measured> {
             "memory: {} streams of {} words at once through the gateway",
             plan.streams, plan.stream_words
         );
-        let result = streams::run(&plan.gateway_v1, plan.gateway_pid, plan.streams, &text).await?;
+        let result = streams::run(
+            &plan.gateway_v1,
+            plan.credentials,
+            plan.gateway_pid,
+            plan.streams,
+            &text,
+        )
+        .await?;
         plan.mock.set_default(Behavior::Reply {
             text: REPLY.to_owned(),
         });

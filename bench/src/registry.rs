@@ -1,9 +1,12 @@
 //! The registry the gateway runs with: one OpenAI-compatible provider, the
-//! mock, serving one model, so routing has exactly one target.
+//! mock, serving one model, so routing has exactly one target; and the
+//! benchmark's API key.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+
+use crate::credentials;
 
 /// The model name clients ask for; the gateway forwards it unchanged.
 pub const MODEL: &str = "bench-model";
@@ -12,6 +15,7 @@ pub const KEY_ENV: &str = "SWITCHYARD_BENCH_MOCK_KEY";
 
 /// Registry YAML pointing the `mock` provider at `base_url`.
 pub fn yaml(base_url: &str) -> String {
+    let api_keys = credentials::BOOTSTRAP_YAML;
     format!(
         r#"# Written by switchyard-bench for one run.
 providers:
@@ -30,7 +34,8 @@ models:
     output_price_per_mtok: 0.40
     region: local
     tier: economy
-"#
+
+{api_keys}"#
     )
 }
 

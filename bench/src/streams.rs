@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::credentials::Credentials;
 use crate::procfs;
 use crate::registry;
 use crate::reply::StreamScan;
@@ -68,11 +69,13 @@ pub fn reply(words: usize) -> String {
 /// gateway's memory until they have all ended.
 pub async fn run(
     gateway_v1: &str,
+    credentials: &Credentials,
     gateway_pid: u32,
     count: usize,
     expected: &str,
 ) -> anyhow::Result<StreamsResult> {
-    let client = reqwest::Client::builder()
+    let client = credentials
+        .with_api_key(reqwest::Client::builder())?
         .pool_max_idle_per_host(count)
         .timeout(STREAM_TIMEOUT)
         .build()

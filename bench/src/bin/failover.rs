@@ -29,6 +29,8 @@
 )]
 
 // Shared with `switchyard-bench` (src/main.rs) without a library crate.
+#[path = "../credentials.rs"]
+mod credentials;
 #[path = "../database.rs"]
 mod database;
 #[path = "../failover/mod.rs"]

@@ -30,6 +30,16 @@
 )]
 
 // Shared with `switchyard-bench` (src/main.rs) without a library crate.
+// Its unit tests use the rest.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "shared with switchyard-bench; this binary calls no data plane"
+    )
+)]
+#[path = "../credentials.rs"]
+mod credentials;
 #[path = "../host.rs"]
 mod host;
 #[path = "../interrupts.rs"]

@@ -16,16 +16,18 @@ use switchyard_proto::v1::cluster_service_client::ClusterServiceClient;
 use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use super::etcd::Etcd;
+use crate::credentials::{self, Authorized, Credentials};
 use crate::process::{Process, Spawn, Stopped};
 
 /// The model every request asks for.
 pub const MODEL: &str = "sim-model";
 
 /// The bootstrap registry: one simulated provider answering at once, so the
-/// client load costs the data plane little and never fails on its own.
+/// client load costs the data plane little and never fails on its own; the
+/// API key is [`credentials::BOOTSTRAP_YAML`], registered by the first replica.
 const REGISTRY: &str = "\
 # Written by switchyard-failover for one run.
 providers:
@@ -61,6 +63,8 @@ pub struct Replica {
     addr: SocketAddr,
     binary: PathBuf,
     args: Vec<OsString>,
+    /// Every replica has the same admin token and bootstrap key.
+    credentials: Credentials,
     dir: PathBuf,
     process: Option<Process>,
     /// Processes started so far; each one logs to a file of its own.
@@ -78,6 +82,7 @@ impl Replica {
         node_id: String,
         database_url: &str,
         etcd: &str,
+        credentials: &Credentials,
     ) -> anyhow::Result<Self> {
         let addr = free_port()?;
         let registry = dir.join("registry.yaml");
@@ -102,11 +107,15 @@ impl Replica {
             addr,
             binary: binary.to_owned(),
             args: flags(&args),
+            credentials: credentials.clone(),
             dir: dir.to_owned(),
             process: None,
             lives: 0,
             logs: Vec::new(),
-            cluster: StatusClient(ClusterServiceClient::new(channel)),
+            cluster: StatusClient(ClusterServiceClient::with_interceptor(
+                channel,
+                credentials.admin()?,
+            )),
         })
     }
 
@@ -127,7 +136,10 @@ impl Replica {
             launcher: &[],
             binary: &self.binary,
             args: self.args.clone(),
-            env: vec![("RUST_LOG", "info".to_owned())],
+            env: [("RUST_LOG", "info".to_owned())]
+                .into_iter()
+                .chain(self.credentials.control_plane_env())
+                .collect(),
             log,
         })?;
         let deadline = Instant::now() + within;
@@ -233,7 +245,7 @@ impl Replica {
 /// `ClusterService/Status` of one replica, on a connection that is opened
 /// on first use and again after the replica restarts.
 #[derive(Debug, Clone)]
-pub struct StatusClient(ClusterServiceClient<Channel>);
+pub struct StatusClient(ClusterServiceClient<Authorized>);
 
 impl StatusClient {
     /// `None` while the replica does not answer.
@@ -264,18 +276,22 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts etcd, then `count` replicas (cp-1 … cp-N) one after another on
-    /// one database.
+    /// one database, all with `credentials`.
     pub async fn start(
         control_plane: &Path,
         etcd: &Path,
         dir: &Path,
         database_url: &str,
         count: usize,
+        credentials: &Credentials,
         within: Duration,
     ) -> anyhow::Result<Self> {
         let registry = dir.join("registry.yaml");
-        std::fs::write(&registry, REGISTRY)
-            .with_context(|| format!("writing {}", registry.display()))?;
+        std::fs::write(
+            &registry,
+            format!("{REGISTRY}{}", credentials::BOOTSTRAP_YAML),
+        )
+        .with_context(|| format!("writing {}", registry.display()))?;
         let etcd = Etcd::start(etcd, dir, within).await?;
         let mut cluster = Self {
             replicas: Vec::with_capacity(count),
@@ -283,8 +299,14 @@ impl Cluster {
         };
         for i in 1..=count {
             let node_id = format!("cp-{i}");
-            let mut replica =
-                Replica::new(control_plane, dir, node_id, database_url, &etcd.endpoint)?;
+            let mut replica = Replica::new(
+                control_plane,
+                dir,
+                node_id,
+                database_url,
+                &etcd.endpoint,
+                credentials,
+            )?;
             replica.start(within).await?;
             cluster.replicas.push(replica);
         }
@@ -443,8 +465,10 @@ mod tests {
 
     #[test]
     fn the_registry_is_valid_bootstrap_yaml() {
-        let config = switchyard_domain::BootstrapConfig::from_yaml(REGISTRY).unwrap();
+        let yaml = format!("{REGISTRY}{}", credentials::BOOTSTRAP_YAML);
+        let config = switchyard_domain::BootstrapConfig::from_yaml(&yaml).unwrap();
         assert!(config.models.iter().any(|m| m.name == MODEL));
+        assert_eq!(config.api_keys.len(), 1);
     }
 
     #[test]

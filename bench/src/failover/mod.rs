@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::time::Instant;
 
+use crate::credentials::{self, Credentials};
 use crate::process::Stopped;
 use cluster::Cluster;
 use data_plane::DataPlane;
@@ -127,6 +128,7 @@ pub async fn measure(
     plan: &Plan,
 ) -> anyhow::Result<Measured> {
     let within = plan.within;
+    let credentials = Credentials::generate();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -138,6 +140,7 @@ pub async fn measure(
             dir,
             database_url,
             plan.replicas,
+            &credentials,
             within,
         )
         .await?,
@@ -164,10 +167,12 @@ pub async fn measure(
             .await?,
         );
     }
-    let load_client = reqwest::Client::builder()
+    let load_client = credentials
+        .with_api_key(reqwest::Client::builder())?
         .pool_max_idle_per_host(plan.max_in_flight)
         .build()
         .context("building the load's HTTP client")?;
+    credentials::check_accepted(&load_client, &data_plane.base_url()).await?;
     let traffic = Traffic::start(
         load_client,
         data_plane.chat_url(),

@@ -10,10 +10,10 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::cluster_service_client::ClusterServiceClient;
 use switchyard_proto::v1::registry_service_client::RegistryServiceClient;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use super::control_plane::{CHANGED_MODEL, PROVIDER};
 use super::subscribers::{Acked, REGION, Subscribers};
+use crate::credentials::Authorized;
 
 /// Longest a registry or cluster RPC may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,8 +53,8 @@ fn price(k: usize) -> f64 {
 pub async fn run(
     plan: Plan,
     numbers: std::ops::RangeInclusive<usize>,
-    registry: &mut RegistryServiceClient<Channel>,
-    cluster: &mut ClusterServiceClient<Channel>,
+    registry: &mut RegistryServiceClient<Authorized>,
+    cluster: &mut ClusterServiceClient<Authorized>,
     subscribers: &mut Subscribers,
 ) -> anyhow::Result<Vec<Change>> {
     let mut model = tokio::time::timeout(
@@ -98,7 +98,9 @@ pub async fn run(
     Ok(changes)
 }
 
-async fn status(cluster: &mut ClusterServiceClient<Channel>) -> anyhow::Result<pb::StatusResponse> {
+async fn status(
+    cluster: &mut ClusterServiceClient<Authorized>,
+) -> anyhow::Result<pb::StatusResponse> {
     Ok(
         tokio::time::timeout(RPC_TIMEOUT, cluster.status(pb::StatusRequest {}))
             .await
@@ -196,7 +198,7 @@ impl CrossCheck {
 /// `acked_version == snapshot_version` and `lag_versions == 0`, or
 /// `STATUS_SETTLE` has passed (a telemetry republication can land in between).
 pub async fn cross_check(
-    cluster: &mut ClusterServiceClient<Channel>,
+    cluster: &mut ClusterServiceClient<Authorized>,
     nodes: &[String],
 ) -> anyhow::Result<CrossCheck> {
     let deadline = Instant::now() + STATUS_SETTLE;

@@ -1,7 +1,8 @@
 //! The control plane under test: the real `switchyard-control-plane` binary
-//! as its own process on a free loopback port, with a fresh SQLite database
-//! and a bootstrap registry of one simulated provider and a few models, and
-//! gRPC clients for it. Stopped by its PID at the end; killed when its handle
+//! as its own process on a free loopback port, with a fresh SQLite database,
+//! a bootstrap registry of one simulated provider and a few models, and the
+//! run's credentials (so its snapshots carry an API key, as deployed), and
+//! gRPC clients for it holding the admin token. Stopped by its PID at the end; killed when its handle
 //! is dropped on a failure path.
 
 use std::ffi::OsString;
@@ -16,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::credentials::{self, Authorized, Credentials};
 use crate::process::{Process, Spawn, Stopped};
 
 /// The simulated provider every model belongs to.
@@ -27,7 +29,8 @@ pub const MODELS: usize = 5;
 /// Longest a gRPC connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Registry YAML: one simulated provider serving `MODELS` models.
+/// Registry YAML: one simulated provider serving `MODELS` models, and the
+/// benchmark's API key.
 pub fn yaml() -> String {
     let mut yaml = format!(
         "# Written by switchyard-propagation for one run.\n\
@@ -51,6 +54,7 @@ pub fn yaml() -> String {
                tier: economy\n"
         ));
     }
+    yaml.push_str(credentials::BOOTSTRAP_YAML);
     yaml
 }
 
@@ -59,6 +63,7 @@ pub fn yaml() -> String {
 pub struct ControlPlane {
     process: Process,
     addr: SocketAddr,
+    credentials: Credentials,
 }
 
 impl ControlPlane {
@@ -69,6 +74,7 @@ impl ControlPlane {
         std::fs::write(&registry, yaml())
             .with_context(|| format!("writing {}", registry.display()))?;
         let addr = free_port()?;
+        let credentials = Credentials::generate();
         let database: PathBuf = dir.join("switchyard.db");
         let args = [
             ("--listen", addr.to_string()),
@@ -88,7 +94,10 @@ impl ControlPlane {
             launcher: &[],
             binary,
             args,
-            env: vec![("RUST_LOG", "warn".to_owned())],
+            env: [("RUST_LOG", "warn".to_owned())]
+                .into_iter()
+                .chain(credentials.control_plane_env())
+                .collect(),
             log: dir.join("control-plane.log"),
         })?;
         let deadline = Instant::now() + within;
@@ -110,7 +119,11 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Self { process, addr })
+        Ok(Self {
+            process,
+            addr,
+            credentials,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -136,17 +149,19 @@ impl ControlPlane {
             .with_context(|| format!("connecting to the control plane at {}", self.addr))
     }
 
-    /// Clients of the registry and cluster services, on one connection of their own.
+    /// Clients of the registry and cluster services, on one connection of
+    /// their own, sending the admin token.
     pub async fn operator(
         &self,
     ) -> anyhow::Result<(
-        RegistryServiceClient<Channel>,
-        ClusterServiceClient<Channel>,
+        RegistryServiceClient<Authorized>,
+        ClusterServiceClient<Authorized>,
     )> {
         let channel = self.connect().await?;
+        let admin = self.credentials.admin()?;
         Ok((
-            RegistryServiceClient::new(channel.clone()),
-            ClusterServiceClient::new(channel),
+            RegistryServiceClient::with_interceptor(channel.clone(), admin.clone()),
+            ClusterServiceClient::with_interceptor(channel, admin),
         ))
     }
 
@@ -176,5 +191,6 @@ mod tests {
         let config = switchyard_domain::BootstrapConfig::from_yaml(&yaml()).unwrap();
         assert_eq!(config.models.len(), MODELS);
         assert!(config.models.iter().any(|m| m.name == CHANGED_MODEL));
+        assert_eq!(config.api_keys.len(), 1);
     }
 }

@@ -127,8 +127,8 @@ impl Report {
             out,
             "Run on {} on {} (load average {} before the run, {} after). \
              The control plane is the release `switchyard-control-plane` in its own process, \
-             on SQLite in a temporary directory, with a registry of one simulated provider and \
-             {} models (a snapshot of {} bytes encoded). {} simulated data planes each hold a \
+             on SQLite in a temporary directory, with a registry of one simulated provider, \
+             {} models and one API key (a snapshot of {} bytes encoded). {} simulated data planes each hold a \
              snapshot stream on a connection of their own, in the benchmark's process, and \
              validate every snapshot into a `RoutingSnapshot` before they ACK it. {n} measured \
              registry changes (`UpdateModel`, the input price of one model), after {} unmeasured \

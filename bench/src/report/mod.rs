@@ -209,7 +209,8 @@ impl Report {
              concurrency {}, after {} warm-up requests. The gateway is the data plane \
              (`switchyard-data-plane`) in its own process; the control plane \
              (`switchyard-control-plane`, storing traces in SQLite) runs as another process on the \
-             same cores, as do the client and the mock provider. All numbers come from this one run \
+             same cores, as do the client and the mock provider. Every request carries an API \
+             key (`Authorization: Bearer`), which the gateway checks. All numbers come from this one run \
              on a machine shared with other work; p50 is the median of that run.{}\n",
             self.date,
             self.machine,
