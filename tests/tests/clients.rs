@@ -65,7 +65,7 @@ async fn the_official_openai_python_sdk_works_unchanged_streaming_included() {
     assert_eq!(seen["text"], "Hello from the mock provider.");
     assert_eq!(seen["streamed"], "Hello from the mock provider.");
     // Both SDK completions reached the provider.
-    assert_eq!(mock.request_count(), 2);
+    assert_eq!(mock.client_request_count(), 2);
 }
 
 /// Claude behind the gateway, driven by the OpenAI SDK with tools: `tool_use`
@@ -348,7 +348,10 @@ async fn the_readme_grpcurl_commands_run_as_written() {
                     assert_eq!(answer["role"], "ROLE_LEADER", "{stdout}");
                 }
                 "switchyard.v1.AccessService/CreateApiKey" => {
-                    assert!(answer["secret"].as_str().unwrap().starts_with("sy-"), "{stdout}");
+                    assert!(
+                        answer["secret"].as_str().unwrap().starts_with("sy-"),
+                        "{stdout}"
+                    );
                     key_id = answer["key"]["id"].as_str().unwrap().to_owned();
                 }
                 "switchyard.v1.AccessService/RevokeApiKey" => {

@@ -62,7 +62,7 @@ async fn bad_http_input_gets_openai_errors_and_the_process_keeps_serving() {
         }
     }
     assert_eq!(
-        mock.request_count(),
+        mock.client_request_count(),
         0,
         "no bad request may reach a provider"
     );

@@ -352,14 +352,6 @@ async fn bad_health_windows_are_refused_naming_the_field_and_good_ones_are_store
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
 
-/// Client requests through the data planes that reached `mock` (probes aside).
-fn client_requests(mock: &MockProvider) -> usize {
-    mock.requests()
-        .iter()
-        .filter(|r| r.body["messages"][0]["content"] != "ping")
-        .count()
-}
-
 async fn send(dp: &DataPlane) {
     let response = http_client()
         .post(dp.chat_url())
@@ -412,7 +404,7 @@ async fn a_failing_target_is_ejected_by_the_fleet_and_wins_its_traffic_back_afte
     for i in 0..4 {
         send(&dps[i % 2]).await;
     }
-    assert_eq!(client_requests(&alpha), 4);
+    assert_eq!(alpha.client_request_count(), 4);
 
     // Alpha fails: every request still succeeds (beta answers after alpha's
     // 503s), and the fleet ejects alpha on the evidence of both data planes.
@@ -443,12 +435,12 @@ async fn a_failing_target_is_ejected_by_the_fleet_and_wins_its_traffic_back_afte
     assert!(ejected.probe, "an ejected target is probed");
     // Once both data planes have the verdict, client traffic stays off alpha.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = client_requests(&alpha);
+    let before = alpha.client_request_count();
     for i in 0..10 {
         send(&dps[i % 2]).await;
     }
     assert_eq!(
-        client_requests(&alpha),
+        alpha.client_request_count(),
         before,
         "requests were sent into the ejected target"
     );
@@ -476,9 +468,9 @@ async fn a_failing_target_is_ejected_by_the_fleet_and_wins_its_traffic_back_afte
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut in_a_row = 0;
     while in_a_row < 10 {
-        let before = client_requests(&alpha);
+        let before = alpha.client_request_count();
         send(&dps[in_a_row % 2]).await;
-        in_a_row = if client_requests(&alpha) > before {
+        in_a_row = if alpha.client_request_count() > before {
             in_a_row + 1
         } else {
             0

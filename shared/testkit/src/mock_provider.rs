@@ -96,6 +96,15 @@ impl MockProvider {
         self.server.request_count()
     }
 
+    /// Requests other than data planes' health probes (whose one message is
+    /// "ping"), which reach an idle target whenever the fleet asks for them.
+    pub fn client_request_count(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.body["messages"][0]["content"] != "ping")
+            .count()
+    }
+
     /// Number of streaming responses whose client went away before the
     /// stream finished.
     pub fn cancelled_streams(&self) -> usize {
