@@ -127,8 +127,8 @@ async fn an_operator_forces_a_circuit_open_then_closed_through_the_registry() {
         answer.explanation
     );
     assert_eq!(send(&dp).await, 200);
-    assert_eq!(cheap.request_count(), 0);
-    assert_eq!(backup.request_count(), 1);
+    assert_eq!(cheap.client_request_count(), 0);
+    assert_eq!(backup.client_request_count(), 1);
     assert_eq!(gauge(&dp).await, "3");
 
     // Forced closed: the target fails every call, yet is never skipped.
@@ -152,7 +152,7 @@ async fn an_operator_forces_a_circuit_open_then_closed_through_the_registry() {
         assert_eq!(send(&dp).await, 200, "the backup serves after the failures");
     }
     // A call and its retry per request: eight failures in a row, circuit still closed.
-    assert_eq!(cheap.request_count(), 8);
+    assert_eq!(cheap.client_request_count(), 8);
     assert_eq!(gauge(&dp).await, "4");
 
     // A value the registry does not know is refused, naming the field.

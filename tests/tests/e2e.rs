@@ -215,7 +215,7 @@ async fn a_503_from_the_primary_falls_back_and_the_trace_shows_both_attempts() {
         body["choices"][0]["message"]["content"],
         "served by the backup"
     );
-    assert_eq!(primary.request_count(), 2);
+    assert_eq!(primary.client_request_count(), 2);
 
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.strategy, "cost");

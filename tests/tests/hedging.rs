@@ -137,7 +137,10 @@ async fn a_stream_slow_to_its_first_token_is_won_by_the_hedge_and_the_loser_canc
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(slow.cancelled_streams(), 1);
-    assert_eq!((slow.request_count(), fast.request_count()), (1, 1));
+    assert_eq!(
+        (slow.client_request_count(), fast.client_request_count()),
+        (1, 1)
+    );
 
     let metrics = dp.metrics().await;
     assert!(

@@ -55,7 +55,7 @@ async fn a_transient_failure_is_retried_on_the_same_target() {
 
     let (status, trace_id, _) = send(&dp).await;
     assert_eq!(status, 200);
-    assert_eq!(mock.request_count(), 2);
+    assert_eq!(mock.client_request_count(), 2);
     let trace = cp.wait_for_trace(&trace_id).await;
     let targets: Vec<(&str, bool)> = trace
         .attempts
@@ -130,7 +130,7 @@ async fn auth_and_content_errors_are_not_retried() {
         message: "messages[0] is weird".into(),
         retry_after_secs: None,
     });
-    let backup_before = backup.request_count();
+    let backup_before = backup.client_request_count();
     let (status, trace_id, body) = send(&dp).await;
     assert_eq!(status, 400);
     assert!(
@@ -140,7 +140,7 @@ async fn auth_and_content_errors_are_not_retried() {
             .contains("messages[0] is weird"),
         "{body}"
     );
-    assert_eq!(backup.request_count(), backup_before);
+    assert_eq!(backup.client_request_count(), backup_before);
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.attempts.len(), 1);
     assert_eq!(trace.error_class, i32::from(pb::ErrorClass::Content));
@@ -203,7 +203,11 @@ async fn a_prompt_too_long_moves_to_a_target_with_a_larger_window() {
             ("large/mock-model", i32::from(pb::ErrorClass::Unspecified)),
         ]
     );
-    assert_eq!(same.request_count(), 0, "a window no larger is not tried");
+    assert_eq!(
+        same.client_request_count(),
+        0,
+        "a window no larger is not tried"
+    );
 
     // With no larger window left, the client gets the provider's words as a 400.
     large.set_default(Behavior::Status {
@@ -274,7 +278,7 @@ async fn consecutive_failures_open_the_circuit_and_traffic_skips_the_target() {
     for _ in 0..3 {
         assert_eq!(cost_first().send().await.unwrap().status(), 200);
     }
-    let tried = primary.request_count();
+    let tried = primary.client_request_count();
     assert_eq!(tried, 5, "the fifth consecutive failure opens the circuit");
 
     // Open: the primary is not called; the backup serves at the first attempt.
@@ -292,7 +296,7 @@ async fn consecutive_failures_open_the_circuit_and_traffic_skips_the_target() {
         route.contains("primary/mock-model: circuit open until"),
         "{route}"
     );
-    assert_eq!(primary.request_count(), tried);
+    assert_eq!(primary.client_request_count(), tried);
     let metrics = dp.metrics().await;
     assert!(
         metrics

@@ -78,7 +78,7 @@ async fn route_the_header_and_the_trace_share_one_explanation() {
         header.contains("filtered: alpha/small: missing capability: tools"),
         "{header}"
     );
-    assert_eq!(b.request_count(), 1);
+    assert_eq!(b.client_request_count(), 1);
 
     let trace = cp.wait_for_trace(&trace_id).await;
     assert_eq!(trace.explanation, header);
@@ -157,7 +157,7 @@ async fn route_the_header_and_the_trace_share_one_explanation() {
     );
     assert_eq!(route.fallback_chain[0], "alpha/small");
     assert_eq!(route.workload.unwrap().intent, "chat");
-    assert_eq!(a.request_count() + c.request_count(), 0);
+    assert_eq!(a.client_request_count() + c.client_request_count(), 0);
 }
 
 #[tokio::test]
@@ -202,7 +202,7 @@ async fn bad_routing_hints_are_rejected_naming_the_field() {
         "{}",
         status.message()
     );
-    assert_eq!(a.request_count(), 0);
+    assert_eq!(a.client_request_count(), 0);
 }
 
 #[tokio::test]
@@ -273,8 +273,8 @@ async fn a_workspace_created_through_the_registry_restricts_its_requests() {
         route.contains("alpha/small: region us is not allowed for workspace eu-team"),
         "{route}"
     );
-    assert_eq!(c.request_count(), 1);
-    assert_eq!(a.request_count() + b.request_count(), 0);
+    assert_eq!(c.client_request_count(), 1);
+    assert_eq!(a.client_request_count() + b.client_request_count(), 0);
 }
 
 #[tokio::test]
@@ -336,9 +336,9 @@ async fn the_fleets_experience_reaches_routing_through_the_snapshot() {
     }
     // Beta was tried first until the fleet's record caught up with it.
     assert!(
-        (1..=60).contains(&b.request_count()),
+        (1..=60).contains(&b.client_request_count()),
         "{}",
-        b.request_count()
+        b.client_request_count()
     );
 
     // Within a few health windows the fleet's verdict reaches the data plane:
