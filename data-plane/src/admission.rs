@@ -149,8 +149,12 @@ async fn rate_limits(
                 dimension.as_str(),
                 scope.as_str()
             ),
+            // Configured to fail closed: the store is down, not the client
+            // over its limit, so this is the server's 503 and not a 429.
             Cause::Unavailable => {
-                "rate limits cannot be checked right now (the shared limit store is unreachable); retry shortly".to_owned()
+                return Err(ApiError::LimitsUnavailable(
+                    "rate limits cannot be checked right now (the shared limit store is unreachable and limits fail closed); retry shortly".to_owned(),
+                ));
             }
         };
         return Err(ApiError::RateLimited { message, headers });

@@ -259,3 +259,44 @@ async fn a_workspace_budget_holds_across_two_data_planes() {
         "spent only {spent} of {cap}: the cap refused too early"
     );
 }
+
+#[tokio::test]
+async fn limits_that_fail_closed_answer_503_while_redis_is_unreachable() {
+    let mock = MockProvider::start().await.unwrap();
+    let registry = registry_yaml(&[("alpha", &mock.base_url())])
+        + &format!(
+            "workspaces:\n  - name: metered\n    limits: {{ requests_per_minute: {RPM} }}\n"
+        );
+    let cp = ControlPlane::start(&registry).await.unwrap();
+    // Nothing listens there: Redis is down from the start.
+    let envs = [
+        (
+            "SWITCHYARD_REDIS_URL",
+            format!("redis://127.0.0.1:{}", support::free_port()),
+        ),
+        ("SWITCHYARD_RATE_LIMIT_ON_REDIS_DOWN", "deny".to_owned()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let dp = DataPlane::start_on(&[&cp], "dp-closed", dir.path(), &envs)
+        .await
+        .unwrap();
+    let key = cp.api_key("metered").await;
+    let mut refused = None;
+    for _ in 0..100 {
+        let response = send_all(&[&dp], &key, 1, 0).await.remove(0);
+        // The key reaches the data plane with the next snapshot.
+        if response.status() != 401 {
+            refused = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = refused.expect("the key never reached the data plane");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limits_unavailable", "{body}");
+    // A workspace without limits does not depend on Redis.
+    let response = send_all(&[&dp], support::API_KEY, 1, 0).await.remove(0);
+    assert_eq!(response.status(), 200);
+}

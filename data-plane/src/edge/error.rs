@@ -31,6 +31,9 @@ pub enum ApiError {
         message: String,
         headers: Vec<(&'static str, String)>,
     },
+    /// Limits are configured to fail closed and cannot be checked now.
+    #[error("{0}")]
+    LimitsUnavailable(String),
     #[error("{0}")]
     ModelNotFound(String),
     #[error("request body is larger than {0} bytes")]
@@ -73,7 +76,9 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotReady | Self::NoEligibleTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::NoEligibleTarget(_) | Self::LimitsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -95,6 +100,7 @@ impl ApiError {
             Self::PermissionDenied(_) => "permission_denied",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::OverBudget { .. } => "budget_exceeded",
+            Self::LimitsUnavailable(_) => "rate_limits_unavailable",
             Self::ModelNotFound(_) => "model_not_found",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -162,7 +168,9 @@ impl ApiError {
                 tonic::Status::resource_exhausted(message)
             }
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
-            Self::NotReady | Self::NoEligibleTarget(_) => tonic::Status::unavailable(message),
+            Self::NotReady | Self::NoEligibleTarget(_) | Self::LimitsUnavailable(_) => {
+                tonic::Status::unavailable(message)
+            }
             Self::Internal => tonic::Status::internal(message),
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => tonic::Status::resource_exhausted(message),
@@ -223,6 +231,9 @@ impl IntoResponse for ApiError {
             Self::RateLimited { headers, .. } => append_headers(&mut response, headers),
             Self::OverBudget { retry_after_s, .. } => {
                 append_headers(&mut response, &[("retry-after", retry_after_s.to_string())]);
+            }
+            Self::LimitsUnavailable(_) => {
+                append_headers(&mut response, &[("retry-after", "1".to_owned())]);
             }
             _ => {}
         }
