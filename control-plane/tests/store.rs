@@ -9,7 +9,9 @@
 )]
 
 use prost_types::Timestamp;
-use switchyard_control_plane::store::{AggregateQuery, Grouping, Store, StoreError, TraceFilter};
+use switchyard_control_plane::store::{
+    AggregateQuery, Grouping, KeyRights, NewKey, Store, StoreError, TraceFilter,
+};
 use switchyard_domain::{
     Capabilities, ModelSpec, ProviderKind, ProviderSpec, SimulatedParams, Tier, WorkspaceSpec,
 };
@@ -170,6 +172,27 @@ async fn registry_crud_bumps_revisions_and_guards_references(store: Store) {
             .len(),
         1
     );
+    // A workspace with an active key cannot go: the key would stop working
+    // without anyone having revoked it.
+    let (key, _) = store
+        .create_key(&NewKey {
+            id: "key-1".into(),
+            workspace: "team".into(),
+            name: "ci".into(),
+            prefix: "sy-abc".into(),
+            rights: KeyRights::default(),
+            secret_sha256: [7; 32],
+        })
+        .await
+        .unwrap();
+    match store.delete::<WorkspaceSpec>(vec!["team".into()]).await {
+        Err(StoreError::FailedPrecondition(message)) => {
+            assert!(message.contains("1 active API key"), "{message}");
+        }
+        other => panic!("a workspace with a key was deleted: {other:?}"),
+    }
+    let (_, r5) = store.revoke_key(&key.id).await.unwrap();
+    assert_eq!(r5, r4 + 2, "the refused delete changed nothing");
     store
         .delete::<WorkspaceSpec>(vec!["team".into()])
         .await
@@ -179,11 +202,11 @@ async fn registry_crud_bumps_revisions_and_guards_references(store: Store) {
         .delete::<ModelSpec>(vec!["p".into(), "m".into()])
         .await
         .unwrap();
-    let r5 = store
+    let r6 = store
         .delete::<ProviderSpec>(vec!["p".into()])
         .await
         .unwrap();
-    assert_eq!(r5, r3 + 4);
+    assert_eq!(r6, r3 + 6);
     assert!(matches!(
         store.get::<ProviderSpec>(vec!["p".into()]).await,
         Err(StoreError::NotFound { .. })

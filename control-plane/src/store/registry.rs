@@ -30,6 +30,8 @@ pub trait Entity: Serialize + DeserializeOwned + Send + Sync {
     const SELECT_ALL: &'static str;
     /// Counts the rows that reference an entity and block its deletion.
     const COUNT_DEPENDENTS: Option<&'static str> = None;
+    /// What those rows are and what to do about them, after their count.
+    const DEPENDENTS: &'static str = "model(s); delete them first";
     fn key(&self) -> Vec<String>;
     /// The provider this entity belongs to, which must exist.
     fn provider_reference(&self) -> Option<&str> {
@@ -101,6 +103,11 @@ impl Entity for WorkspaceSpec {
         "SELECT spec, created_at_ms, updated_at_ms FROM workspaces WHERE name = $1";
     const SELECT_ALL: &'static str =
         "SELECT spec, created_at_ms, updated_at_ms FROM workspaces ORDER BY name";
+    // Its keys would stop working without anyone having revoked them.
+    const COUNT_DEPENDENTS: Option<&'static str> =
+        Some("SELECT COUNT(*) FROM api_keys WHERE workspace = $1 AND revoked_at_ms IS NULL");
+    const DEPENDENTS: &'static str =
+        "active API key(s); revoke them first (`switchyard keys revoke`)";
     fn key(&self) -> Vec<String> {
         vec![self.name.clone()]
     }
@@ -225,9 +232,10 @@ impl Store {
                 .await?;
             if dependents > 0 {
                 return Err(StoreError::FailedPrecondition(format!(
-                    "{} {:?} is still referenced by {dependents} model(s); delete them first",
+                    "{} {:?} is still referenced by {dependents} {}",
                     T::NAME,
-                    display_key(&key)
+                    display_key(&key),
+                    T::DEPENDENTS
                 )));
             }
         }
