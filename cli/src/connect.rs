@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use switchyard_proto::Bearer;
+use switchyard_tls::{CaFile, ClientTls};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, clap::Args)]
@@ -34,12 +35,34 @@ pub struct ControlPlaneArgs {
         default_value = ".switchyard"
     )]
     data_dir: PathBuf,
+    /// PEM CA certificate(s) that sign the control plane's certificate, for
+    /// an https:// URL (the system's roots without it).
+    #[arg(long, global = true, env = "SWITCHYARD_CONTROL_PLANE_CA")]
+    control_plane_ca: Option<PathBuf>,
 }
 
 impl ControlPlaneArgs {
     pub async fn connect(&self) -> anyhow::Result<Channel> {
-        Endpoint::from_shared(self.url.clone())
-            .with_context(|| format!("--control-plane {:?} is not a URL", self.url))?
+        let mut endpoint = Endpoint::from_shared(self.url.clone())
+            .with_context(|| format!("--control-plane {:?} is not a URL", self.url))?;
+        if self.url.starts_with("https://") {
+            switchyard_tls::install_provider();
+            let tls = ClientTls {
+                ca: self
+                    .control_plane_ca
+                    .as_deref()
+                    .map(CaFile::load)
+                    .transpose()?,
+                identity: None,
+            };
+            endpoint = endpoint.tls_config(tls.grpc())?;
+        } else if self.control_plane_ca.is_some() {
+            anyhow::bail!(
+                "--control-plane-ca applies to https:// URLs; --control-plane is {}",
+                self.url
+            );
+        }
+        endpoint
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .connect()

@@ -95,6 +95,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             aggregation: AggregationConfig::default(),
             mass_removal_hold: Duration::from_secs(30),
             admin_token: AdminToken::new(&credentials.admin_token),
+            // Loopback only: plaintext.
+            tls: None,
+            replay_ca: None,
         },
         cp_shutdown.clone(),
     )
@@ -118,6 +121,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             health_window: Duration::from_secs(2),
             // One node: limits are enforced in process.
             limiter: switchyard_data_plane::limits::LimiterConfig::new(None),
+            tls: None,
+            control_plane_tls: switchyard_tls::ClientTls::default(),
         },
         dp_shutdown.clone(),
     )

@@ -1,7 +1,8 @@
-//! The admin credential: every RPC but the data planes' own (snapshot sync,
+//! Who may call what: every RPC but the data planes' own (snapshot sync,
 //! trace reports), health and reflection needs `authorization: Bearer
-//! <admin token>`. Checked in one tower layer in front of every service, so
-//! no handler can forget it.
+//! <admin token>`; with mTLS configured, the data planes' own need a client
+//! certificate signed by the control plane's client CA. Checked in one tower
+//! layer in front of every service, so no handler can forget it.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,15 +11,27 @@ use sha2::{Digest, Sha256};
 use switchyard_domain::{KeyGrant, RateLimits, secret_sha256};
 use tonic::Status;
 
-/// RPC paths open without the admin token: probes, discovery, and what data
-/// planes call (protected by mTLS where it is configured).
+/// RPC paths open to anyone: probes and discovery.
 const OPEN_PATHS: &[&str] = &[
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// RPC paths that data planes call: open without mTLS, else they need a
+/// client certificate.
+const DATA_PLANE_PATHS: &[&str] = &[
     "/switchyard.v1.SnapshotService/",
     "/switchyard.v1.TraceService/Report",
 ];
+
+/// What a call must present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anyone,
+    DataPlane,
+    Admin,
+}
 
 /// The admin token. Its Debug output never shows it.
 #[derive(Clone)]
@@ -70,25 +83,41 @@ impl AdminToken {
     }
 }
 
-/// Entries ending in `/` open a whole service; others, one method.
-fn needs_admin(path: &str) -> bool {
-    !OPEN_PATHS.iter().any(|open| {
-        if open.ends_with('/') {
-            path.starts_with(open)
+/// Entries ending in `/` match a whole service; others, one method.
+fn matches_any(paths: &[&str], path: &str) -> bool {
+    paths.iter().any(|entry| {
+        if entry.ends_with('/') {
+            path.starts_with(entry)
         } else {
-            path == *open
+            path == *entry
         }
     })
+}
+
+fn caller(path: &str) -> Caller {
+    if matches_any(OPEN_PATHS, path) {
+        Caller::Anyone
+    } else if matches_any(DATA_PLANE_PATHS, path) {
+        Caller::DataPlane
+    } else {
+        Caller::Admin
+    }
 }
 
 #[derive(Clone)]
 pub struct AdminAuthLayer {
     token: AdminToken,
+    data_planes_need_certificates: bool,
 }
 
 impl AdminAuthLayer {
-    pub fn new(token: AdminToken) -> Self {
-        Self { token }
+    /// `data_planes_need_certificates`: mTLS is on, so Sync and Report need
+    /// a verified client certificate.
+    pub fn new(token: AdminToken, data_planes_need_certificates: bool) -> Self {
+        Self {
+            token,
+            data_planes_need_certificates,
+        }
     }
 }
 
@@ -99,6 +128,7 @@ impl<S> tower::Layer<S> for AdminAuthLayer {
         AdminAuth {
             inner,
             token: self.token.clone(),
+            data_planes_need_certificates: self.data_planes_need_certificates,
         }
     }
 }
@@ -107,6 +137,30 @@ impl<S> tower::Layer<S> for AdminAuthLayer {
 pub struct AdminAuth<S> {
     inner: S,
     token: AdminToken,
+    data_planes_need_certificates: bool,
+}
+
+impl<S> AdminAuth<S> {
+    /// Why the request may not go on, if it may not.
+    fn refusal<B>(&self, request: &http::Request<B>) -> Option<Status> {
+        match caller(request.uri().path()) {
+            Caller::Anyone => None,
+            Caller::DataPlane
+                if self.data_planes_need_certificates
+                    && !switchyard_tls::has_client_certificate(request.extensions()) =>
+            {
+                Some(Status::unauthenticated(
+                    "this RPC is for data planes: connect with a client certificate signed by \
+                     the control plane's --tls-client-ca",
+                ))
+            }
+            Caller::DataPlane => None,
+            Caller::Admin if self.token.admits(request.headers()) => None,
+            Caller::Admin => Some(Status::unauthenticated(
+                "this RPC needs the admin token: send the header `authorization: Bearer <token>`",
+            )),
+        }
+    }
 }
 
 impl<S, B> tower::Service<http::Request<B>> for AdminAuth<S>
@@ -123,10 +177,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if needs_admin(request.uri().path()) && !self.token.admits(request.headers()) {
-            let status = Status::unauthenticated(
-                "this RPC needs the admin token: send the header `authorization: Bearer <token>`",
-            );
+        if let Some(status) = self.refusal(&request) {
             return futures::future::Either::Right(std::future::ready(Ok(status.into_http())));
         }
         futures::future::Either::Left(self.inner.call(request))
@@ -138,14 +189,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_data_plane_probe_and_discovery_paths_are_open() {
+    fn only_probe_and_discovery_paths_are_open_and_only_sync_and_report_are_the_data_planes() {
         for open in [
             "/grpc.health.v1.Health/Check",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(caller(open), Caller::Anyone, "{open}");
+        }
+        for data_plane in [
             "/switchyard.v1.SnapshotService/Sync",
             "/switchyard.v1.TraceService/Report",
         ] {
-            assert!(!needs_admin(open), "{open}");
+            assert_eq!(caller(data_plane), Caller::DataPlane, "{data_plane}");
         }
         for closed in [
             "/switchyard.v1.TraceService/ListTraces",
@@ -154,8 +209,43 @@ mod tests {
             "/switchyard.v1.AccessService/CreateApiKey",
             "/switchyard.v1.ClusterService/Status",
         ] {
-            assert!(needs_admin(closed), "{closed}");
+            assert_eq!(caller(closed), Caller::Admin, "{closed}");
         }
+    }
+
+    #[test]
+    fn with_mtls_data_plane_rpcs_need_a_certificate_and_admin_rpcs_still_the_token() {
+        let token = AdminToken::new("a-long-enough-admin-token-for-tests");
+        let request = |path: &str, bearer: Option<&str>| {
+            let mut builder = http::Request::builder().uri(path);
+            if let Some(bearer) = bearer {
+                builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {bearer}"));
+            }
+            builder.body(()).unwrap()
+        };
+        let layer = |mtls| AdminAuth {
+            inner: (),
+            token: token.clone(),
+            data_planes_need_certificates: mtls,
+        };
+        let sync = request("/switchyard.v1.SnapshotService/Sync", None);
+        assert!(layer(false).refusal(&sync).is_none());
+        let refused = layer(true).refusal(&sync).unwrap();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(refused.message().contains("--tls-client-ca"), "{refused:?}");
+        // The admin token is no substitute for a data plane's certificate.
+        let sync_with_token = request(
+            "/switchyard.v1.SnapshotService/Sync",
+            Some("a-long-enough-admin-token-for-tests"),
+        );
+        assert!(layer(true).refusal(&sync_with_token).is_some());
+        let list = request(
+            "/switchyard.v1.TraceService/ListTraces",
+            Some("a-long-enough-admin-token-for-tests"),
+        );
+        assert!(layer(true).refusal(&list).is_none());
+        let health = request("/grpc.health.v1.Health/Check", None);
+        assert!(layer(true).refusal(&health).is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use switchyard_domain::{
     BootstrapConfig, DEFAULT_STRATEGY, MIN_SECRET_LEN, TracePayload, validate_secret,
 };
 use switchyard_telemetry::LogFormat;
+use switchyard_tls::{CaFile, KeyPairFiles, ServerTls, TlsError};
 
 use crate::admin::AdminToken;
 use crate::aggregation::AggregationConfig;
@@ -119,6 +120,21 @@ pub struct ControlPlaneArgs {
         conflicts_with = "admin_token"
     )]
     pub admin_token_file: Option<PathBuf>,
+    /// PEM certificate chain: serve gRPC over TLS (needs --tls-key).
+    #[arg(long, env = "SWITCHYARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SWITCHYARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for mTLS: the data planes' RPCs (Sync, Report)
+    /// then need a client certificate signed by it. Admin RPCs still take the
+    /// admin token with or without one. Needs --tls-cert.
+    #[arg(long, env = "SWITCHYARD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for an https:// --replay-via (the
+    /// system's roots without it).
+    #[arg(long, env = "SWITCHYARD_REPLAY_CA", requires = "replay_via")]
+    pub replay_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +157,10 @@ pub struct ControlPlaneConfig {
     pub aggregation: AggregationConfig,
     pub mass_removal_hold: Duration,
     pub admin_token: AdminToken,
+    /// None: plaintext gRPC.
+    pub tls: Option<ServerTls>,
+    /// Extra trust for an https:// replay_via.
+    pub replay_ca: Option<CaFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +192,8 @@ pub enum ConfigError {
     },
     #[error("admin token: {0}")]
     AdminTokenInvalid(switchyard_domain::ValidationError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("--registry-poll: must be between 100ms and 1h")]
     RegistryPoll,
     #[error("--relay-poll: must be between 10ms and 10s")]
@@ -229,6 +251,22 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
         {
             return Err(ConfigError::ReplayVia(url.clone()));
         }
+        let tls = match KeyPairFiles::load_optional(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            ("--tls-cert", "--tls-key"),
+        )? {
+            Some(identity) => Some(ServerTls {
+                identity,
+                client_ca: args
+                    .tls_client_ca
+                    .as_deref()
+                    .map(CaFile::load)
+                    .transpose()?,
+            }),
+            None => None,
+        };
+        let replay_ca = args.replay_ca.as_deref().map(CaFile::load).transpose()?;
         let database_url = match args.database_url {
             Some(url) => url,
             None => {
@@ -294,6 +332,8 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             replay_via: args.replay_via,
             election,
             admin_token,
+            tls,
+            replay_ca,
         })
     }
 }

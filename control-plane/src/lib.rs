@@ -43,6 +43,8 @@ pub enum ControlPlaneError {
     HttpClient(#[from] reqwest::Error),
     #[error("leader election setup failed: {0}")]
     Election(#[from] election::ElectionError),
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] tonic::transport::Error),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] switchyard_proto::ReflectionError),
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use switchyard_domain::answer_sha256;
 use switchyard_proto::v1 as pb;
+use switchyard_tls::CaFile;
 use tonic::Status;
 
 use crate::api::store_status;
@@ -59,14 +60,25 @@ fn mode(req: &pb::ReplayTraceRequest) -> Result<Mode, Status> {
 
 impl Replayer {
     /// `secret` is the control plane's replay key (see [`crate::admin::AdminToken::replay_secret`]).
-    pub fn new(store: Store, via: Option<String>, secret: String) -> Result<Self, reqwest::Error> {
+    /// `ca` is trusted besides the system's roots for an https:// `via`.
+    pub fn new(
+        store: Store,
+        via: Option<String>,
+        ca: Option<&CaFile>,
+        secret: String,
+    ) -> Result<Self, reqwest::Error> {
         // reqwest is built without a default crypto provider; install ring once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        switchyard_tls::install_provider();
+        let mut client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = ca {
+            for cert in reqwest::Certificate::from_pem_bundle(ca.pem())? {
+                client = client.add_root_certificate(cert);
+            }
+        }
+        let client = client.build()?;
         Ok(Self {
             store,
             client,

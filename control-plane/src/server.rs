@@ -133,8 +133,19 @@ pub async fn start(
         "switchyard.v1.AccessService",
     ])?;
 
-    let router = tonic::transport::Server::builder()
-        .layer(AdminAuthLayer::new(config.admin_token.clone()))
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        server = server.tls_config(tls.grpc())?;
+    }
+    let data_planes_need_certificates = config
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca.is_some());
+    let router = server
+        .layer(AdminAuthLayer::new(
+            config.admin_token.clone(),
+            data_planes_need_certificates,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -154,6 +165,7 @@ pub async fn start(
             Arc::new(Replayer::new(
                 store.clone(),
                 config.replay_via.clone(),
+                config.replay_ca.as_ref(),
                 config.admin_token.replay_secret(),
             )?),
             shutdown.clone(),
@@ -228,7 +240,7 @@ pub async fn start(
         }
     });
     tasks.close();
-    tracing::info!(addr = %local_addr, node = %config.node_id, snapshot_version, elected = config.election.is_some(), "control plane listening");
+    tracing::info!(addr = %local_addr, node = %config.node_id, snapshot_version, elected = config.election.is_some(), tls = config.tls.is_some(), mtls = data_planes_need_certificates, "control plane listening");
     Ok(RunningControlPlane {
         local_addr,
         snapshot_version,

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchyard_tls::{CaFile, ClientTls, KeyPairFiles, ServerTls, TlsError};
+
 use crate::limits::{LimiterArgs, LimiterConfig, LimiterError};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -74,6 +76,32 @@ pub struct DataPlaneArgs {
     pub health_window: Duration,
     #[command(flatten)]
     pub limits: LimiterArgs,
+    /// PEM certificate chain: serve HTTPS and gRPC over TLS on both
+    /// listeners (needs --tls-key).
+    #[arg(long, env = "SWITCHYARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SWITCHYARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that sign the control plane's certificate, for
+    /// https:// control-plane URLs (the system's roots without it).
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_CA")]
+    pub control_plane_ca: Option<PathBuf>,
+    /// PEM client certificate this node presents to the control plane (mTLS;
+    /// needs --control-plane-key).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE_CERT",
+        requires = "control_plane_key"
+    )]
+    pub control_plane_cert: Option<PathBuf>,
+    /// PEM private key of --control-plane-cert.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE_KEY",
+        requires = "control_plane_cert"
+    )]
+    pub control_plane_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +122,10 @@ pub struct DataPlaneConfig {
     pub trace_spool_memory: usize,
     pub health_window: Duration,
     pub limiter: LimiterConfig,
+    /// None: plaintext HTTP and gRPC.
+    pub tls: Option<ServerTls>,
+    /// Trust and client certificate for https:// control-plane URLs.
+    pub control_plane_tls: ClientTls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +152,12 @@ pub enum ConfigError {
     HealthWindow,
     #[error(transparent)]
     Limiter(#[from] LimiterError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "--control-plane {0:?}: --control-plane-ca and --control-plane-cert apply to https:// URLs only; use https:// for every control plane"
+    )]
+    PlaintextControlPlane(String),
 }
 
 impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
@@ -156,6 +194,34 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&args.health_window) {
             return Err(ConfigError::HealthWindow);
         }
+        let tls = KeyPairFiles::load_optional(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            ("--tls-cert", "--tls-key"),
+        )?
+        .map(|identity| ServerTls {
+            identity,
+            client_ca: None,
+        });
+        let control_plane_tls = ClientTls {
+            ca: args
+                .control_plane_ca
+                .as_deref()
+                .map(CaFile::load)
+                .transpose()?,
+            identity: KeyPairFiles::load_optional(
+                args.control_plane_cert.as_deref(),
+                args.control_plane_key.as_deref(),
+                ("--control-plane-cert", "--control-plane-key"),
+            )?,
+        };
+        // A certificate meant for the control plane must never be skipped
+        // silently by a plaintext connection.
+        if !control_plane_tls.is_empty()
+            && let Some(plain) = control_planes.iter().find(|url| url.starts_with("http://"))
+        {
+            return Err(ConfigError::PlaintextControlPlane(plain.clone()));
+        }
         Ok(Self {
             http_listen: args.http_listen,
             grpc_listen: args.grpc_listen,
@@ -175,6 +241,8 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             trace_spool_memory: args.trace_spool_memory,
             health_window: args.health_window,
             limiter: LimiterConfig::try_from(args.limits)?,
+            tls,
+            control_plane_tls,
         })
     }
 }
@@ -245,6 +313,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("\"b:2\""), "{message}");
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_start_and_never_skipped_over_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let missing = missing.to_str().unwrap();
+        let message = parse(&["--tls-cert", missing, "--tls-key", missing])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("missing.pem"), "{message}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let message = parse(&["--control-plane-ca", garbage.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("garbage.pem") && message.contains("no PEM certificate"),
+            "{message}"
+        );
+        let pki = switchyard_testkit::pki::Pki::generate();
+        let files = pki.write_to(dir.path());
+        assert!(matches!(
+            parse(&["--control-plane-ca", files.ca.to_str().unwrap()]),
+            Err(ConfigError::PlaintextControlPlane(url)) if url == "http://127.0.0.1:50051"
+        ));
+        let config = parse(&[
+            "--control-plane",
+            "https://127.0.0.1:50051",
+            "--control-plane-ca",
+            files.ca.to_str().unwrap(),
+            "--control-plane-cert",
+            files.client_cert.to_str().unwrap(),
+            "--control-plane-key",
+            files.client_key.to_str().unwrap(),
+            "--tls-cert",
+            files.server_cert.to_str().unwrap(),
+            "--tls-key",
+            files.server_key.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(config.tls.is_some() && config.control_plane_tls.identity.is_some());
+        // A key that is not the certificate's.
+        let message = parse(&[
+            "--tls-cert",
+            files.server_cert.to_str().unwrap(),
+            "--tls-key",
+            files.client_key.to_str().unwrap(),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("does not fit"), "{message}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use switchyard_tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::DataPlaneError;
@@ -24,12 +25,20 @@ pub struct ControlPlanes {
 }
 
 impl ControlPlanes {
-    pub fn connect_lazy(urls: &[String]) -> Result<Self, DataPlaneError> {
+    /// `tls` applies to https:// URLs: the CA to trust (the system's roots
+    /// without one) and this node's client certificate for mTLS.
+    pub fn connect_lazy(urls: &[String], tls: &ClientTls) -> Result<Self, DataPlaneError> {
         let replicas = urls
             .iter()
             .map(|url| {
-                let channel = Endpoint::from_shared(url.clone())
-                    .map_err(|_| DataPlaneError::ControlPlaneUrl(url.clone()))?
+                let mut endpoint = Endpoint::from_shared(url.clone())
+                    .map_err(|_| DataPlaneError::ControlPlaneUrl(url.clone()))?;
+                if url.starts_with("https://") {
+                    endpoint = endpoint
+                        .tls_config(tls.grpc())
+                        .map_err(DataPlaneError::Tls)?;
+                }
+                let channel = endpoint
                     .connect_timeout(Duration::from_secs(3))
                     .tcp_nodelay(true)
                     // A replica that stops answering (frozen, partitioned) while
@@ -86,7 +95,7 @@ mod tests {
     #[tokio::test]
     async fn each_rotation_visits_every_replica_in_turn() {
         let urls: Vec<String> = (0..3).map(|i| format!("http://cp-{i}:50051")).collect();
-        let planes = ControlPlanes::connect_lazy(&urls).unwrap();
+        let planes = ControlPlanes::connect_lazy(&urls, &ClientTls::default()).unwrap();
         let mut rotation = planes.rotation();
         let first = rotation.next_replica().url.clone();
         let start = urls.iter().position(|u| *u == first).unwrap();
@@ -96,6 +105,6 @@ mod tests {
         }
         let expected: Vec<String> = (0..4).map(|i| urls[(start + i) % 3].clone()).collect();
         assert_eq!(seen, expected);
-        assert!(ControlPlanes::connect_lazy(&[]).is_err());
+        assert!(ControlPlanes::connect_lazy(&[], &ClientTls::default()).is_err());
     }
 }

@@ -56,4 +56,8 @@ pub enum DataPlaneError {
     Reflection(#[from] switchyard_proto::ReflectionError),
     #[error(transparent)]
     Limiter(#[from] limits::LimiterError),
+    #[error("TLS setup failed: {0}")]
+    Tls(tonic::transport::Error),
+    #[error(transparent)]
+    TlsFiles(switchyard_tls::TlsError),
 }

@@ -17,7 +17,7 @@ use crate::breaker::Breakers;
 use crate::budget::Budgets;
 use crate::config::DataPlaneConfig;
 use crate::control_plane::ControlPlanes;
-use crate::edge::{AppState, grpc::InferenceApi, http};
+use crate::edge::{AppState, grpc::InferenceApi, http, tls_listener::TlsListener};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::LocalSignals;
 use crate::health::prober::Prober;
@@ -65,7 +65,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningDataPlane, DataPlaneError> {
     // reqwest is built without a default crypto provider; install ring once.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    switchyard_tls::install_provider();
     // Redirects are not followed: a provider URL that redirects is a
     // misconfiguration, and following it would carry the key elsewhere.
     let client = reqwest::Client::builder()
@@ -76,7 +76,8 @@ pub async fn start(
         .build()
         .map_err(DataPlaneError::HttpClient)?;
 
-    let control_planes = ControlPlanes::connect_lazy(&config.control_planes)?;
+    let control_planes =
+        ControlPlanes::connect_lazy(&config.control_planes, &config.control_plane_tls)?;
     let state_dir = Arc::new(StateDir::open(&config.state_dir)?);
 
     // Build the tokenizer off the async threads now, not on the first request.
@@ -149,7 +150,15 @@ pub async fn start(
         .await;
     let (reflection_v1, reflection_v1alpha) =
         switchyard_proto::reflection_services(&["switchyard.v1.InferenceService"])?;
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        grpc = grpc.tls_config(tls.grpc()).map_err(DataPlaneError::Tls)?;
+    }
+    let https = match &config.tls {
+        Some(tls) => Some(tls.http().map_err(DataPlaneError::TlsFiles)?),
+        None => None,
+    };
+    let grpc = grpc
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -184,19 +193,32 @@ pub async fn start(
         }
     });
     let http_shutdown = shutdown.clone();
+    let tls = https.is_some();
     let http_task = tasks.spawn(async move {
-        let app = http::router(state);
-        // Stream events are small writes; without no-delay each one waits for
-        // the client's delayed ACK (about 40 ms on Linux).
-        let listener = http_listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        let app = http::router(state, https.is_some());
+        let served = match https {
+            Some(acceptor) => match TlsListener::new(http_listener, acceptor) {
+                Ok(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                // Stream events are small writes; without no-delay each one
+                // waits for the client's delayed ACK (about 40 ms on Linux).
+                let listener = http_listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                    .await
             }
-        });
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-        {
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "data-plane HTTP server failed");
         }
     });
@@ -208,7 +230,7 @@ pub async fn start(
         let _ = reporter_task.await;
     });
     tasks.close();
-    tracing::info!(http = %http_addr, grpc = %grpc_addr, node = %config.node_id, control_plane = %control_planes.urls(), state_dir = %state_dir.path().display(), "data plane listening");
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, tls, node = %config.node_id, control_plane = %control_planes.urls(), state_dir = %state_dir.path().display(), "data plane listening");
     Ok(RunningDataPlane {
         http_addr,
         grpc_addr,

@@ -305,7 +305,11 @@ mod tests {
     use crate::control_plane::ControlPlanes;
 
     fn subscriber(dir: &Path) -> Subscriber {
-        let planes = ControlPlanes::connect_lazy(&["http://127.0.0.1:9".to_owned()]).unwrap();
+        let planes = ControlPlanes::connect_lazy(
+            &["http://127.0.0.1:9".to_owned()],
+            &switchyard_tls::ClientTls::default(),
+        )
+        .unwrap();
         Subscriber::new(
             planes.rotation(),
             Arc::new(ArcSwapOption::empty()),

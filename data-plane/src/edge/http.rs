@@ -33,8 +33,9 @@ const BLOCKING_PARSE_BYTES: usize = 256 << 10;
 /// Longest `x-switchyard-route` value; proxies reject very long headers.
 const MAX_ROUTE_HEADER: usize = 2048;
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// `https`: the listener serves TLS, so answers carry HSTS too.
+pub fn router(state: AppState, https: bool) -> Router {
+    let router = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/healthz", get(|| async { "ok" }))
@@ -43,7 +44,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(|uri: Uri| async move { ApiError::UnknownRoute(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
+        .with_state(state);
+    if https {
+        router.layer(axum::middleware::map_response(strict_transport_security))
+    } else {
+        router
+    }
+}
+
+/// Over HTTPS only (browsers ignore it over plain HTTP, RFC 6797): clients
+/// that honour it refuse plain HTTP to this host for a year.
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        HeaderName::from_static("strict-transport-security"),
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
 }
 
 /// Headers that keep browsers from sniffing, framing, caching or leaking

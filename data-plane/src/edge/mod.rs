@@ -6,6 +6,7 @@ mod error;
 pub mod grpc;
 pub mod http;
 pub mod openai;
+pub mod tls_listener;
 mod validation;
 
 use std::sync::Arc;

@@ -12,6 +12,7 @@ mod behavior;
 mod mock_provider;
 mod ollama;
 mod openai;
+pub mod pki;
 mod routes;
 mod sse;
 

@@ -102,7 +102,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, args: &[String], envs: &[(&str, String)]) -> anyhow::Result<Self> {
+    /// Starts one of the workspace's binaries, its output going to [`Process::log`].
+    pub fn spawn(name: &str, args: &[String], envs: &[(&str, String)]) -> anyhow::Result<Self> {
         Self::spawn_program(&binary(name), name, args, envs)
     }
 
@@ -164,7 +165,8 @@ impl Process {
             .expect("wait for the process")
     }
 
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    /// Its exit status once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 }
@@ -217,7 +219,7 @@ impl ControlPlane {
         let port = free_port();
         let dir = tempfile::tempdir()?;
         let bootstrap = dir.path().join("bootstrap.yaml");
-        std::fs::write(&bootstrap, format!("{bootstrap_yaml}{API_KEY_YAML}"))?;
+        std::fs::write(&bootstrap, with_api_key(bootstrap_yaml))?;
         let args = vec![
             "--listen".into(),
             format!("127.0.0.1:{port}"),
@@ -350,12 +352,22 @@ impl ControlPlane {
     }
 }
 
-async fn spawn_control_plane(args: &[String], addr: &str) -> anyhow::Result<Process> {
-    let envs = [
+/// The environment every test control plane runs with: the admin token and
+/// the secret of [`API_KEY`].
+pub fn control_plane_envs() -> [(&'static str, String); 2] {
+    [
         ("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ("SWITCHYARD_TEST_API_KEY", API_KEY.to_owned()),
-    ];
-    let mut process = Process::spawn("switchyard-control-plane", args, &envs)?;
+    ]
+}
+
+/// A registry file's text with [`API_KEY`] registered, as every test control plane has.
+pub fn with_api_key(bootstrap_yaml: &str) -> String {
+    format!("{bootstrap_yaml}{API_KEY_YAML}")
+}
+
+async fn spawn_control_plane(args: &[String], addr: &str) -> anyhow::Result<Process> {
+    let mut process = Process::spawn("switchyard-control-plane", args, &control_plane_envs())?;
     for _ in 0..300 {
         if let Some(status) = process.exited() {
             bail!(
