@@ -121,6 +121,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             health_window: Duration::from_secs(2),
             // One node: limits are enforced in process.
             limiter: switchyard_data_plane::limits::LimiterConfig::new(None),
+            // Ctrl-C: nothing balances load in front of it; streams get a few seconds.
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
             tls: None,
             control_plane_tls: switchyard_tls::ClientTls::default(),
         },

@@ -76,6 +76,15 @@ pub struct DataPlaneArgs {
     pub health_window: Duration,
     #[command(flatten)]
     pub limits: LimiterArgs,
+    /// After SIGTERM: how long this node keeps serving with readiness false
+    /// before it stops accepting connections, so load balancers notice first.
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// After SIGTERM and the drain delay: how long requests under way (long
+    /// streams too) may take to finish; those still running are then cut,
+    /// traced as cancelled, and their clients told to retry.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
     /// PEM certificate chain: serve HTTPS and gRPC over TLS on both
     /// listeners (needs --tls-key).
     #[arg(long, env = "SWITCHYARD_TLS_CERT", requires = "tls_key")]
@@ -122,6 +131,8 @@ pub struct DataPlaneConfig {
     pub trace_spool_memory: usize,
     pub health_window: Duration,
     pub limiter: LimiterConfig,
+    pub drain_delay: Duration,
+    pub shutdown_grace: Duration,
     /// None: plaintext HTTP and gRPC.
     pub tls: Option<ServerTls>,
     /// Trust and client certificate for https:// control-plane URLs.
@@ -152,6 +163,8 @@ pub enum ConfigError {
     HealthWindow,
     #[error(transparent)]
     Limiter(#[from] LimiterError),
+    #[error("--drain-delay and --shutdown-grace: each at most 10m")]
+    Shutdown,
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(
@@ -193,6 +206,11 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
         }
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&args.health_window) {
             return Err(ConfigError::HealthWindow);
+        }
+        if args.drain_delay > Duration::from_secs(600)
+            || args.shutdown_grace > Duration::from_secs(600)
+        {
+            return Err(ConfigError::Shutdown);
         }
         let tls = KeyPairFiles::load_optional(
             args.tls_cert.as_deref(),
@@ -241,6 +259,8 @@ impl TryFrom<DataPlaneArgs> for DataPlaneConfig {
             trace_spool_memory: args.trace_spool_memory,
             health_window: args.health_window,
             limiter: LimiterConfig::try_from(args.limits)?,
+            drain_delay: args.drain_delay,
+            shutdown_grace: args.shutdown_grace,
             tls,
             control_plane_tls,
         })

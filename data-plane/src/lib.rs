@@ -26,6 +26,7 @@ mod reporter;
 pub mod request;
 pub mod scoring;
 mod server;
+mod shutdown;
 pub mod snapshot;
 mod spool;
 mod state_dir;

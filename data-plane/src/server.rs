@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -24,6 +25,7 @@ use crate::health::prober::Prober;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::reporter::SpoolLimits;
+use crate::shutdown::Drain;
 use crate::state_dir::StateDir;
 use crate::subscriber::Subscriber;
 use crate::{DataPlaneError, reporter};
@@ -139,6 +141,7 @@ pub async fn start(
             config.limiter.redis_timeout,
             &config.limiter.key_prefix,
         )),
+        draining: Arc::new(AtomicBool::new(false)),
     };
 
     let (http_listener, http_addr) = bind(config.http_listen).await?;
@@ -167,7 +170,9 @@ pub async fn start(
         )));
 
     let tasks = TaskTracker::new();
-    // The reporter drains after the servers stop, so it has its own token.
+    // Stopping goes in steps (see `shutdown`), each with its own token.
+    let stop_accepting = CancellationToken::new();
+    let background = CancellationToken::new();
     let reporter_shutdown = CancellationToken::new();
     let reporter_task = tasks.spawn(report_loop.run(reporter_shutdown.clone()));
     tasks.spawn(
@@ -177,10 +182,10 @@ pub async fn start(
             samples: probe_results,
             breakers: breakers.clone(),
         }
-        .run(shutdown.clone()),
+        .run(background.clone()),
     );
-    tasks.spawn(subscriber.run(shutdown.clone()));
-    let grpc_shutdown = shutdown.clone();
+    tasks.spawn(subscriber.run(background.clone()));
+    let grpc_shutdown = stop_accepting.clone();
     let grpc_task = tasks.spawn(async move {
         if let Err(e) = grpc
             .serve_with_incoming_shutdown(
@@ -192,7 +197,8 @@ pub async fn start(
             tracing::error!(error = %e, "data-plane gRPC server failed");
         }
     });
-    let http_shutdown = shutdown.clone();
+    let http_shutdown = stop_accepting.clone();
+    let (draining, engine) = (state.draining.clone(), state.engine.clone());
     let tls = https.is_some();
     let http_task = tasks.spawn(async move {
         let app = http::router(state, https.is_some());
@@ -222,13 +228,22 @@ pub async fn start(
             tracing::error!(error = %e, "data-plane HTTP server failed");
         }
     });
-    tasks.spawn(async move {
-        let _ = http_task.await;
-        let _ = grpc_task.await;
-        // Servers drained: every request has submitted its trace. Flush them.
-        reporter_shutdown.cancel();
-        let _ = reporter_task.await;
-    });
+    tasks.spawn(
+        Drain {
+            requested: shutdown,
+            draining,
+            health: health_reporter,
+            drain_delay: config.drain_delay,
+            grace: config.shutdown_grace,
+            stop_accepting,
+            servers: [http_task, grpc_task],
+            engine,
+            background,
+            reporter: reporter_shutdown,
+            reporter_task,
+        }
+        .run(),
+    );
     tasks.close();
     tracing::info!(http = %http_addr, grpc = %grpc_addr, tls, node = %config.node_id, control_plane = %control_planes.urls(), state_dir = %state_dir.path().display(), "data plane listening");
     Ok(RunningDataPlane {

@@ -42,6 +42,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("no routing snapshot yet: the data plane has not heard from the control plane")]
     NotReady,
+    /// The node is shutting down and cut the request at the end of its grace.
+    #[error("{0}")]
+    ShuttingDown(String),
     #[error("{0}")]
     NoEligibleTarget(String),
     #[error("{message}")]
@@ -76,9 +79,10 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotReady | Self::NoEligibleTarget(_) | Self::LimitsUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NotReady
+            | Self::NoEligibleTarget(_)
+            | Self::LimitsUnavailable(_)
+            | Self::ShuttingDown(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -105,6 +109,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::NotReady => "not_ready",
+            Self::ShuttingDown(_) => "shutting_down",
             Self::NoEligibleTarget(_) => "no_eligible_target",
             Self::UnknownRoute(_) => "unknown_route",
             Self::Internal => "internal",
@@ -168,9 +173,10 @@ impl ApiError {
                 tonic::Status::resource_exhausted(message)
             }
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => tonic::Status::not_found(message),
-            Self::NotReady | Self::NoEligibleTarget(_) | Self::LimitsUnavailable(_) => {
-                tonic::Status::unavailable(message)
-            }
+            Self::NotReady
+            | Self::NoEligibleTarget(_)
+            | Self::LimitsUnavailable(_)
+            | Self::ShuttingDown(_) => tonic::Status::unavailable(message),
             Self::Internal => tonic::Status::internal(message),
             Self::Upstream { class, .. } => match class {
                 ErrorClass::RateLimited => tonic::Status::resource_exhausted(message),
@@ -199,6 +205,7 @@ impl From<&Failure> for ApiError {
     fn from(f: &Failure) -> Self {
         match f.kind {
             FailureKind::NoEligibleTarget => Self::NoEligibleTarget(f.message.clone()),
+            FailureKind::ShuttingDown => Self::ShuttingDown(f.message.clone()),
             FailureKind::Upstream(class) => Self::Upstream {
                 class,
                 message: f.message.clone(),
@@ -232,7 +239,7 @@ impl IntoResponse for ApiError {
             Self::OverBudget { retry_after_s, .. } => {
                 append_headers(&mut response, &[("retry-after", retry_after_s.to_string())]);
             }
-            Self::LimitsUnavailable(_) => {
+            Self::LimitsUnavailable(_) | Self::ShuttingDown(_) => {
                 append_headers(&mut response, &[("retry-after", "1".to_owned())]);
             }
             _ => {}

@@ -471,6 +471,13 @@ async fn models(
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down, finishing the requests under way",
+        )
+            .into_response();
+    }
     match state.snapshot.load().as_ref() {
         Some(snapshot) => (
             StatusCode::OK,

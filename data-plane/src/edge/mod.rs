@@ -39,6 +39,9 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// Workspaces' spend caps, shared through the same Redis.
     pub budgets: Arc<crate::budget::Budgets>,
+    /// Set when a shutdown begins: readiness turns false so load balancers
+    /// stop sending new requests while those under way finish.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use super::client_link::ClientLink;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::trace::{AttemptId, TraceBuilder};
@@ -101,7 +101,7 @@ pub async fn deliver(
     tools: &ToolSchemas,
     trace: &mut TraceBuilder,
     id: AttemptId,
-    tx: &mpsc::Sender<EngineEvent>,
+    tx: &ClientLink,
 ) -> AttemptResult {
     match head {
         Head::Whole(c) => {
@@ -142,7 +142,7 @@ async fn pump(
     tools: &ToolSchemas,
     trace: &mut TraceBuilder,
     id: AttemptId,
-    tx: &mpsc::Sender<EngineEvent>,
+    tx: &ClientLink,
 ) -> AttemptResult {
     let mut output = String::new();
     // The answer as the client assembles it, for the trace, if it keeps any.

@@ -6,6 +6,7 @@
 //! closed channel means the client left, and the task cancels the upstream call.
 
 mod attempt;
+mod client_link;
 mod hedge;
 mod retry;
 mod trace;
@@ -17,6 +18,8 @@ use switchyard_domain::Target;
 use switchyard_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admission::Ticket;
 use crate::backoff::Backoff;
@@ -31,6 +34,7 @@ use crate::snapshot::LiveSnapshot;
 use crate::tool_args::{InvalidToolCall, ToolSchemas};
 use crate::workload::count_tokens;
 use attempt::{AttemptResult, Head};
+use client_link::ClientLink;
 use hedge::{HedgeBudget, Race, Side};
 use trace::{AttemptId, TraceBuilder};
 
@@ -68,6 +72,8 @@ pub enum FailureKind {
     NoEligibleTarget,
     /// The last attempt failed with this class.
     Upstream(ErrorClass),
+    /// The node's shutdown grace ran out before the answer was finished.
+    ShuttingDown,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +115,10 @@ pub struct Engine {
     hedges: HedgeBudget,
     breakers: Arc<Breakers>,
     signals: Arc<LocalSignals>,
+    /// Every running request, so a shutdown can wait for their traces.
+    tasks: TaskTracker,
+    /// Cancelled when the shutdown grace runs out.
+    cut: CancellationToken,
 }
 
 /// A candidate ready to call.
@@ -125,7 +135,7 @@ struct Run<'a> {
     tools: ToolSchemas,
     trace: TraceBuilder,
     meta: ResponseMeta,
-    tx: mpsc::Sender<EngineEvent>,
+    tx: ClientLink,
     /// The workload's timeout profile bounds the whole request, retries included.
     deadline: Instant,
     /// The rate-limit charge to correct once the tokens are known.
@@ -161,6 +171,8 @@ impl Engine {
             hedges: HedgeBudget::default(),
             breakers,
             signals,
+            tasks: TaskTracker::new(),
+            cut: CancellationToken::new(),
         }
     }
 
@@ -176,13 +188,32 @@ impl Engine {
         ticket: Option<Ticket>,
     ) -> mpsc::Receiver<EngineEvent> {
         let (tx, rx) = mpsc::channel(64);
+        let tx = ClientLink::new(tx, self.cut.clone());
         let engine = self.clone();
         // Boxed: the request's future is several kilobytes, moved once, not
         // copied through every layer of the spawn.
-        tokio::spawn(Box::pin(async move {
+        self.tasks.spawn(Box::pin(async move {
             engine.run(snapshot, request, tools, plan, tx, ticket).await;
         }));
         rx
+    }
+
+    /// Ends every request still running as if its client had left: each
+    /// is traced as cancelled and its client, if still there, told why. For
+    /// the end of a shutdown's grace period.
+    pub fn cut_in_flight(&self) {
+        self.cut.cancel();
+    }
+
+    /// Requests still running (each reports its trace as it ends).
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Waits until every request has ended and handed over its trace.
+    pub async fn idle(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     async fn run(
@@ -191,7 +222,7 @@ impl Engine {
         request: ChatRequest,
         tools: ToolSchemas,
         plan: RoutePlan,
-        tx: mpsc::Sender<EngineEvent>,
+        tx: ClientLink,
         ticket: Option<Ticket>,
     ) {
         let trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
@@ -584,19 +615,32 @@ impl Engine {
         run.trace.attempt_failed(id, error);
     }
 
-    /// Records an attempt cut short because the client left.
+    /// Records an attempt cut short because the client left (or the
+    /// shutdown grace ran out).
     fn attempt_abandoned(&self, run: &mut Run<'_>, target: &Target, id: AttemptId) {
         self.count_attempt(&target.id, ErrorClass::Cancelled.as_str());
-        run.trace.attempt_failed(id, &client_left());
+        let why = ProviderError::new(ErrorClass::Cancelled, abandon_reason(&run.tx));
+        run.trace.attempt_failed(id, &why);
     }
 
     /// The client left: the request ends cancelled, with nobody to tell.
+    /// Cut by the shutdown instead, the client may still be there: it is
+    /// told, so it can retry on another node.
     fn abandoned(&self, run: &mut Run<'_>) {
+        let reason = abandon_reason(&run.tx);
         let record = run.trace.take_finished(
             pb::Outcome::Cancelled,
-            Some((Some(ErrorClass::Cancelled), CLIENT_LEFT)),
+            Some((Some(ErrorClass::Cancelled), reason)),
         );
+        let partial = record.ttft_ms > 0;
         self.finish(record, &mut run.meta, run.ticket.take());
+        if run.tx.cut_by_shutdown() {
+            run.tx.try_tell(EngineEvent::Failed(Failure {
+                kind: FailureKind::ShuttingDown,
+                message: SHUT_DOWN.to_owned(),
+                partial,
+            }));
+        }
     }
 
     /// The request failed: traced, then told to the client.
@@ -698,9 +742,15 @@ impl Engine {
 }
 
 const CLIENT_LEFT: &str = "client went away";
+const SHUT_DOWN: &str =
+    "the data plane shut down before the answer was finished (its shutdown grace ran out); retry";
 
-fn client_left() -> ProviderError {
-    ProviderError::new(ErrorClass::Cancelled, CLIENT_LEFT)
+fn abandon_reason(tx: &ClientLink) -> &'static str {
+    if tx.cut_by_shutdown() {
+        SHUT_DOWN
+    } else {
+        CLIENT_LEFT
+    }
 }
 
 /// Tokens of a whole answer, by our tokenizer: text, tool names and arguments.

@@ -152,6 +152,9 @@ impl Responder {
             } => error_response(status, &message, retry_after_secs),
             Behavior::Garbage => self.garbage(),
             Behavior::DropStreamAfter { chunks } => self.drop_after(chunks),
+            Behavior::SlowStream { .. } => {
+                error_response(500, "slow streams are OpenAI-compatible only", None)
+            }
             // `settle` never returns a delay.
             Behavior::Delay { .. } => error_response(500, "unexpected delay", None),
         }

@@ -42,6 +42,9 @@ pub enum Behavior {
     /// connection is dropped without `[DONE]`. Non-stream requests get a
     /// truncated JSON body before the connection is dropped.
     DropStreamAfter { chunks: usize },
+    /// Streams (OpenAI-compatible only): the role chunk, then `chunks`
+    /// content chunks `every` apart, then a normal end: a long answer.
+    SlowStream { chunks: usize, every: Duration },
 }
 
 impl Behavior {

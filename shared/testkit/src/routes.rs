@@ -76,6 +76,7 @@ impl Responder {
             } => error_response(status, &message, retry_after_secs),
             Behavior::Garbage => self.garbage(),
             Behavior::DropStreamAfter { chunks } => self.drop_after(chunks),
+            Behavior::SlowStream { chunks, every } => self.slow_stream(chunks, every),
             // `settle` never returns a delay.
             Behavior::Delay { .. } => error_response(500, "unexpected delay", None),
         }
@@ -134,6 +135,27 @@ impl Responder {
                 .map(|w| Frame::Event(self.reply.content_chunk(&format!("{w} ")).to_string())),
         );
         frames.push(Frame::Abort);
+        self.sse(frames)
+    }
+
+    fn slow_stream(&self, chunks: usize, every: std::time::Duration) -> Response {
+        if !self.stream {
+            return error_response(400, "the mock's slow streams need \"stream\": true", None);
+        }
+        let mut frames = vec![Frame::Event(self.reply.role_chunk().to_string())];
+        for i in 0..chunks {
+            frames.push(Frame::Pause(every));
+            frames.push(Frame::Event(
+                self.reply.content_chunk(&format!("part{i} ")).to_string(),
+            ));
+        }
+        frames.push(Frame::Event(self.reply.stop_chunk().to_string()));
+        frames.extend(
+            self.reply
+                .usage_chunk(chunks as u64)
+                .map(|usage| Frame::Event(usage.to_string())),
+        );
+        frames.push(Frame::Event("[DONE]".to_owned()));
         self.sse(frames)
     }
 

@@ -26,6 +26,8 @@ pub(crate) enum Frame {
     /// Fail the body, which makes the server drop the connection instead of
     /// ending the response cleanly.
     Abort,
+    /// Wait this long before the next frame.
+    Pause(Duration),
 }
 
 /// An SSE body that emits `frames` with [`EVENT_GAP`] between them and adds
@@ -37,10 +39,13 @@ pub(crate) fn body(frames: Vec<Frame>, cancelled: Arc<AtomicUsize>) -> Body {
     };
     let state = (VecDeque::from(frames), guard, true);
     let stream = futures::stream::unfold(state, |(mut frames, mut guard, first)| async move {
-        let frame = frames.pop_front()?;
-        if !first {
-            tokio::time::sleep(EVENT_GAP).await;
+        let mut frame = frames.pop_front()?;
+        let mut wait = if first { Duration::ZERO } else { EVENT_GAP };
+        while let Frame::Pause(pause) = frame {
+            wait += pause;
+            frame = frames.pop_front()?;
         }
+        tokio::time::sleep(wait).await;
         // Finished once the last frame is handed over: a client leaving after
         // that did not cut the stream short.
         guard.finished = frames.is_empty() || matches!(frame, Frame::Abort);
@@ -51,6 +56,7 @@ pub(crate) fn body(frames: Vec<Frame>, cancelled: Arc<AtomicUsize>) -> Body {
             }
             Frame::Line(line) => Ok(Bytes::from(format!("{line}\n"))),
             Frame::Abort => Err(dropped()),
+            Frame::Pause(_) => Ok(Bytes::new()),
         };
         Some((item, (frames, guard, false)))
     });
