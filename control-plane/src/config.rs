@@ -224,23 +224,7 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
     type Error = ConfigError;
 
     fn try_from(args: ControlPlaneArgs) -> Result<Self, Self::Error> {
-        let bootstrap = match &args.bootstrap {
-            None => None,
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::BootstrapRead {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let config = BootstrapConfig::from_yaml(&text).map_err(|source| {
-                    ConfigError::BootstrapInvalid {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-                Some(config)
-            }
-        };
+        let bootstrap = args.bootstrap.as_deref().map(read_bootstrap).transpose()?;
         let election = election_config(&args)?;
         let admin_token = admin_token(&args)?;
         if !args.trace_retention.is_zero() && args.trace_retention < Duration::from_secs(3600) {
@@ -336,6 +320,18 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             replay_ca,
         })
     }
+}
+
+/// Reads and validates a bootstrap file.
+pub fn read_bootstrap(path: &std::path::Path) -> Result<BootstrapConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::BootstrapRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    BootstrapConfig::from_yaml(&text).map_err(|source| ConfigError::BootstrapInvalid {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn admin_token(args: &ControlPlaneArgs) -> Result<AdminToken, ConfigError> {

@@ -1,7 +1,9 @@
 //! `switchyard-control-plane`: the control-plane server.
 
 use clap::Parser;
-use switchyard_control_plane::{ControlPlaneArgs, ControlPlaneConfig, LogArgs};
+use switchyard_control_plane::{
+    ControlPlaneArgs, ControlPlaneConfig, LogArgs, RunningControlPlane,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -21,12 +23,43 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     switchyard_telemetry::init_logging(cli.log.log_format);
+    let bootstrap = cli.control_plane.bootstrap.clone();
     let config = ControlPlaneConfig::try_from(cli.control_plane)?;
     let shutdown = CancellationToken::new();
     let running = switchyard_control_plane::start(config, shutdown.clone()).await?;
-    switchyard_telemetry::shutdown_signal().await;
+    let mut reload = switchyard_telemetry::ReloadSignal::listen();
+    let stop = switchyard_telemetry::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = reload.recv() => reapply(&running, bootstrap.as_deref()).await,
+        }
+    }
     tracing::info!("shutting down");
     shutdown.cancel();
     running.wait().await;
     Ok(())
+}
+
+/// SIGHUP: reads the bootstrap file again and applies it. A file that does
+/// not read or validate changes nothing; the error is logged.
+async fn reapply(running: &RunningControlPlane, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: no --bootstrap file to read again");
+        return;
+    };
+    let config = match switchyard_control_plane::config::read_bootstrap(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: bootstrap file not applied");
+            return;
+        }
+    };
+    match running.reapply_bootstrap(&config).await {
+        Ok(version) => {
+            tracing::info!(path = %path.display(), snapshot_version = version, "SIGHUP: bootstrap file applied again")
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: applying the bootstrap file failed"),
+    }
 }

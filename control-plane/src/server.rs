@@ -37,9 +37,25 @@ pub struct RunningControlPlane {
     pub snapshot_version: u64,
     tasks: TaskTracker,
     store: Store,
+    publisher: Arc<SnapshotPublisher>,
 }
 
 impl RunningControlPlane {
+    /// Applies a bootstrap file again without a restart (SIGHUP): entries
+    /// are created or updated, never deleted, exactly as at start, and the
+    /// change is published. A follower's writes reach the leader's next
+    /// registry poll. Returns the snapshot version now served.
+    pub async fn reapply_bootstrap(
+        &self,
+        config: &switchyard_domain::BootstrapConfig,
+    ) -> Result<u64, ControlPlaneError> {
+        bootstrap::apply(&self.store, Some(config)).await?;
+        match self.publisher.refresh().await {
+            Err(SnapshotError::NotLeader) => Ok(self.publisher.relay().await?),
+            other => Ok(other?),
+        }
+    }
+
     /// Waits until the server and its background tasks have stopped.
     pub async fn wait(self) {
         self.tasks.wait().await;
@@ -202,6 +218,7 @@ pub async fn start(
         role,
         shutdown.clone(),
     ));
+    let reload_publisher = publisher.clone();
     tasks.spawn(
         AggregationLoop {
             store: store.clone(),
@@ -246,6 +263,7 @@ pub async fn start(
         snapshot_version,
         tasks,
         store,
+        publisher: reload_publisher,
     })
 }
 

@@ -46,6 +46,21 @@ impl RunningDataPlane {
         self.snapshot.load().as_ref().map(|s| s.version())
     }
 
+    /// Reads provider secrets again (SIGHUP): the one configuration a data
+    /// plane holds that may change under it, in mounted Secret files.
+    pub fn reload_credentials(&self) {
+        match crate::snapshot::reresolve_credentials(&self.snapshot) {
+            Some((before, after)) => tracing::info!(
+                callable_before = before,
+                callable_after = after,
+                "provider credentials read again"
+            ),
+            None => tracing::info!(
+                "provider credentials not read again: no snapshot yet, or a newer one just resolved them"
+            ),
+        }
+    }
+
     /// Waits until the servers have drained and the trace reporter has flushed.
     pub async fn wait(self) {
         self.tasks.wait().await;

@@ -245,6 +245,11 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// False for a provider this node cannot call (its secret is missing).
+    pub fn is_callable(&self) -> bool {
+        !matches!(self, Self::Unavailable(_))
+    }
+
     pub fn prepare(spec: &ProviderSpec) -> Self {
         let api_key = match spec.secret_ref().map(|r| resolve_secret(&r)).transpose() {
             Ok(key) => key,

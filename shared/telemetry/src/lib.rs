@@ -92,3 +92,32 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// SIGHUP, the conventional "read your configuration again". Each call to
+/// [`ReloadSignal::recv`] resolves once per signal; it never resolves where
+/// the signal cannot be listened for.
+#[derive(Debug)]
+pub struct ReloadSignal {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ReloadSignal {
+    /// Listens from now on; a SIGHUP no longer ends the process.
+    pub fn listen() -> Self {
+        Self {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(hangup) = &mut self.hangup
+            && hangup.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}

@@ -266,6 +266,11 @@ impl ControlPlane {
         self.restart().await
     }
 
+    /// The bootstrap file it was started with (the test's registry plus [`API_KEY`]).
+    pub fn bootstrap_path(&self) -> PathBuf {
+        self._bootstrap_dir.path().join("bootstrap.yaml")
+    }
+
     /// The node id it was started with.
     pub fn args_node(&self) -> &str {
         self.args
