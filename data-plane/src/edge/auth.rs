@@ -4,7 +4,6 @@
 //! models it lists (when it lists any). The key itself is never logged or
 //! echoed back.
 
-use axum::http::HeaderMap;
 use switchyard_domain::{KeyGrant, secret_sha256};
 
 use super::ApiError;
@@ -12,16 +11,23 @@ use crate::request::{ChatRequest, DEFAULT_WORKSPACE};
 use crate::snapshot::LiveSnapshot;
 
 /// The key's grant, for the caller of a request.
-pub fn authenticate(snapshot: &LiveSnapshot, headers: &HeaderMap) -> Result<KeyGrant, ApiError> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
+/// `authorization`: the raw value of the `Authorization` header (HTTP) or
+/// `authorization` metadata entry (gRPC), if the request had one.
+pub fn authenticate(
+    snapshot: &LiveSnapshot,
+    authorization: Option<&[u8]>,
+) -> Result<KeyGrant, ApiError> {
+    let value = authorization.ok_or_else(|| {
+        ApiError::Unauthenticated(
+            "missing API key: send the header `Authorization: Bearer <key>`".into(),
+        )
+    })?;
+    let value = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.is_ascii())
         .ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "missing API key: send the header `Authorization: Bearer <key>`".into(),
-            )
-        })?
-        .to_str()
-        .map_err(|_| ApiError::Unauthenticated("the Authorization header must be ASCII".into()))?;
+            ApiError::Unauthenticated("the Authorization header must be ASCII".into())
+        })?;
     let secret = bearer(value).ok_or_else(|| {
         ApiError::Unauthenticated("the Authorization header must be `Bearer <key>`".into())
     })?;

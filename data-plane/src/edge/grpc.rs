@@ -53,7 +53,11 @@ fn from_grpc(
     stream: bool,
 ) -> Result<(ChatRequest, ToolSchemas, switchyard_domain::KeyGrant), Status> {
     let grant = state
-        .authenticate(&req.metadata().clone().into_headers())
+        .authenticate(
+            req.metadata()
+                .get("authorization")
+                .map(|v| v.as_encoded_bytes()),
+        )
         .map_err(|e| e.to_status())?;
     let deadline = client_deadline(req.metadata());
     let (mut chat, tools) = to_chat_request(req.into_inner(), stream).map_err(|e| e.to_status())?;

@@ -84,6 +84,12 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+fn authorization(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+}
+
 /// `x-switchyard-replay-of`: the trace id a control plane replays.
 fn replay_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let id = header(headers, "x-switchyard-replay-of")?;
@@ -144,7 +150,7 @@ async fn handle_chat(
 ) -> Result<Response, ApiError> {
     let received = Received::now();
     // Checked before the body is parsed: an unknown caller costs one hash.
-    let grant = state.authenticate(&headers)?;
+    let grant = state.authenticate(authorization(&headers))?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(state.max_body_bytes)
@@ -454,7 +460,7 @@ async fn models(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.authenticate(&headers)?;
+    state.authenticate(authorization(&headers))?;
     let snapshot = state.snapshot.load_full().ok_or(ApiError::NotReady)?;
     let created = snapshot.routing.created_at_ms / 1000;
     let mut names = BTreeSet::from([switchyard_domain::AUTO_MODEL.to_owned()]);

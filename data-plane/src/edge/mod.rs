@@ -58,12 +58,13 @@ impl AppState {
     }
 
     /// The grant of the API key in `headers`, from the current snapshot.
+    /// `authorization`: the raw `Authorization` value, if any.
     pub fn authenticate(
         &self,
-        headers: &axum::http::HeaderMap,
+        authorization: Option<&[u8]>,
     ) -> Result<switchyard_domain::KeyGrant, ApiError> {
         let snapshot = self.snapshot.load_full().ok_or(ApiError::NotReady)?;
-        auth::authenticate(&snapshot, headers)
+        auth::authenticate(&snapshot, authorization)
     }
 
     /// Loads the snapshot once, so the whole request sees one version, and plans the route.
