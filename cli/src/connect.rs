@@ -67,7 +67,14 @@ impl ControlPlaneArgs {
             .timeout(Duration::from_secs(60))
             .connect()
             .await
-            .with_context(|| format!("cannot reach the control plane at {}", self.url))
+            .with_context(|| {
+                let hint = if self.url.starts_with("https://") && self.control_plane_ca.is_none() {
+                    " (is its certificate signed by a CA of this system? If not, pass that CA as --control-plane-ca)"
+                } else {
+                    ""
+                };
+                format!("cannot reach the control plane at {}{hint}", self.url)
+            })
     }
 
     /// An interceptor adding `authorization: Bearer <admin token>` to every call.
