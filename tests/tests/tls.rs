@@ -364,18 +364,17 @@ async fn a_data_plane_without_a_valid_client_certificate_cannot_subscribe() {
     assert!(status.message().contains("--tls-client-ca"), "{status:?}");
 
     let rogue = connect(&cp.url, &client_tls(pki, &fleet.rogue)).await;
-    let handshake_refused = match rogue {
-        Err(_) => true,
-        // rustls clients send their certificate after the server's flight,
-        // so the refusal may surface on the first call instead.
+    // In TLS 1.3 the client sends its certificate after the server's flight,
+    // so the refusal may surface on the first call (as whatever error the
+    // dropped connection makes) instead of at connect.
+    let served = match rogue {
+        Err(_) => None,
         Ok(channel) => SnapshotServiceClient::new(channel)
             .sync(hello("stranger"))
             .await
-            .is_err_and(|s| {
-                s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown
-            }),
+            .ok(),
     };
-    assert!(handshake_refused, "a stranger's certificate was accepted");
+    assert!(served.is_none(), "a stranger's certificate was accepted");
 
     let plaintext = Endpoint::from_shared(cp.url.replace("https://", "http://"))
         .unwrap()
