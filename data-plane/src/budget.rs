@@ -20,6 +20,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
@@ -116,8 +120,18 @@ impl OverBudget {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetDecisionLabels {
+    /// "redis" (the fleet's shared counters) or "local" (this node's share).
+    pub mode: &'static str,
+    /// "allowed" or "denied".
+    pub decision: &'static str,
+}
+
 pub struct Budgets {
     redis: Option<(ConnectionManager, Duration)>,
+    /// Reservations against workspaces with a cap, by mode and outcome.
+    decisions: Family<BudgetDecisionLabels, Counter>,
     reserve: Script,
     settle: Script,
     prefix: String,
@@ -153,6 +167,7 @@ impl Budgets {
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
             prefix: format!("{prefix}:budget"),
+            decisions: Family::default(),
             local: Mutex::new(HashMap::new()),
             last_seen: Mutex::new(HashMap::new()),
         }
@@ -184,6 +199,35 @@ impl Budgets {
             });
         }
         windows
+    }
+
+    /// Adds `budget_decisions_total` to `registry` (the data plane's).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "budget_decisions",
+            "Spend-cap checks of requests of workspaces with a budget, by where they were made (redis, local) and outcome",
+            self.decisions.clone(),
+        );
+    }
+
+    /// Decisions so far with these labels.
+    #[cfg(test)]
+    fn decisions(&self, mode: &'static str, decision: &'static str) -> u64 {
+        self.decisions
+            .get_or_create(&BudgetDecisionLabels { mode, decision })
+            .get()
+    }
+
+    fn decided(
+        &self,
+        mode: &'static str,
+        result: Result<Option<BudgetHold>, OverBudget>,
+    ) -> Result<Option<BudgetHold>, OverBudget> {
+        let decision = if result.is_ok() { "allowed" } else { "denied" };
+        self.decisions
+            .get_or_create(&BudgetDecisionLabels { mode, decision })
+            .inc();
+        result
     }
 
     /// Reserves `estimate_usd` against the workspace's caps, or says which
@@ -226,7 +270,7 @@ impl Budgets {
                     seen.insert(w.key.clone(), *u);
                 }
                 drop(seen);
-                return match usize::try_from(*refused)
+                let result = match usize::try_from(*refused)
                     .ok()
                     .and_then(|i| i.checked_sub(1))
                 {
@@ -237,13 +281,15 @@ impl Budgets {
                     })),
                     Some(i) => Err(over(&windows[i.min(windows.len() - 1)])),
                 };
+                return self.decided("redis", result);
             }
             tracing::warn!(
                 workspace,
                 "budget store unreachable: enforcing this node's share of what was left"
             );
         }
-        self.reserve_locally(windows, amount, share).await
+        let result = self.reserve_locally(windows, amount, share).await;
+        self.decided("local", result)
     }
 
     /// In process: this node's share of what the fleet had left when Redis
@@ -431,5 +477,8 @@ mod tests {
             "{}",
             refused.message("w")
         );
+        assert_eq!(budgets.decisions("local", "allowed"), 3);
+        assert_eq!(budgets.decisions("local", "denied"), 1);
+        assert_eq!(budgets.decisions("redis", "allowed"), 0);
     }
 }

@@ -26,6 +26,13 @@ pub struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The error body's `code`: `invalid_api_key`, `rate_limit_exceeded`,
+    /// `upstream_transient`, ...
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub target: String,
     /// "ok" or an error class.
@@ -35,6 +42,11 @@ pub struct AttemptLabels {
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<OutcomeLabels, Counter>,
+    /// Requests being executed now (from routing to the last byte of the answer).
+    pub requests_in_flight: Gauge,
+    /// Errors answered to clients, by kind, on both edges; a stream that
+    /// fails after its first token counts too.
+    pub errors: Family<ErrorLabels, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
     pub retries: Family<TargetLabels, Counter>,
     pub retries_denied: Family<TargetLabels, Counter>,
@@ -54,6 +66,8 @@ pub struct Metrics {
     /// persisted by an earlier run) before the restart.
     pub snapshot_applied_timestamp_seconds: Gauge,
     pub snapshots_rejected: Counter,
+    /// 1 while a snapshot stream to a control plane is open.
+    pub control_plane_connected: Gauge,
     pub trace_spool_depth: Gauge,
     pub traces_dropped: Counter,
 }
@@ -63,6 +77,18 @@ impl Metrics {
         let mut registry = Registry::with_prefix("switchyard_dp");
         let requests = Family::<OutcomeLabels, Counter>::default();
         registry.register("requests", "Requests by outcome", requests.clone());
+        let requests_in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests being executed now, from routing to the end of the answer",
+            requests_in_flight.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Errors answered to clients by kind (the error body's code), HTTP and gRPC; streams that fail after their first token included",
+            errors.clone(),
+        );
         let attempts = Family::<AttemptLabels, Counter>::default();
         registry.register(
             "attempts",
@@ -145,6 +171,12 @@ impl Metrics {
             "Snapshots NACKed as invalid",
             snapshots_rejected.clone(),
         );
+        let control_plane_connected = Gauge::default();
+        registry.register(
+            "control_plane_connected",
+            "1 while this node's snapshot stream to a control plane is open, else 0 (it serves its last good snapshot)",
+            control_plane_connected.clone(),
+        );
         let trace_spool_depth = Gauge::default();
         registry.register(
             "trace_spool_depth",
@@ -160,6 +192,8 @@ impl Metrics {
         Self {
             registry,
             requests,
+            requests_in_flight,
+            errors,
             attempts,
             retries,
             retries_denied,
@@ -173,14 +207,68 @@ impl Metrics {
             snapshot_epoch,
             snapshot_applied_timestamp_seconds,
             snapshots_rejected,
+            control_plane_connected,
             trace_spool_depth,
             traces_dropped,
         }
+    }
+
+    /// Counts one error answered to a client.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { kind }).inc();
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.requests_in_flight.inc();
+        InFlight(self.requests_in_flight.clone())
+    }
+}
+
+/// One request in flight; dropping it ends it.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_ends_with_its_guard_and_errors_count_by_kind() {
+        let m = Metrics::new();
+        let first = m.in_flight();
+        let second = m.in_flight();
+        assert_eq!(m.requests_in_flight.get(), 2);
+        drop(first);
+        assert_eq!(m.requests_in_flight.get(), 1);
+        drop(second);
+        assert_eq!(m.requests_in_flight.get(), 0);
+        m.error("invalid_api_key");
+        m.error("invalid_api_key");
+        m.error("upstream_transient");
+        let text = switchyard_telemetry::encode_metrics(&m.registry).unwrap();
+        assert!(
+            text.contains("switchyard_dp_requests_in_flight 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_dp_errors_total{kind=\"invalid_api_key\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_dp_errors_total{kind=\"upstream_transient\"} 1\n"),
+            "{text}"
+        );
     }
 }

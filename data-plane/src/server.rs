@@ -100,8 +100,14 @@ pub async fn start(
     // Build the tokenizer off the async threads now, not on the first request.
     tokio::task::spawn_blocking(crate::workload::warm_up);
     let limiter = Arc::new(Limiter::new(config.limiter.clone())?);
+    let budgets = Arc::new(Budgets::new(
+        config.limiter.redis_url.as_ref(),
+        config.limiter.redis_timeout,
+        &config.limiter.key_prefix,
+    ));
     let mut metrics = Metrics::new();
     limiter.metrics().register(&mut metrics.registry);
+    budgets.register(&mut metrics.registry);
     let metrics = Arc::new(metrics);
     let snapshot = Arc::new(ArcSwapOption::empty());
     let (trace_reporter, probe_results, report_loop) = reporter::reporter(
@@ -151,11 +157,7 @@ pub async fn start(
         breakers: breakers.clone(),
         signals,
         limiter,
-        budgets: Arc::new(Budgets::new(
-            config.limiter.redis_url.as_ref(),
-            config.limiter.redis_timeout,
-            &config.limiter.key_prefix,
-        )),
+        budgets,
         draining: Arc::new(AtomicBool::new(false)),
     };
 

@@ -128,6 +128,7 @@ impl Subscriber {
                 () = shutdown.cancelled() => break,
                 result = self.session(channel, &mut backoff) => result,
             };
+            self.metrics.control_plane_connected.set(0);
             let wait = backoff.next_delay();
             match session {
                 Ok(()) => {
@@ -168,6 +169,7 @@ impl Subscriber {
             .sync(ReceiverStream::new(rx))
             .await?
             .into_inner();
+        self.metrics.control_plane_connected.set(1);
         while let Some(message) = inbound.message().await? {
             backoff.reset();
             let reply = self.handle(message).await;

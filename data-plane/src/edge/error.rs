@@ -214,6 +214,10 @@ impl From<&Failure> for ApiError {
     }
 }
 
+/// The kind of the error a response answers, for the edge's error metric.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
 /// Adds `(name, value)` pairs (lower-case names, ASCII values) to a response.
 pub fn append_headers(response: &mut Response, headers: &[(&'static str, String)]) {
     for (name, value) in headers {
@@ -228,6 +232,7 @@ pub fn append_headers(response: &mut Response, headers: &[(&'static str, String)
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
+        response.extensions_mut().insert(ErrorKind(self.kind()));
         match &self {
             Self::Unauthenticated(_) => {
                 response.headers_mut().insert(

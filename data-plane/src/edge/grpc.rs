@@ -58,10 +58,11 @@ fn from_grpc(
                 .get("authorization")
                 .map(|v| v.as_encoded_bytes()),
         )
-        .map_err(|e| e.to_status())?;
+        .map_err(|e| state.reject(e))?;
     let deadline = client_deadline(req.metadata());
-    let (mut chat, tools) = to_chat_request(req.into_inner(), stream).map_err(|e| e.to_status())?;
-    super::auth::authorize(&grant, &mut chat).map_err(|e| e.to_status())?;
+    let (mut chat, tools) =
+        to_chat_request(req.into_inner(), stream).map_err(|e| state.reject(e))?;
+    super::auth::authorize(&grant, &mut chat).map_err(|e| state.reject(e))?;
     if let Some(deadline) = deadline
         && deadline < chat.workload.timeout.duration()
     {
@@ -236,7 +237,11 @@ fn wire_usage(meta: &ResponseMeta) -> pb::Usage {
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CompleteChunk, Status>> + Send>>;
 
 /// The chunk an engine event becomes, if any, and whether the stream is over.
-fn chunk_for(event: EngineEvent) -> (Option<Result<pb::CompleteChunk, Status>>, bool) {
+/// A failure is counted as an error answered.
+fn chunk_for(
+    event: EngineEvent,
+    state: &AppState,
+) -> (Option<Result<pb::CompleteChunk, Status>>, bool) {
     use pb::complete_chunk::Kind;
     let (chunk, over) = match event {
         // The answering model is in the end's meta; no chunk of its own.
@@ -275,7 +280,7 @@ fn chunk_for(event: EngineEvent) -> (Option<Result<pb::CompleteChunk, Status>>, 
                 true,
             )
         }
-        EngineEvent::Failed(failure) => (Err(ApiError::from(&failure).to_status()), true),
+        EngineEvent::Failed(failure) => (Err(state.reject(ApiError::from(&failure))), true),
     };
     (Some(chunk), over)
 }
@@ -288,12 +293,15 @@ impl InferenceApi {
         stream: bool,
     ) -> Result<mpsc::Receiver<EngineEvent>, Status> {
         let (request, tools, grant) = from_grpc(&self.state, req, stream)?;
-        let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
+        let (snapshot, plan) = self
+            .state
+            .route(&request)
+            .map_err(|e| self.state.reject(e))?;
         let admitted = self
             .state
             .admit(&grant, &snapshot, &request, &plan)
             .await
-            .map_err(|e| e.to_status())?;
+            .map_err(|e| self.state.reject(e))?;
         Ok(self
             .state
             .engine
@@ -337,9 +345,9 @@ impl InferenceService for InferenceApi {
                     }));
                 }
                 Some(EngineEvent::Failed(failure)) => {
-                    return Err(ApiError::from(&failure).to_status());
+                    return Err(self.state.reject(ApiError::from(&failure)));
                 }
-                None => return Err(ApiError::Internal.to_status()),
+                None => return Err(self.state.reject(ApiError::Internal)),
             }
         }
     }
@@ -356,21 +364,21 @@ impl InferenceService for InferenceApi {
             match events.recv().await {
                 Some(EngineEvent::Answering { .. }) => continue,
                 Some(EngineEvent::Failed(failure)) if !failure.partial => {
-                    return Err(ApiError::from(&failure).to_status());
+                    return Err(self.state.reject(ApiError::from(&failure)));
                 }
                 Some(event) => break event,
-                None => return Err(ApiError::Internal.to_status()),
+                None => return Err(self.state.reject(ApiError::Internal)),
             }
         };
-        let (first, over) = chunk_for(first);
+        let (first, over) = chunk_for(first, &self.state);
         let tail = futures::stream::unfold(
-            (events, over),
-            |(mut events, over): (mpsc::Receiver<EngineEvent>, bool)| async move {
+            (events, over, self.state.clone()),
+            |(mut events, over, state): (mpsc::Receiver<EngineEvent>, bool, AppState)| async move {
                 if over {
                     return None;
                 }
-                let (item, over) = chunk_for(events.recv().await?);
-                Some((item, (events, over)))
+                let (item, over) = chunk_for(events.recv().await?, &state);
+                Some((item, (events, over, state)))
             },
         );
         let stream =
@@ -383,7 +391,10 @@ impl InferenceService for InferenceApi {
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
         let (request, _, _) = from_grpc(&self.state, req, false)?;
-        let (snapshot, plan) = self.state.route(&request).map_err(|e| e.to_status())?;
+        let (snapshot, plan) = self
+            .state
+            .route(&request)
+            .map_err(|e| self.state.reject(e))?;
         let (candidates, ineligible) = crate::plan_wire::candidates(&plan, &snapshot);
         Ok(Response::new(pb::RouteResponse {
             snapshot_version: snapshot.version(),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,8 +19,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::openai::{self, Hints};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorKind};
 use crate::engine::{EngineEvent, ResponseMeta};
+use crate::metrics::Metrics;
 use crate::request::Received;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -43,6 +45,10 @@ pub fn router(state: AppState, https: bool) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|uri: Uri| async move { ApiError::UnknownRoute(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::map_response_with_state(
+            state.metrics.clone(),
+            count_errors,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state);
     if https {
@@ -50,6 +56,14 @@ pub fn router(state: AppState, https: bool) -> Router {
     } else {
         router
     }
+}
+
+/// Counts every error answer by its kind, whichever handler gave it.
+async fn count_errors(State(metrics): State<Arc<Metrics>>, response: Response) -> Response {
+    if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
+        metrics.error(kind);
+    }
+    response
 }
 
 /// Over HTTPS only (browsers ignore it over plain HTTP, RFC 6797): clients
@@ -194,6 +208,7 @@ async fn handle_chat(
         created: unix_seconds(&received),
         model: request.model.clone(),
         include_usage,
+        metrics: state.metrics.clone(),
     };
     let stream = request.stream;
     let route_header = explain.then(|| route_header(&plan.explanation));
@@ -339,6 +354,8 @@ struct ChunkShape {
     created: i64,
     model: String,
     include_usage: bool,
+    /// Counts a failure after the first token, which no status can tell.
+    metrics: Arc<Metrics>,
 }
 
 impl ChunkShape {
@@ -411,10 +428,11 @@ impl ChunkShape {
                 (out, true)
             }
             // Never a clean end that hides the failure: an explicit error event, no [DONE].
-            EngineEvent::Failed(failure) => (
-                vec![Event::default().data(ApiError::from(&failure).body().to_string())],
-                true,
-            ),
+            EngineEvent::Failed(failure) => {
+                let error = ApiError::from(&failure);
+                self.metrics.error(error.kind());
+                (vec![Event::default().data(error.body().to_string())], true)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ mod validation;
 
 use std::sync::Arc;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorKind};
 
 use crate::breaker::Breakers;
 use crate::engine::Engine;
@@ -55,6 +55,12 @@ impl AppState {
         plan: &RoutePlan,
     ) -> Result<crate::admission::Admitted, ApiError> {
         crate::admission::admit(&self.limiter, &self.budgets, snapshot, grant, request, plan).await
+    }
+
+    /// Counts an error answered over gRPC and turns it into its status.
+    pub fn reject(&self, error: ApiError) -> tonic::Status {
+        self.metrics.error(error.kind());
+        error.to_status()
     }
 
     /// The grant of the API key in `headers`, from the current snapshot.

@@ -25,7 +25,7 @@ use crate::admission::Ticket;
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::health::LocalSignals;
-use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, TargetLabels, TokenLabels};
+use crate::metrics::{AttemptLabels, InFlight, Metrics, OutcomeLabels, TargetLabels, TokenLabels};
 use crate::providers::{Endpoint, ErrorClass, ProviderError, ToolCall, ToolCallDelta, Usage};
 use crate::reporter::TraceReporter;
 use crate::request::ChatRequest;
@@ -140,6 +140,8 @@ struct Run<'a> {
     deadline: Instant,
     /// The rate-limit charge to correct once the tokens are known.
     ticket: Option<Ticket>,
+    /// Counts the request in flight until it is finished.
+    in_flight: Option<InFlight>,
 }
 
 impl Run<'_> {
@@ -225,6 +227,7 @@ impl Engine {
         tx: ClientLink,
         ticket: Option<Ticket>,
     ) {
+        let in_flight = self.metrics.in_flight();
         let trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
         let meta = ResponseMeta {
             request_id: request.request_id.clone(),
@@ -241,6 +244,7 @@ impl Engine {
             tx,
             deadline,
             ticket,
+            in_flight: Some(in_flight),
         };
 
         if plan.chain.is_empty() {
@@ -558,7 +562,7 @@ impl Engine {
                 meta.model.clone_from(&target.spec.name);
                 meta.invalid_tool_calls = invalid_tool_calls;
                 let record = run.trace.take_finished(pb::Outcome::Success, None);
-                self.finish(record, &mut meta, run.ticket.take());
+                self.finish(record, &mut meta, run.ticket.take(), run.in_flight.take());
                 let done = EngineEvent::Done {
                     content,
                     tool_calls,
@@ -633,7 +637,12 @@ impl Engine {
             Some((Some(ErrorClass::Cancelled), reason)),
         );
         let partial = record.ttft_ms > 0;
-        self.finish(record, &mut run.meta, run.ticket.take());
+        self.finish(
+            record,
+            &mut run.meta,
+            run.ticket.take(),
+            run.in_flight.take(),
+        );
         if run.tx.cut_by_shutdown() {
             run.tx.try_tell(EngineEvent::Failed(Failure {
                 kind: FailureKind::ShuttingDown,
@@ -653,7 +662,12 @@ impl Engine {
         let record = run
             .trace
             .take_finished(outcome, Some((class, &failure.message)));
-        self.finish(record, &mut run.meta, run.ticket.take());
+        self.finish(
+            record,
+            &mut run.meta,
+            run.ticket.take(),
+            run.in_flight.take(),
+        );
         let _ = run.tx.send(EngineEvent::Failed(failure)).await;
     }
 
@@ -668,8 +682,16 @@ impl Engine {
     }
 
     /// Records the outcome in metrics, settles the rate-limit charge with
-    /// the tokens used, and hands the trace to the reporter.
-    fn finish(&self, record: pb::Trace, meta: &mut ResponseMeta, ticket: Option<Ticket>) {
+    /// the tokens used, and hands the trace to the reporter. The request is
+    /// no longer in flight once its client is about to hear the end.
+    fn finish(
+        &self,
+        record: pb::Trace,
+        meta: &mut ResponseMeta,
+        ticket: Option<Ticket>,
+        in_flight: Option<InFlight>,
+    ) {
+        drop(in_flight);
         if let Some(ticket) = ticket {
             ticket.settle(
                 record.tokens_in.saturating_add(record.tokens_out),
