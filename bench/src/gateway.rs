@@ -64,6 +64,7 @@ impl Gateway {
             binary: binaries.control_plane,
             args: args(&[
                 ("--listen", cp.to_string()),
+                ("--metrics-listen", "127.0.0.1:0".to_owned()),
                 ("--data-dir", data_dir.display().to_string()),
                 ("--bootstrap", registry_yaml.display().to_string()),
                 ("--node-id", "bench-cp".to_owned()),

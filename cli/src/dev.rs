@@ -29,6 +29,10 @@ pub struct DevArgs {
     config: Option<PathBuf>,
     #[arg(long, env = "SWITCHYARD_CP_LISTEN", default_value = "127.0.0.1:50051")]
     cp_listen: SocketAddr,
+    /// Serve the control plane's metrics at this address's /metrics (off
+    /// unless given; the data plane's are on its HTTP port).
+    #[arg(long, env = "SWITCHYARD_CP_METRICS_LISTEN")]
+    cp_metrics_listen: Option<SocketAddr>,
     #[arg(
         long,
         env = "SWITCHYARD_DP_HTTP_LISTEN",
@@ -79,6 +83,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let control_plane = switchyard_control_plane::start(
         ControlPlaneConfig {
             listen: args.cp_listen,
+            metrics_listen: args.cp_metrics_listen,
             database_url: switchyard_control_plane::config::sqlite_url(&args.data_dir),
             bootstrap: Some(bootstrap),
             node_id: "dev-cp".into(),

@@ -26,6 +26,14 @@ pub struct ControlPlaneArgs {
         default_value = "0.0.0.0:50051"
     )]
     pub listen: SocketAddr,
+    /// Plain HTTP listen address of `GET /metrics` (Prometheus text format,
+    /// no admin token), apart from the gRPC port.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CP_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
     /// postgres://… or sqlite://…; defaults to a SQLite file in the data directory.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -140,6 +148,8 @@ pub struct ControlPlaneArgs {
 #[derive(Debug, Clone)]
 pub struct ControlPlaneConfig {
     pub listen: SocketAddr,
+    /// `GET /metrics` over plain HTTP; None serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     pub database_url: String,
     pub bootstrap: Option<BootstrapConfig>,
     pub node_id: String,
@@ -194,6 +204,8 @@ pub enum ConfigError {
     AdminTokenInvalid(switchyard_domain::ValidationError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("--metrics-listen: {0} is the gRPC port (--listen); metrics need their own")]
+    MetricsListen(SocketAddr),
     #[error("--registry-poll: must be between 100ms and 1h")]
     RegistryPoll,
     #[error("--relay-poll: must be between 10ms and 10s")]
@@ -261,6 +273,9 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
                 sqlite_url(&args.data_dir)
             }
         };
+        if args.metrics_listen == args.listen && args.listen.port() != 0 {
+            return Err(ConfigError::MetricsListen(args.metrics_listen));
+        }
         if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.registry_poll) {
             return Err(ConfigError::RegistryPoll);
         }
@@ -304,6 +319,7 @@ impl TryFrom<ControlPlaneArgs> for ControlPlaneConfig {
             },
             mass_removal_hold: args.mass_removal_hold,
             listen: args.listen,
+            metrics_listen: Some(args.metrics_listen),
             database_url,
             bootstrap,
             node_id: args.node_id.unwrap_or_else(default_node_id),

@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::leadership::{Leadership, Role};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// How long one etcd request (not a campaign) may take.
@@ -116,6 +117,7 @@ pub struct Election {
     node_id: String,
     store: Store,
     leadership: Arc<Leadership>,
+    metrics: Arc<Metrics>,
 }
 
 impl Election {
@@ -126,6 +128,7 @@ impl Election {
         node_id: String,
         store: Store,
         leadership: Arc<Leadership>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ElectionError> {
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
@@ -137,6 +140,7 @@ impl Election {
             node_id,
             store,
             leadership,
+            metrics,
         })
     }
 
@@ -154,7 +158,10 @@ impl Election {
             let began = Instant::now();
             match self.term(&shutdown).await {
                 Ok(()) => {}
-                Err(e) => tracing::warn!(error = %e, retry_in = ?retry, "election term ended"),
+                Err(e) => {
+                    self.metrics.election_event("term_failed");
+                    tracing::warn!(error = %e, retry_in = ?retry, "election term ended");
+                }
             }
             if began.elapsed() > RETRY_MAX {
                 retry = RETRY_MIN;
@@ -222,14 +229,16 @@ impl Election {
         }
 
         self.leadership.set(Role::Leader { epoch });
+        self.metrics.election_event("won");
         tracing::info!(epoch, node = %self.node_id, "leading");
-        let why = tokio::select! {
-            () = shutdown.cancelled() => "shutting down",
-            () = lost.cancelled() => "the lease could not be renewed in time",
-            () = self.leadership.wait_deposed() => "a newer leader holds the fence",
+        let (why, event) = tokio::select! {
+            () = shutdown.cancelled() => ("shutting down", "stepped_down_shutdown"),
+            () = lost.cancelled() => ("the lease could not be renewed in time", "stepped_down_lease_lost"),
+            () = self.leadership.wait_deposed() => ("a newer leader holds the fence", "stepped_down_deposed"),
         };
         // Stop acting as leader before anything else.
         self.leadership.set(Role::Follower);
+        self.metrics.election_event(event);
         tracing::warn!(epoch, reason = why, "stepped down");
         self.resign(key).await
     }

@@ -14,6 +14,7 @@ mod election;
 mod fleet;
 pub mod health;
 mod leadership;
+mod metrics;
 pub mod quality;
 mod replay;
 mod retention;

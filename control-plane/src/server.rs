@@ -24,6 +24,7 @@ use crate::config::ControlPlaneConfig;
 use crate::election::Election;
 use crate::fleet::Fleet;
 use crate::leadership::{Leadership, Role};
+use crate::metrics::{Metrics, Scrape};
 use crate::replay::Replayer;
 use crate::retention::TraceRetention;
 use crate::snapshots::{SnapshotError, SnapshotPublisher};
@@ -34,6 +35,8 @@ use crate::{ControlPlaneError, bootstrap};
 /// then await [`RunningControlPlane::wait`].
 pub struct RunningControlPlane {
     pub local_addr: SocketAddr,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub snapshot_version: u64,
     tasks: TaskTracker,
     store: Store,
@@ -71,6 +74,7 @@ pub async fn start(
         .await?
         .with_candidate_rows(config.trace_candidate_rows);
     bootstrap::apply(&store, config.bootstrap.as_ref()).await?;
+    let metrics = Arc::new(Metrics::new());
 
     // With etcd this replica follows until it wins an election; without it,
     // it is the only replica and leads at the stored epoch.
@@ -82,6 +86,7 @@ pub async fn start(
                 config.node_id.clone(),
                 store.clone(),
                 leadership.clone(),
+                metrics.clone(),
             )
             .await?;
             (leadership, Some(election))
@@ -120,6 +125,15 @@ pub async fn start(
             addr: config.listen,
             source,
         })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::bind(addr)
+                .await
+                .map_err(|source| ControlPlaneError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -178,6 +192,7 @@ pub async fn start(
         )))
         .add_service(TraceServiceServer::new(TraceApi::new(
             store.clone(),
+            metrics.clone(),
             Arc::new(Replayer::new(
                 store.clone(),
                 config.replay_via.clone(),
@@ -203,6 +218,17 @@ pub async fn start(
         )));
 
     let tasks = TaskTracker::new();
+    if let Some((listener, _)) = metrics_listener {
+        let scrape = Scrape {
+            metrics,
+            leadership: leadership.clone(),
+            publisher: publisher.clone(),
+            fleet: fleet.clone(),
+            board: board.clone(),
+            store: store.clone(),
+        };
+        tasks.spawn(crate::metrics::serve(listener, scrape, shutdown.clone()));
+    }
     tasks.spawn(
         publisher
             .clone()
@@ -257,9 +283,10 @@ pub async fn start(
         }
     });
     tasks.close();
-    tracing::info!(addr = %local_addr, node = %config.node_id, snapshot_version, elected = config.election.is_some(), tls = config.tls.is_some(), mtls = data_planes_need_certificates, "control plane listening");
+    tracing::info!(addr = %local_addr, metrics = ?metrics_addr, node = %config.node_id, snapshot_version, elected = config.election.is_some(), tls = config.tls.is_some(), mtls = data_planes_need_certificates, "control plane listening");
     Ok(RunningControlPlane {
         local_addr,
+        metrics_addr,
         snapshot_version,
         tasks,
         store,

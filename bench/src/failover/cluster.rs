@@ -88,6 +88,8 @@ impl Replica {
         let registry = dir.join("registry.yaml");
         let args = [
             ("--listen", addr.to_string()),
+            // Several replicas on one host: each its own metrics port.
+            ("--metrics-listen", "127.0.0.1:0".to_owned()),
             ("--database-url", database_url.to_owned()),
             ("--bootstrap", registry.display().to_string()),
             ("--node-id", node_id.clone()),

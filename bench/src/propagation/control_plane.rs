@@ -78,6 +78,7 @@ impl ControlPlane {
         let database: PathBuf = dir.join("switchyard.db");
         let args = [
             ("--listen", addr.to_string()),
+            ("--metrics-listen", "127.0.0.1:0".to_owned()),
             (
                 "--database-url",
                 format!("sqlite://{}?mode=rwc", database.display()),

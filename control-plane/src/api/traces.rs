@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{invalid, store_status};
 use crate::health::WindowRecord;
+use crate::metrics::Metrics;
 use crate::replay::Replayer;
 use crate::store::{AggregateQuery, Grouping, ReplayFilter, Store, TraceFilter, now_ms};
 use crate::whatif;
@@ -24,6 +25,7 @@ const MAX_ID_LEN: usize = 128;
 
 pub struct TraceApi {
     store: Store,
+    metrics: Arc<Metrics>,
     replayer: Arc<Replayer>,
     /// Ends report streams on shutdown (after the batch in hand is stored and
     /// acked), so the server can drain; data planes resend the rest elsewhere.
@@ -31,9 +33,15 @@ pub struct TraceApi {
 }
 
 impl TraceApi {
-    pub fn new(store: Store, replayer: Arc<Replayer>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        replayer: Arc<Replayer>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             store,
+            metrics,
             replayer,
             shutdown,
         }
@@ -206,6 +214,7 @@ impl TraceService for TraceApi {
     ) -> Result<Response<ReportStream>, Status> {
         let mut inbound = req.into_inner();
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         let shutdown = self.shutdown.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -217,6 +226,7 @@ impl TraceService for TraceApi {
                         Ok(None) | Err(_) => break,
                     },
                 };
+                let arrived = std::time::Instant::now();
                 let (valid, rejected): (Vec<_>, Vec<_>) = batch
                     .traces
                     .into_iter()
@@ -240,9 +250,13 @@ impl TraceService for TraceApi {
                 if !error.is_empty() {
                     tracing::warn!(batch = batch.batch_id, %error, "discarded invalid records");
                 }
+                metrics.traces_rejected.inc_by(rejected.len() as u64);
                 let rejected = rejected.len() + bad_windows.len();
                 let response = match store.insert_traces(&valid, &windows).await {
                     Ok(outcome) => {
+                        metrics.traces_ingested.inc_by(outcome.inserted);
+                        metrics.traces_duplicate.inc_by(outcome.duplicates);
+                        metrics.trace_batch("stored");
                         tracing::debug!(
                             batch = batch.batch_id,
                             inserted = outcome.inserted,
@@ -257,6 +271,7 @@ impl TraceService for TraceApi {
                         }
                     }
                     Err(e) => {
+                        metrics.trace_batch("not_stored");
                         tracing::warn!(batch = batch.batch_id, error = %e, "trace batch not stored; the data plane keeps it");
                         pb::ReportResponse {
                             batch_id: batch.batch_id,
@@ -266,6 +281,9 @@ impl TraceService for TraceApi {
                         }
                     }
                 };
+                metrics
+                    .trace_ingest_duration
+                    .observe(arrived.elapsed().as_secs_f64());
                 if tx.send(Ok(response)).await.is_err() {
                     break;
                 }

@@ -13,7 +13,10 @@ mod sql;
 mod traces;
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
@@ -28,7 +31,7 @@ pub use traces::{ReplayFilter, TraceFilter, TraceInsertOutcome, TracePage};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL scheme {0:?}: expected postgres:// or sqlite://")]
@@ -48,6 +51,21 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+}
+
+/// Every database error, counted where it is created: one process, one count.
+static DATABASE_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The process's count of failed database calls (`switchyard_cp_store_errors_total`).
+pub fn database_errors() -> Counter {
+    DATABASE_ERRORS.clone()
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        DATABASE_ERRORS.inc();
+        Self::Database(e)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -174,6 +174,8 @@ impl Process {
 pub struct ControlPlane {
     pub process: Process,
     pub addr: String,
+    /// Base URL of its metrics listener (`GET /metrics`).
+    pub metrics_url: String,
     pub database_url: String,
     args: Vec<String>,
     _bootstrap_dir: tempfile::TempDir,
@@ -217,12 +219,15 @@ impl ControlPlane {
     ) -> anyhow::Result<Self> {
         let database_url = database_url.to_owned();
         let port = free_port();
+        let metrics_port = free_port();
         let dir = tempfile::tempdir()?;
         let bootstrap = dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap, with_api_key(bootstrap_yaml))?;
         let args = vec![
             "--listen".into(),
             format!("127.0.0.1:{port}"),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
             "--database-url".into(),
             database_url.clone(),
             "--bootstrap".into(),
@@ -242,6 +247,7 @@ impl ControlPlane {
         Ok(Self {
             process,
             addr,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
             database_url,
             args,
             _bootstrap_dir: dir,
@@ -294,6 +300,20 @@ impl ControlPlane {
             .await
             .ok()
             .map(tonic::Response::into_inner)
+    }
+
+    /// The Prometheus exposition of its `/metrics`, fetched without any credential.
+    pub async fn metrics(&self) -> String {
+        anonymous_http_client()
+            .get(format!("{}/metrics", self.metrics_url))
+            .send()
+            .await
+            .expect("control-plane metrics reachable")
+            .error_for_status()
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     pub async fn channel(&self) -> Channel {
@@ -357,12 +377,14 @@ impl ControlPlane {
     }
 }
 
-/// The environment every test control plane runs with: the admin token and
-/// the secret of [`API_KEY`].
-pub fn control_plane_envs() -> [(&'static str, String); 2] {
+/// The environment every test control plane runs with: the admin token,
+/// the secret of [`API_KEY`], and metrics on a port of its own (tests run
+/// side by side; [`ControlPlane`] names the port with a flag).
+pub fn control_plane_envs() -> [(&'static str, String); 3] {
     [
         ("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ("SWITCHYARD_TEST_API_KEY", API_KEY.to_owned()),
+        ("SWITCHYARD_CP_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
     ]
 }
 
