@@ -285,8 +285,10 @@ def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: P
     flags = flag_values(c["args"])
     R.check(cp["spec"]["replicas"] == p.expect["cp_replicas"],
             f"control plane has {p.expect['cp_replicas']} replicas (got {cp['spec']['replicas']})")
-    grpc = port_of(c, "grpc")
+    grpc, metrics = port_of(c, "grpc"), port_of(c, "metrics")
     R.check(flags.get("listen") == [f"0.0.0.0:{grpc}"], "control plane listens on its grpc container port")
+    R.check(metrics is not None and metrics != grpc and flags.get("metrics-listen") == [f"0.0.0.0:{metrics}"],
+            "control plane serves metrics on its metrics container port, apart from gRPC")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         R.check(c.get(probe, {}).get("grpc", {}).get("port") == grpc, f"control plane {probe} is gRPC on {grpc}")
 
@@ -349,8 +351,9 @@ def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: P
     headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
     R.check(len(services) == 2 and len(headless) == 1, "control plane has a Service and a headless Service")
     for s in services:
-        R.check([(x["name"], x["targetPort"]) for x in s["spec"]["ports"]] == [("grpc", "grpc")],
-                f"{s['metadata']['name']} exposes the grpc port")
+        want = [("grpc", "grpc")] + ([("metrics", "metrics")] if s in headless else [])
+        R.check([(x["name"], x["targetPort"]) for x in s["spec"]["ports"]] == want,
+                f"{s['metadata']['name']} exposes {[n for n, _ in want]}")
 
 
 def check_admin_token(docs: list[dict[str, Any]], cp: dict[str, Any], c: dict[str, Any],
@@ -520,14 +523,23 @@ def check_budgets_and_monitoring(docs: list[dict[str, Any]], values: dict[str, A
     monitors = by_kind(docs, "ServiceMonitor")
     R.check(bool(monitors) == values["metrics"]["serviceMonitor"]["enabled"], "ServiceMonitor exactly when enabled")
     if p.expect.get("service_monitor"):
-        R.check(len(monitors) == 1, "HA profile scrapes the data planes")
+        R.check(len(monitors) == 2, "HA profile scrapes both planes")
+    scraped = set()
     for sm in monitors:
-        svc = named(docs, "Service", "-data-plane")
-        labels = svc["metadata"]["labels"] if svc else {}
-        R.check(selects(sm["spec"]["selector"]["matchLabels"], labels), "ServiceMonitor selects the data-plane Service")
-        ports = {x["name"] for x in svc["spec"]["ports"]} if svc else set()
+        name = sm["metadata"]["name"]
+        selected = [s for s in by_kind(docs, "Service") if selects(sm["spec"]["selector"]["matchLabels"],
+                                                                     s["metadata"]["labels"])]
+        pods = {w["metadata"]["name"] for w in workloads for s in selected
+                if selects(s["spec"].get("selector", {}), pod_labels(w))}
+        R.check(len(pods) == 1, f"ServiceMonitor {name} scrapes the pods of one workload ({sorted(pods)})")
+        scraped |= pods
         for ep in sm["spec"]["endpoints"]:
-            R.check(ep["port"] in ports and ep["path"] == "/metrics", "ServiceMonitor scrapes /metrics on a Service port")
+            having = [s for s in selected if ep["port"] in {x["name"] for x in s["spec"]["ports"]}]
+            R.check(len(having) == 1 and ep["path"] == "/metrics",
+                    f"ServiceMonitor {name} scrapes /metrics on port {ep['port']} of exactly one Service")
+    if monitors:
+        want = {w["metadata"]["name"] for w in workloads if w["metadata"]["name"].endswith(("-control-plane", "-data-plane"))}
+        R.check(scraped == want, f"ServiceMonitors cover both planes ({sorted(scraped)})")
 
 
 def check_profile(p: Profile, flags: dict[str, tuple[set[str], set[str]]]) -> None:

@@ -119,6 +119,9 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Chart-level checks JSON Schema cannot express. */}}
 {{- define "switchyard.validate" -}}
 {{- $dp := .Values.dataPlane }}
+{{- if eq (int64 .Values.controlPlane.metricsPort) (int64 .Values.controlPlane.grpcPort) }}
+{{- fail "controlPlane.metricsPort must differ from controlPlane.grpcPort: metrics have a listener of their own" }}
+{{- end }}
 {{- if gt (int64 $dp.traceSpoolMemory) (int64 $dp.traceSpool) }}
 {{- fail "dataPlane.traceSpoolMemory must not exceed dataPlane.traceSpool" }}
 {{- end }}
