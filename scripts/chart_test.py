@@ -244,6 +244,15 @@ SECRET_PATTERNS = [re.compile(p) for p in (
     r"://[^/\s:@]+:[^/\s@]+@", r"\bsk-[A-Za-z0-9]", r"\bsy-[A-Za-z0-9]{24,}", r"(?i)bearer\s")]
 
 
+def duration_seconds(text: str) -> float:
+    """Seconds of a simple humantime duration: 90s, 2m, 1h30m, 500ms."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return float("nan")
+    return sum(int(n) * units[u] for n, u in parts)
+
+
 def looks_secret(text: str) -> bool:
     return any(p.search(text) for p in SECRET_PATTERNS)
 
@@ -430,6 +439,15 @@ def check_data_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: Prof
     R.check(ready.get("path") == "/readyz" and ready.get("port") == "http", "readiness is HTTP /readyz")
     R.check(c.get("livenessProbe", {}).get("grpc", {}).get("port") == grpc, f"liveness is gRPC on {grpc}")
     R.check(c.get("startupProbe", {}).get("httpGet", {}).get("path") == "/healthz", "startup is HTTP /healthz")
+
+    # SIGTERM comes after the preStop sleep; the process then needs its
+    # shutdown grace and a little to flush traces before the kubelet kills it.
+    grace = flags.get("shutdown-grace", [""])[0]
+    R.check(grace == dpv["shutdownGrace"], f"--shutdown-grace is dataPlane.shutdownGrace ({grace})")
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    budget = pod_spec(dp).get("terminationGracePeriodSeconds", 30)
+    R.check(budget >= pre_stop + duration_seconds(grace) + 10,
+            f"terminationGracePeriodSeconds {budget} covers preStop {pre_stop}s, grace {grace} and 10 s to flush")
 
     # The root filesystem is read-only: the state directory needs a writable volume.
     state = flags.get("state-dir", [""])[0]
