@@ -272,11 +272,16 @@ pub async fn start(
     }
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {
+        // Health turns to not serving before the listener closes, so a
+        // probe or a client looking at health moves on first.
+        let stop = async move {
+            server_shutdown.cancelled().await;
+            health_reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        };
         if let Err(e) = router
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
-                server_shutdown.cancelled(),
-            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
             .await
         {
             tracing::error!(error = %e, "control-plane gRPC server failed");
