@@ -11,7 +11,7 @@ use switchyard_control_plane::ControlPlaneConfig;
 use switchyard_control_plane::admin::AdminToken;
 use switchyard_data_plane::DataPlaneConfig;
 use switchyard_domain::{BootstrapConfig, SecretRef, TracePayload};
-use switchyard_telemetry::LogFormat;
+use switchyard_telemetry::{LogFormat, OtlpArgs};
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials;
@@ -48,6 +48,8 @@ pub struct DevArgs {
     /// text (for terminals) or json.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 /// Real providers join only when their key is in this environment.
@@ -62,7 +64,8 @@ fn keep_if_key_is_set(config: &mut BootstrapConfig) {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    switchyard_telemetry::init_logging(args.log_format);
+    let otlp = args.otlp.resolve("switchyard");
+    let telemetry = switchyard_telemetry::init(args.log_format, otlp.as_ref())?;
     let text = match &args.config {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
@@ -159,6 +162,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     data_plane.wait().await;
     cp_shutdown.cancel();
     control_plane.wait().await;
+    telemetry.shutdown().await;
     Ok(())
 }
 

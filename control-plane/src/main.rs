@@ -4,6 +4,7 @@ use clap::Parser;
 use switchyard_control_plane::{
     ControlPlaneArgs, ControlPlaneConfig, LogArgs, RunningControlPlane,
 };
+use switchyard_telemetry::OtlpArgs;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -17,12 +18,15 @@ struct Cli {
     control_plane: ControlPlaneArgs,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    switchyard_telemetry::init_logging(cli.log.log_format);
+    let otlp = cli.otlp.resolve("switchyard-control-plane");
+    let telemetry = switchyard_telemetry::init(cli.log.log_format, otlp.as_ref())?;
     let bootstrap = cli.control_plane.bootstrap.clone();
     let config = ControlPlaneConfig::try_from(cli.control_plane)?;
     let shutdown = CancellationToken::new();
@@ -39,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     running.wait().await;
+    // Last: the spans of the requests drained above are flushed too.
+    telemetry.shutdown().await;
     Ok(())
 }
 

@@ -172,6 +172,7 @@ pub async fn start(
         .as_ref()
         .is_some_and(|tls| tls.client_ca.is_some());
     let router = server
+        .trace_fn(grpc_span)
         .layer(AdminAuthLayer::new(
             config.admin_token.clone(),
             data_planes_need_certificates,
@@ -325,4 +326,25 @@ async fn take_over_on_election(
             }
         }
     }
+}
+
+/// One server span per unary call, a child of the caller's `traceparent`.
+/// Streams that live as long as a connection (snapshot sync, trace reports)
+/// and health checks get none: a span of hours tells nobody anything.
+fn grpc_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path().trim_start_matches('/');
+    let (service, method) = path.split_once('/').unwrap_or((path, ""));
+    if matches!(method, "Sync" | "Report") || service.starts_with("grpc.") {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+    );
+    switchyard_telemetry::context::RemoteContext::from_headers(request.headers()).adopt(&span);
+    span
 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use switchyard_data_plane::{DataPlaneArgs, DataPlaneConfig};
-use switchyard_telemetry::LogFormat;
+use switchyard_telemetry::{LogFormat, OtlpArgs};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -17,12 +17,15 @@ struct Cli {
     /// json (for collectors) or text (for terminals).
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "json")]
     log_format: LogFormat,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    switchyard_telemetry::init_logging(cli.log_format);
+    let otlp = cli.otlp.resolve("switchyard-data-plane");
+    let telemetry = switchyard_telemetry::init(cli.log_format, otlp.as_ref())?;
     let config = DataPlaneConfig::try_from(cli.data_plane)?;
     let shutdown = CancellationToken::new();
     let running = switchyard_data_plane::start(config, shutdown.clone()).await?;
@@ -38,5 +41,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down: draining requests and flushing traces");
     shutdown.cancel();
     running.wait().await;
+    // Last: the spans of the requests drained above are flushed too.
+    telemetry.shutdown().await;
     Ok(())
 }

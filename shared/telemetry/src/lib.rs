@@ -1,5 +1,6 @@
-//! Logging and metrics setup shared by both planes: structured logs (JSON for
-//! machines, compact text for people) and Prometheus text encoding.
+//! Logging, tracing and metrics setup shared by both planes: structured logs
+//! (JSON for machines, compact text for people), OTLP span export and W3C
+//! trace-context propagation, and Prometheus text encoding.
 //!
 //! Owns process-wide telemetry wiring only; it must never depend on either plane
 //! or on the domain model.
@@ -9,6 +10,14 @@ use std::str::FromStr;
 
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+pub mod context;
+mod otlp;
+
+pub use otlp::{OtlpArgs, OtlpConfig, TelemetryError};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +53,84 @@ impl fmt::Display for LogFormat {
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 /// Calling it twice keeps the first subscriber (tests start several servers).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn,sqlx=warn"));
+    let _already_installed = fmt_only(format).try_init();
+}
+
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn,sqlx=warn"))
+}
+
+fn fmt_only(format: LogFormat) -> Box<dyn tracing::Subscriber + Send + Sync> {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr);
-    let _already_installed = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.compact().try_init(),
+    match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(builder.compact().finish()),
+    }
+}
+
+/// Installs the global subscriber, as [`init_logging`] does, plus span export
+/// when `otlp` is given; the returned handle flushes the spans at shutdown.
+/// Must be called within a Tokio runtime. Without export, logging is exactly
+/// what [`init_logging`] sets up and spans cost what `tracing` alone costs.
+pub fn init(format: LogFormat, otlp: Option<&OtlpConfig>) -> Result<Telemetry, TelemetryError> {
+    let Some(config) = otlp else {
+        init_logging(format);
+        return Ok(Telemetry { provider: None });
     };
+    let provider = otlp::tracer_provider(config)?;
+    // Logs keep their own filter (RUST_LOG); spans are exported whatever the log level.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> =
+        match format {
+            LogFormat::Json => fmt
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_filter(log_filter())
+                .boxed(),
+            LogFormat::Text => fmt.compact().with_filter(log_filter()).boxed(),
+        };
+    let layers = vec![fmt, otlp::layer(&provider).boxed()];
+    let installed = tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok();
+    if installed {
+        tracing::info!(endpoint = %config.endpoint, "exporting spans over OTLP");
+    }
+    Ok(Telemetry {
+        provider: installed.then_some(provider),
+    })
+}
+
+/// Process-wide telemetry that needs closing: the span exporter, if any.
+#[derive(Debug)]
+#[must_use = "call shutdown() after the servers stop, or buffered spans are lost"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exports_spans(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Sends the spans still buffered; call once the servers have stopped.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            otlp::shutdown(provider).await;
+        }
+    }
 }
 
 /// Renders a registry in the Prometheus text exposition format.
