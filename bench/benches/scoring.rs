@@ -112,6 +112,7 @@ fn snapshot(n: usize) -> LiveSnapshot {
 fn request() -> ChatRequest {
     ChatRequest {
         replay_of: None,
+        trace_context: Default::default(),
         received: Received::now(),
         request_id: "bench".into(),
         trace_id: "bench".into(),

@@ -56,12 +56,15 @@ pub struct ChatRequest {
     pub workload: WorkloadProfile,
     /// Trace id of the request this one replays (a control plane's ReplayTrace).
     pub replay_of: Option<String>,
+    /// The caller's W3C trace context (`traceparent`, `tracestate`), if it sent one.
+    pub trace_context: switchyard_telemetry::context::RemoteContext,
 }
 
 /// A request as the scorer and engine see it, for tests.
 #[cfg(test)]
 pub fn test_request(model: &str, strategy: Option<&str>, workload: WorkloadProfile) -> ChatRequest {
     ChatRequest {
+        trace_context: Default::default(),
         replay_of: None,
         received: Received::now(),
         request_id: "r".into(),

@@ -101,6 +101,7 @@ pub fn snapshot(
 pub fn request() -> ChatRequest {
     ChatRequest {
         replay_of: None,
+        trace_context: Default::default(),
         received: Received {
             at: std::time::Instant::now(),
             unix_ms: unix(0),

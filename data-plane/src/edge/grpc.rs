@@ -8,8 +8,10 @@ use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::inference_service_server::InferenceService;
+use switchyard_telemetry::context::RemoteContext;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::validation::{self, Sampling};
 use super::{ApiError, AppState};
@@ -51,18 +53,15 @@ fn from_grpc(
     state: &AppState,
     req: Request<pb::CompleteRequest>,
     stream: bool,
-) -> Result<(ChatRequest, ToolSchemas, switchyard_domain::KeyGrant), Status> {
-    let grant = state
-        .authenticate(
-            req.metadata()
-                .get("authorization")
-                .map(|v| v.as_encoded_bytes()),
-        )
-        .map_err(|e| state.reject(e))?;
+) -> Result<(ChatRequest, ToolSchemas, switchyard_domain::KeyGrant), ApiError> {
+    let grant = state.authenticate(
+        req.metadata()
+            .get("authorization")
+            .map(|v| v.as_encoded_bytes()),
+    )?;
     let deadline = client_deadline(req.metadata());
-    let (mut chat, tools) =
-        to_chat_request(req.into_inner(), stream).map_err(|e| state.reject(e))?;
-    super::auth::authorize(&grant, &mut chat).map_err(|e| state.reject(e))?;
+    let (mut chat, tools) = to_chat_request(req.into_inner(), stream)?;
+    super::auth::authorize(&grant, &mut chat)?;
     if let Some(deadline) = deadline
         && deadline < chat.workload.timeout.duration()
     {
@@ -116,6 +115,7 @@ fn to_chat_request(
     let overrides = super::overrides(non_empty(req.intent), non_empty(req.timeout_profile))?;
     let workload = crate::workload::profile(&body, stream, max_tokens, &overrides);
     let request = ChatRequest {
+        trace_context: Default::default(),
         replay_of: None,
         received,
         request_id: super::request_id(Some(req.request_id))?,
@@ -285,28 +285,73 @@ fn chunk_for(
     (Some(chunk), over)
 }
 
+/// The caller's W3C trace context, from `traceparent` and `tracestate` metadata.
+fn caller_context(metadata: &tonic::metadata::MetadataMap) -> RemoteContext {
+    let mut headers = http::HeaderMap::new();
+    for name in [TRACEPARENT, TRACESTATE] {
+        if let Some(Ok(value)) = metadata
+            .get(name.as_str())
+            .map(|v| http::HeaderValue::from_bytes(v.as_bytes()))
+        {
+            headers.insert(name, value);
+        }
+    }
+    RemoteContext::from_headers(&headers)
+}
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+/// The W3C trace id of the request's spans, as the HTTP edge names it.
+const OTEL_TRACE_ID: &str = "x-switchyard-otel-trace-id";
+
+/// A started request: its events, and the W3C trace id it belongs to.
+type Started = (mpsc::Receiver<EngineEvent>, Option<String>);
+
 impl InferenceApi {
-    /// Authenticates, routes and admits the request, then starts it.
+    /// Authenticates, routes and admits the request, then starts it, within
+    /// the request's span.
     async fn start(
         &self,
         req: Request<pb::CompleteRequest>,
         stream: bool,
-    ) -> Result<mpsc::Receiver<EngineEvent>, Status> {
-        let (request, tools, grant) = from_grpc(&self.state, req, stream)?;
-        let (snapshot, plan) = self
-            .state
-            .route(&request)
-            .map_err(|e| self.state.reject(e))?;
-        let admitted = self
-            .state
-            .admit(&grant, &snapshot, &request, &plan)
-            .await
-            .map_err(|e| self.state.reject(e))?;
-        Ok(self
+    ) -> Result<Started, Status> {
+        let caller = caller_context(req.metadata());
+        let span = crate::spans::request(&caller);
+        let started = self
+            .start_in_span(req, stream, caller)
+            .instrument(span.clone())
+            .await;
+        started.map_err(|e| {
+            crate::spans::request_rejected(&span, e.kind(), e.status().is_server_error());
+            self.state.reject(e)
+        })
+    }
+
+    async fn start_in_span(
+        &self,
+        req: Request<pb::CompleteRequest>,
+        stream: bool,
+        caller: RemoteContext,
+    ) -> Result<Started, ApiError> {
+        let (mut request, tools, grant) = from_grpc(&self.state, req, stream)?;
+        request.trace_context = caller;
+        let otel_trace_id = crate::spans::request_parsed(&tracing::Span::current(), &request);
+        let (snapshot, plan) = self.state.route(&request)?;
+        let admitted = self.state.admit(&grant, &snapshot, &request, &plan).await?;
+        let events = self
             .state
             .engine
-            .execute(snapshot, request, tools, plan, admitted.ticket))
+            .execute(snapshot, request, tools, plan, admitted.ticket);
+        Ok((events, otel_trace_id))
     }
+}
+
+/// Adds the W3C trace id to a response's metadata.
+fn with_otel_trace_id<T>(mut response: Response<T>, otel_trace_id: Option<&str>) -> Response<T> {
+    if let Some(Ok(value)) = otel_trace_id.map(tonic::metadata::MetadataValue::try_from) {
+        response.metadata_mut().insert(OTEL_TRACE_ID, value);
+    }
+    response
 }
 
 #[tonic::async_trait]
@@ -315,7 +360,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let mut events = self.start(req, false).await?;
+        let (mut events, otel_trace_id) = self.start(req, false).await?;
         loop {
             match events.recv().await {
                 Some(
@@ -329,7 +374,7 @@ impl InferenceService for InferenceApi {
                     finish_reason,
                     meta,
                 }) => {
-                    return Ok(Response::new(pb::CompleteResponse {
+                    let response = Response::new(pb::CompleteResponse {
                         content,
                         tool_calls: tool_calls
                             .into_iter()
@@ -342,7 +387,8 @@ impl InferenceService for InferenceApi {
                         finish_reason,
                         usage: Some(wire_usage(&meta)),
                         meta: Some(wire_meta(&meta)),
-                    }));
+                    });
+                    return Ok(with_otel_trace_id(response, otel_trace_id.as_deref()));
                 }
                 Some(EngineEvent::Failed(failure)) => {
                     return Err(self.state.reject(ApiError::from(&failure)));
@@ -358,7 +404,7 @@ impl InferenceService for InferenceApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let mut events = self.start(req, true).await?;
+        let (mut events, otel_trace_id) = self.start(req, true).await?;
         // A failure before the first token is the call's status, not a stream item.
         let first = loop {
             match events.recv().await {
@@ -383,14 +429,16 @@ impl InferenceService for InferenceApi {
         );
         let stream =
             futures::stream::iter(first).chain(tail.filter_map(|item| async move { item }));
-        Ok(Response::new(Box::pin(stream)))
+        let response = Response::new(Box::pin(stream) as ChunkStream);
+        Ok(with_otel_trace_id(response, otel_trace_id.as_deref()))
     }
 
     async fn route(
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        let (request, _, _) = from_grpc(&self.state, req, false)?;
+        let (request, _, _) =
+            from_grpc(&self.state, req, false).map_err(|e| self.state.reject(e))?;
         let (snapshot, plan) = self
             .state
             .route(&request)

@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
+use switchyard_telemetry::context::RemoteContext;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::openai::{self, Hints};
 use super::{ApiError, AppState, ErrorKind};
@@ -26,6 +28,9 @@ use crate::request::Received;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRACE_ID: HeaderName = HeaderName::from_static("x-switchyard-trace-id");
+/// The W3C trace id of the request's spans (the caller's `traceparent`'s, or
+/// this node's own when it exports spans).
+const OTEL_TRACE_ID: HeaderName = HeaderName::from_static("x-switchyard-otel-trace-id");
 const TARGET: HeaderName = HeaderName::from_static("x-switchyard-target");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
@@ -134,16 +139,27 @@ fn unix_seconds(received: &Received) -> i64 {
     received.unix_ms / 1000
 }
 
-/// Headers that tie a response to its trace.
-fn with_ids(mut response: Response, request_id: &str, trace_id: &str) -> Response {
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID, v);
+/// The ids that tie a response to its traces.
+struct Ids {
+    request_id: String,
+    trace_id: String,
+    otel_trace_id: Option<String>,
+}
+
+impl Ids {
+    fn on(&self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(REQUEST_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.trace_id) {
+            headers.insert(TRACE_ID, v);
+        }
+        if let Some(Ok(v)) = self.otel_trace_id.as_deref().map(HeaderValue::from_str) {
+            headers.insert(OTEL_TRACE_ID, v);
+        }
+        response
     }
-    if let Ok(v) = HeaderValue::from_str(trace_id) {
-        headers.insert(TRACE_ID, v);
-    }
-    response
 }
 
 async fn chat_completions(
@@ -151,9 +167,17 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match handle_chat(state, headers, body).await {
+    let caller = RemoteContext::from_headers(&headers);
+    let span = crate::spans::request(&caller);
+    let handled = handle_chat(state, headers, body, caller)
+        .instrument(span.clone())
+        .await;
+    match handled {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            crate::spans::request_rejected(&span, e.kind(), e.status().is_server_error());
+            e.into_response()
+        }
     }
 }
 
@@ -161,6 +185,7 @@ async fn handle_chat(
     state: AppState,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    caller: RemoteContext,
 ) -> Result<Response, ApiError> {
     let received = Received::now();
     // Checked before the body is parsed: an unknown caller costs one hash.
@@ -192,10 +217,22 @@ async fn handle_chat(
         openai::parse(&body, hints, received)?
     };
     super::auth::authorize(&grant, &mut request)?;
-    let (request_id, trace_id) = (request.request_id.clone(), request.trace_id.clone());
+    request.trace_context = caller;
+    let ids = Ids {
+        request_id: request.request_id.clone(),
+        trace_id: request.trace_id.clone(),
+        otel_trace_id: crate::spans::request_parsed(&tracing::Span::current(), &request),
+    };
     let (snapshot, plan) = match state.route(&request) {
         Ok(routed) => routed,
-        Err(e) => return Ok(with_ids(e.into_response(), &request_id, &trace_id)),
+        Err(e) => {
+            crate::spans::request_rejected(
+                &tracing::Span::current(),
+                e.kind(),
+                e.status().is_server_error(),
+            );
+            return Ok(ids.on(e.into_response()));
+        }
     };
     let include_usage = request
         .body
@@ -204,7 +241,7 @@ async fn handle_chat(
         .and_then(Value::as_bool)
         == Some(true);
     let chunk = ChunkShape {
-        id: format!("chatcmpl-{trace_id}"),
+        id: format!("chatcmpl-{}", ids.trace_id),
         created: unix_seconds(&received),
         model: request.model.clone(),
         include_usage,
@@ -214,7 +251,14 @@ async fn handle_chat(
     let route_header = explain.then(|| route_header(&plan.explanation));
     let admitted = match state.admit(&grant, &snapshot, &request, &plan).await {
         Ok(admitted) => admitted,
-        Err(e) => return Ok(with_ids(e.into_response(), &request_id, &trace_id)),
+        Err(e) => {
+            crate::spans::request_rejected(
+                &tracing::Span::current(),
+                e.kind(),
+                e.status().is_server_error(),
+            );
+            return Ok(ids.on(e.into_response()));
+        }
     };
     let events = state
         .engine
@@ -231,7 +275,7 @@ async fn handle_chat(
         response.headers_mut().insert(ROUTE, value);
     }
     super::error::append_headers(&mut response, &admitted.headers);
-    Ok(with_ids(response, &request_id, &trace_id))
+    Ok(ids.on(response))
 }
 
 /// The explanation as a header value: printable ASCII, bounded.

@@ -174,6 +174,7 @@ pub fn parse(
     let stream = checked.stream.unwrap_or(false);
     let workload = crate::workload::profile(&raw, stream, max_tokens, &overrides);
     let request = ChatRequest {
+        trace_context: Default::default(),
         replay_of: hints.replay_of,
         received,
         request_id: super::request_id(hints.request_id)?,

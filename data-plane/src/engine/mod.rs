@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::admission::Ticket;
 use crate::backoff::Backoff;
@@ -126,6 +127,8 @@ pub struct Engine {
 struct Callee<'a> {
     target: &'a Target,
     endpoint: &'a Endpoint,
+    /// The provider's kind ("openai", "anthropic", ...), for spans.
+    kind: &'static str,
 }
 
 /// What one request's run carries from attempt to attempt.
@@ -193,10 +196,14 @@ impl Engine {
         let tx = ClientLink::new(tx, self.cut.clone());
         let engine = self.clone();
         // Boxed: the request's future is several kilobytes, moved once, not
-        // copied through every layer of the spawn.
-        self.tasks.spawn(Box::pin(async move {
-            engine.run(snapshot, request, tools, plan, tx, ticket).await;
-        }));
+        // copied through every layer of the spawn. It runs within the
+        // request's span, which the edge has entered.
+        self.tasks.spawn(Box::pin(
+            async move {
+                engine.run(snapshot, request, tools, plan, tx, ticket).await;
+            }
+            .instrument(tracing::Span::current()),
+        ));
         rx
     }
 
@@ -228,7 +235,13 @@ impl Engine {
         ticket: Option<Ticket>,
     ) {
         let in_flight = self.metrics.in_flight();
-        let trace = TraceBuilder::new(&request, &plan, &snapshot, &self.config.node_id);
+        let trace = TraceBuilder::new(
+            &request,
+            &plan,
+            &snapshot,
+            &self.config.node_id,
+            tracing::Span::current(),
+        );
         let meta = ResponseMeta {
             request_id: request.request_id.clone(),
             trace_id: trace.trace_id().to_owned(),
@@ -261,8 +274,18 @@ impl Engine {
             .chain()
             .filter_map(|candidate| {
                 let target = &snapshot.routing.targets[candidate.target];
-                let endpoint = snapshot.endpoints.get(&target.spec.provider)?;
-                Some(Callee { target, endpoint })
+                let provider = &target.spec.provider;
+                let endpoint = snapshot.endpoints.get(provider)?;
+                let kind = snapshot
+                    .routing
+                    .providers
+                    .get(provider)
+                    .map_or("unknown", |p| p.kind.as_str());
+                Some(Callee {
+                    target,
+                    endpoint,
+                    kind,
+                })
             })
             .collect();
         // Opt-in by strategy, never with tools (a call must not run twice),
@@ -377,11 +400,16 @@ impl Engine {
     /// One attempt on `callee`: its head, then the rest delivered.
     async fn attempt(&self, run: &mut Run<'_>, callee: Callee<'_>) -> Attempted {
         let _in_flight = self.signals.start(&callee.target.id);
-        let id = run.trace.start_attempt(callee.target);
+        let id = run
+            .trace
+            .start_attempt(run.request, callee.target, callee.kind);
         run.meta.attempts = run.trace.attempts();
+        let call = self
+            .head(run.request, callee, run.remaining())
+            .instrument(run.trace.attempt_span(id));
         let head = tokio::select! {
             () = run.tx.closed() => None,
-            head = self.head(run.request, callee, run.remaining()) => Some(head),
+            head = call => Some(head),
         };
         match head {
             None => {
@@ -433,11 +461,15 @@ impl Engine {
             self.signals.start(&primary.target.id),
             self.signals.start(&backup.target.id),
         );
-        let primary_id = run.trace.start_attempt(primary.target);
+        let primary_id = run
+            .trace
+            .start_attempt(run.request, primary.target, primary.kind);
         let mut backup_id = None;
         let race = {
             let (request, deadline) = (run.request, run.deadline);
-            let primary_head = self.head(request, primary, run.remaining());
+            let primary_head = self
+                .head(request, primary, run.remaining())
+                .instrument(run.trace.attempt_span(primary_id));
             let trace = &mut run.trace;
             let start_backup = || {
                 let go = *attempts_left > 0
@@ -447,7 +479,7 @@ impl Engine {
                     return None;
                 }
                 *attempts_left -= 1;
-                let id = trace.start_attempt(backup.target);
+                let id = trace.start_attempt(request, backup.target, backup.kind);
                 trace.mark_hedge(id);
                 backup_id = Some(id);
                 let labels = TargetLabels {
@@ -455,7 +487,10 @@ impl Engine {
                 };
                 self.metrics.hedges.get_or_create(&labels).inc();
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                Some(self.head(request, backup, remaining))
+                Some(
+                    self.head(request, backup, remaining)
+                        .instrument(trace.attempt_span(id)),
+                )
             };
             tokio::select! {
                 () = run.tx.closed() => None,

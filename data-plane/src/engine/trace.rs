@@ -1,4 +1,5 @@
-//! Builds the execution trace of one request as it runs.
+//! Builds the execution trace of one request as it runs, and its spans
+//! beside it: the request's (given) and one per attempt.
 
 use std::time::Instant;
 
@@ -18,6 +19,10 @@ pub struct TraceBuilder {
     received: crate::request::Received,
     /// When each attempt started, by position; two run at once when hedging.
     attempt_started: Vec<Instant>,
+    /// The request's span.
+    span: tracing::Span,
+    /// Each attempt's span, by position, until the attempt ends.
+    attempt_spans: Vec<tracing::Span>,
 }
 
 /// One attempt of the trace (its position in `attempts`).
@@ -34,6 +39,7 @@ impl TraceBuilder {
         plan: &RoutePlan,
         snapshot: &LiveSnapshot,
         node_id: &str,
+        span: tracing::Span,
     ) -> Self {
         let (candidates, ineligible) = crate::plan_wire::candidates(plan, snapshot);
         let payload = snapshot.routing.trace_payload_for(&request.workspace);
@@ -56,6 +62,7 @@ impl TraceBuilder {
             explanation: plan.explanation.clone(),
             payload: payload.to_wire().into(),
             replay_of: request.replay_of.clone().unwrap_or_default(),
+            otel_trace_id: crate::spans::otel_trace_id(&span, request).unwrap_or_default(),
             ..Default::default()
         };
         let mut builder = Self {
@@ -63,6 +70,8 @@ impl TraceBuilder {
             payload,
             received: request.received,
             attempt_started: Vec::new(),
+            span,
+            attempt_spans: Vec::new(),
         };
         builder.keep_request(request);
         builder
@@ -123,10 +132,20 @@ impl TraceBuilder {
         u32::try_from(self.trace.attempts.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn start_attempt(&mut self, target: &Target) -> AttemptId {
+    /// An attempt of `request` on `target`, whose provider is of `kind`.
+    pub fn start_attempt(
+        &mut self,
+        request: &ChatRequest,
+        target: &Target,
+        kind: &str,
+    ) -> AttemptId {
         let now = Instant::now();
         let id = AttemptId(self.trace.attempts.len());
         self.attempt_started.push(now);
+        let number = u32::try_from(id.0 + 1).unwrap_or(u32::MAX);
+        self.attempt_spans.push(crate::spans::attempt(
+            &self.span, request, target, kind, number,
+        ));
         self.trace.attempts.push(pb::Attempt {
             target_id: target.id.clone(),
             provider: target.spec.provider.clone(),
@@ -142,6 +161,24 @@ impl TraceBuilder {
         if let Some(attempt) = self.trace.attempts.get_mut(id.0) {
             attempt.hedge = true;
         }
+        crate::spans::attempt_hedged(&self.attempt_span(id));
+    }
+
+    /// The span of attempt `id`, for the calls it makes; a disabled span
+    /// once the attempt has ended.
+    pub fn attempt_span(&self, id: AttemptId) -> tracing::Span {
+        self.attempt_spans
+            .get(id.0)
+            .cloned()
+            .unwrap_or_else(tracing::Span::none)
+    }
+
+    /// Closes the attempt's span: it ends now, not with the request.
+    fn end_attempt_span(&mut self, id: AttemptId) -> tracing::Span {
+        self.attempt_spans
+            .get_mut(id.0)
+            .map(|span| std::mem::replace(span, tracing::Span::none()))
+            .unwrap_or_else(tracing::Span::none)
     }
 
     fn finish_attempt(&mut self, id: AttemptId) -> Option<&mut pb::Attempt> {
@@ -165,6 +202,7 @@ impl TraceBuilder {
     }
 
     pub fn attempt_failed(&mut self, id: AttemptId, error: &ProviderError) {
+        crate::spans::attempt_failed(&self.end_attempt_span(id), error);
         if let Some(attempt) = self.finish_attempt(id) {
             attempt.http_status = u32::from(error.http_status);
             attempt.error_class = pb::ErrorClass::from(error.class).into();
@@ -180,7 +218,10 @@ impl TraceBuilder {
         if let Some(attempt) = self.finish_attempt(id) {
             attempt.success = true;
         }
-        self.answered_by(target, usage)
+        let cost = self.answered_by(target, usage);
+        let span = self.end_attempt_span(id);
+        crate::spans::attempt_answered(&span, &target.spec.name, usage, cost);
+        cost
     }
 
     /// A stream ended early after output reached the client: the target
@@ -216,6 +257,9 @@ impl TraceBuilder {
         }
         self.trace.latency_ms = millis(now.duration_since(self.received.at));
         self.trace.completed_at = Some(timestamp_from_millis(self.received.unix_ms_at(now)));
+        // Attempts still open end with the request.
+        self.attempt_spans.clear();
+        crate::spans::request_finished(&self.span, &self.trace);
         std::mem::take(&mut self.trace)
     }
 }

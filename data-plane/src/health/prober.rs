@@ -48,6 +48,7 @@ fn probe_request(model: &str) -> ChatRequest {
     body.insert("max_tokens".into(), json!(1));
     let id = uuid::Uuid::now_v7().to_string();
     ChatRequest {
+        trace_context: Default::default(),
         replay_of: None,
         received: Received::now(),
         request_id: format!("probe-{id}"),

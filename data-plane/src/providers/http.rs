@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::{ErrorClass, ProviderError, retry_after};
+use crate::request::ChatRequest;
 
 /// Largest non-streamed response body read from a provider.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -27,6 +28,19 @@ pub fn extra_headers(
             headers.insert(name, value);
         }
     }
+    headers
+}
+
+/// `traceparent` and `tracestate` for a call made by the current attempt:
+/// the attempt span's context when spans are exported, else the caller's
+/// own, passed through; empty when there is neither.
+pub fn trace_headers(request: &ChatRequest) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    switchyard_telemetry::context::inject(
+        &tracing::Span::current(),
+        &request.trace_context,
+        &mut headers,
+    );
     headers
 }
 

@@ -54,6 +54,7 @@ impl OllamaEndpoint {
         let mut builder = client
             .post(&self.url)
             .headers(self.headers.clone())
+            .headers(http::trace_headers(request))
             .json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose_secret());

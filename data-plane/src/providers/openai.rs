@@ -58,6 +58,7 @@ impl OpenAiEndpoint {
         let mut builder = client
             .post(&self.url)
             .headers(self.headers.clone())
+            .headers(http::trace_headers(request))
             .json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose_secret());

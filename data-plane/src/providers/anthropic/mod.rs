@@ -57,6 +57,7 @@ impl AnthropicEndpoint {
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let body = build_body(request, model, stream)?;
         let mut headers = self.headers.clone();
+        headers.extend(http::trace_headers(request));
         if let Some(key) = &self.api_key {
             let mut value = HeaderValue::from_str(key.expose_secret()).map_err(|_| {
                 ProviderError::new(
