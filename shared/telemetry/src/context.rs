@@ -22,7 +22,11 @@ impl RemoteContext {
     /// From `traceparent` and `tracestate`; anything malformed is ignored,
     /// as the W3C recommendation says.
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
-        if !headers.contains_key(TRACEPARENT) {
+        let well_formed = headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(well_formed);
+        if !well_formed {
             return Self::default();
         }
         let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
@@ -63,6 +67,21 @@ impl RemoteContext {
 }
 
 const TRACEPARENT: &str = "traceparent";
+
+/// `version-traceid-parentid-flags` with exactly 2, 32, 16 and 2 lowercase
+/// hex digits (later versions may append fields). The SDK's parser takes
+/// shorter ids, which the W3C format does not allow.
+fn well_formed(traceparent: &str) -> bool {
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let mut parts = traceparent.trim().split('-');
+    [2, 32, 16, 2]
+        .iter()
+        .all(|len| parts.next().is_some_and(|p| hex(p, *len)))
+}
 
 /// The trace id (32 hex digits) of `span`, when spans are exported.
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
@@ -148,6 +167,9 @@ mod tests {
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             let remote = RemoteContext::from_headers(&headers(&[("traceparent", value)]));
             assert!(remote.trace_id().is_none(), "{value:?}");
