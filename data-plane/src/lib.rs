@@ -28,7 +28,7 @@ pub mod scoring;
 mod server;
 mod shutdown;
 pub mod snapshot;
-mod spans;
+pub mod spans;
 mod spool;
 mod state_dir;
 mod subscriber;

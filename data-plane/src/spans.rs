@@ -1,17 +1,23 @@
 //! The request as `tracing` spans: one server span per request (a child of
 //! the caller's `traceparent`), one client span per provider attempt, with
-//! OpenTelemetry's GenAI attributes. Exported over OTLP when configured; in
-//! the logs either way, so request-scoped lines carry the request and trace
-//! ids.
+//! OpenTelemetry's GenAI attributes.
+//!
+//! The request span is always there, for the logs: request-scoped lines
+//! carry its `request_id`, `trace_id` (W3C) and `switchyard.trace_id`. The
+//! rest (attempt spans, attributes, statuses) only exists when spans are
+//! exported: JSON logs re-serialize a span's fields on every record, which
+//! would cost tens of microseconds per request for nobody.
 //!
 //! Spans carry ids, model names, token counts, cost and error classes only:
 //! never keys, prompts, answers or provider URLs.
 
+use opentelemetry::trace::Status;
 use switchyard_domain::Target;
 use switchyard_proto::v1 as pb;
 use switchyard_telemetry::context;
 use tracing::Span;
-use tracing::field::Empty;
+use tracing::field::{Empty, Value};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::providers::{ProviderError, Usage};
 use crate::request::ChatRequest;
@@ -25,25 +31,9 @@ pub fn request(caller: &context::RemoteContext) -> Span {
         "request",
         otel.name = OPERATION,
         otel.kind = "server",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
         request_id = Empty,
         trace_id = Empty,
         switchyard.trace_id = Empty,
-        switchyard.workspace = Empty,
-        gen_ai.operation.name = OPERATION,
-        gen_ai.request.model = Empty,
-        gen_ai.request.max_tokens = Empty,
-        gen_ai.response.model = Empty,
-        gen_ai.provider.name = Empty,
-        gen_ai.usage.input_tokens = Empty,
-        gen_ai.usage.output_tokens = Empty,
-        switchyard.target_id = Empty,
-        switchyard.attempts = Empty,
-        switchyard.outcome = Empty,
-        switchyard.error_class = Empty,
-        switchyard.cost_usd = Empty,
-        "error.type" = Empty,
     );
     caller.adopt(&span);
     span
@@ -54,21 +44,43 @@ pub fn request(caller: &context::RemoteContext) -> Span {
 /// exported), for the response headers and the execution trace.
 pub fn request_parsed(span: &Span, request: &ChatRequest) -> Option<String> {
     let trace_id = otel_trace_id(span, request);
-    if span.is_disabled() {
-        return trace_id;
-    }
-    span.record("otel.name", format!("{OPERATION} {}", request.model));
-    span.record("request_id", request.request_id.as_str());
-    if let Some(id) = &trace_id {
-        span.record("trace_id", id.as_str());
-    }
-    span.record("switchyard.trace_id", request.trace_id.as_str());
-    span.record("switchyard.workspace", request.workspace.as_str());
-    span.record("gen_ai.request.model", request.model.as_str());
-    if let Some(max) = request.max_tokens {
-        span.record("gen_ai.request.max_tokens", i64::from(max));
+    record_ids(span, request, trace_id.as_deref());
+    if exporting(span) {
+        span.record("otel.name", format!("{OPERATION} {}", request.model));
+        span.set_attribute("gen_ai.operation.name", OPERATION);
+        span.set_attribute("gen_ai.request.model", request.model.clone());
+        span.set_attribute("switchyard.workspace", request.workspace.clone());
+        if let Some(max) = request.max_tokens {
+            span.set_attribute("gen_ai.request.max_tokens", i64::from(max));
+        }
     }
     trace_id
+}
+
+/// The three ids in one record: each record makes the JSON log layer parse
+/// and write the span's fields again.
+fn record_ids(span: &Span, request: &ChatRequest, trace_id: Option<&str>) {
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let fields = metadata.fields();
+    let (Some(request_id), Some(w3c), Some(switchyard)) = (
+        fields.field("request_id"),
+        fields.field("trace_id"),
+        fields.field("switchyard.trace_id"),
+    ) else {
+        return;
+    };
+    let values: [(&tracing::field::Field, Option<&dyn Value>); 3] = [
+        (&request_id, Some(&request.request_id.as_str())),
+        (&w3c, trace_id.as_ref().map(|t| t as &dyn Value)),
+        (&switchyard, Some(&request.trace_id.as_str())),
+    ];
+    span.record_all(&fields.value_set(&values));
+}
+
+fn exporting(span: &Span) -> bool {
+    !span.is_disabled() && switchyard_telemetry::exports_spans()
 }
 
 /// The OpenTelemetry trace id of `request`: its span's when spans are
@@ -80,34 +92,34 @@ pub fn otel_trace_id(span: &Span, request: &ChatRequest) -> Option<String> {
 /// The request was turned away before it ran (bad input, no key, over a
 /// limit, nowhere to go): `kind` is the error's low-cardinality name.
 pub fn request_rejected(span: &Span, kind: &str, server_fault: bool) {
-    if span.is_disabled() {
+    if !exporting(span) {
         return;
     }
-    span.record("switchyard.outcome", "rejected");
-    span.record("error.type", kind);
+    span.set_attribute("switchyard.outcome", "rejected");
+    span.set_attribute("error.type", kind.to_owned());
     // The caller's mistakes are not the server's errors (OpenTelemetry's HTTP conventions).
     if server_fault {
-        span.record("otel.status_code", "error");
+        span.set_status(Status::error(kind.to_owned()));
     }
 }
 
 /// The request's end, from its execution trace.
 pub fn request_finished(span: &Span, trace: &pb::Trace) {
-    if span.is_disabled() {
+    if !exporting(span) {
         return;
     }
     let outcome = pb::Outcome::try_from(trace.outcome).unwrap_or(pb::Outcome::Unspecified);
-    span.record(
+    span.set_attribute(
         "switchyard.outcome",
-        wire_name(outcome.as_str_name(), "OUTCOME_").as_str(),
+        wire_name(outcome.as_str_name(), "OUTCOME_"),
     );
-    span.record("switchyard.attempts", int(trace.attempts.len()));
+    span.set_attribute("switchyard.attempts", int(trace.attempts.len()));
     if !trace.final_target.is_empty() {
-        span.record("switchyard.target_id", trace.final_target.as_str());
-        span.record("gen_ai.response.model", trace.final_model.as_str());
-        span.record("gen_ai.usage.input_tokens", int(trace.tokens_in));
-        span.record("gen_ai.usage.output_tokens", int(trace.tokens_out));
-        span.record("switchyard.cost_usd", trace.cost_usd);
+        span.set_attribute("switchyard.target_id", trace.final_target.clone());
+        span.set_attribute("gen_ai.response.model", trace.final_model.clone());
+        span.set_attribute("gen_ai.usage.input_tokens", int(trace.tokens_in));
+        span.set_attribute("gen_ai.usage.output_tokens", int(trace.tokens_out));
+        span.set_attribute("switchyard.cost_usd", trace.cost_usd);
     }
     if outcome != pb::Outcome::Success {
         let class = pb::ErrorClass::try_from(trace.error_class)
@@ -117,15 +129,13 @@ pub fn request_finished(span: &Span, trace: &pb::Trace) {
                 || "failed".to_owned(),
                 |c| wire_name(c.as_str_name(), "ERROR_CLASS_"),
             );
-        span.record("switchyard.error_class", class.as_str());
-        span.record("error.type", class.as_str());
-        span.record("otel.status_code", "error");
-        span.record("otel.status_description", trace.error_message.as_str());
+        span.set_attribute("switchyard.error_class", class.clone());
+        span.set_attribute("error.type", class);
+        span.set_status(Status::error(trace.error_message.clone()));
     }
 }
 
-/// A count as OpenTelemetry's integer attribute: the bridge exports
-/// unsigned integers as strings.
+/// A count as OpenTelemetry's integer attribute.
 fn int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
@@ -136,15 +146,16 @@ fn wire_name(name: &str, prefix: &str) -> String {
 }
 
 /// The span of attempt `number` (1-based) of `request` on `target`, whose
-/// provider is of `kind`; a child of the request's span.
+/// provider is of `kind`; a child of the request's span. A disabled span
+/// when spans are not exported.
 pub fn attempt(
     parent: &Span,
     request: &ChatRequest,
     target: &Target,
-    kind: &str,
+    kind: &'static str,
     number: u32,
 ) -> Span {
-    if parent.is_disabled() {
+    if !exporting(parent) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -152,33 +163,24 @@ pub fn attempt(
         "attempt",
         otel.name = format!("{OPERATION} {}", target.spec.name),
         otel.kind = "client",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        gen_ai.operation.name = OPERATION,
-        gen_ai.system = kind,
-        gen_ai.provider.name = kind,
-        gen_ai.request.model = target.spec.name.as_str(),
-        gen_ai.request.max_tokens = Empty,
-        gen_ai.response.model = Empty,
-        gen_ai.usage.input_tokens = Empty,
-        gen_ai.usage.output_tokens = Empty,
-        switchyard.trace_id = request.trace_id.as_str(),
         switchyard.target_id = target.id.as_str(),
         switchyard.attempt = i64::from(number),
-        switchyard.hedge = Empty,
-        switchyard.error_class = Empty,
-        switchyard.cost_usd = Empty,
-        http.response.status_code = Empty,
-        "error.type" = Empty,
     );
+    span.set_attribute("gen_ai.operation.name", OPERATION);
+    span.set_attribute("gen_ai.system", kind);
+    span.set_attribute("gen_ai.provider.name", kind);
+    span.set_attribute("gen_ai.request.model", target.spec.name.clone());
+    span.set_attribute("switchyard.trace_id", request.trace_id.clone());
     if let Some(max) = request.max_tokens {
-        span.record("gen_ai.request.max_tokens", i64::from(max));
+        span.set_attribute("gen_ai.request.max_tokens", i64::from(max));
     }
     span
 }
 
 pub fn attempt_hedged(span: &Span) {
-    span.record("switchyard.hedge", true);
+    if !span.is_disabled() {
+        span.set_attribute("switchyard.hedge", true);
+    }
 }
 
 pub fn attempt_failed(span: &Span, error: &ProviderError) {
@@ -186,13 +188,12 @@ pub fn attempt_failed(span: &Span, error: &ProviderError) {
         return;
     }
     let class = error.class.as_str();
-    span.record("switchyard.error_class", class);
-    span.record("error.type", class);
+    span.set_attribute("switchyard.error_class", class);
+    span.set_attribute("error.type", class);
     if error.http_status > 0 {
-        span.record("http.response.status_code", i64::from(error.http_status));
+        span.set_attribute("http.response.status_code", i64::from(error.http_status));
     }
-    span.record("otel.status_code", "error");
-    span.record("otel.status_description", error.message.as_str());
+    span.set_status(Status::error(error.message.clone()));
 }
 
 /// The attempt answered (whole, or partly when a stream broke): what it
@@ -201,8 +202,8 @@ pub fn attempt_answered(span: &Span, model: &str, usage: Usage, cost_usd: f64) {
     if span.is_disabled() {
         return;
     }
-    span.record("gen_ai.response.model", model);
-    span.record("gen_ai.usage.input_tokens", int(usage.input_tokens));
-    span.record("gen_ai.usage.output_tokens", int(usage.output_tokens));
-    span.record("switchyard.cost_usd", cost_usd);
+    span.set_attribute("gen_ai.response.model", model.to_owned());
+    span.set_attribute("gen_ai.usage.input_tokens", int(usage.input_tokens));
+    span.set_attribute("gen_ai.usage.output_tokens", int(usage.output_tokens));
+    span.set_attribute("switchyard.cost_usd", cost_usd);
 }

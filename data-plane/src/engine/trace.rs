@@ -137,7 +137,7 @@ impl TraceBuilder {
         &mut self,
         request: &ChatRequest,
         target: &Target,
-        kind: &str,
+        kind: &'static str,
     ) -> AttemptId {
         let now = Instant::now();
         let id = AttemptId(self.trace.attempts.len());

@@ -105,11 +105,27 @@ pub fn init(format: LogFormat, otlp: Option<&OtlpConfig>) -> Result<Telemetry, T
         .try_init()
         .is_ok();
     if installed {
+        EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(endpoint = %config.endpoint, "exporting spans over OTLP");
     }
     Ok(Telemetry {
         provider: installed.then_some(provider),
     })
+}
+
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports spans: spans that only OpenTelemetry would
+/// see (and their attributes) need not be made otherwise.
+pub fn exports_spans() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Makes [`exports_spans`] true without an exporter, for benchmarks that
+/// install their own OpenTelemetry layer.
+#[doc(hidden)]
+pub fn assume_exporting_spans() {
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Process-wide telemetry that needs closing: the span exporter, if any.
