@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -376,17 +375,7 @@ pub async fn serve(listener: TcpListener, scrape: Scrape, shutdown: Cancellation
 
 async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
     scrape.refresh().await;
-    match switchyard_telemetry::encode_metrics(&scrape.metrics.registry) {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                switchyard_telemetry::METRICS_CONTENT_TYPE,
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    switchyard_telemetry::metrics_response(&scrape.metrics.registry).into_response()
 }
 
 #[cfg(test)]

@@ -218,6 +218,12 @@ impl From<&Failure> for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorKind(pub &'static str);
 
+/// Marks a refused request on its span: its kind, and an error status when
+/// the fault is the server's.
+pub fn note_rejection(span: &tracing::Span, error: &ApiError) {
+    crate::spans::request_rejected(span, error.kind(), error.status().is_server_error());
+}
+
 /// Adds `(name, value)` pairs (lower-case names, ASCII values) to a response.
 pub fn append_headers(response: &mut Response, headers: &[(&'static str, String)]) {
     for (name, value) in headers {

@@ -322,7 +322,7 @@ impl InferenceApi {
             .instrument(span.clone())
             .await;
         started.map_err(|e| {
-            crate::spans::request_rejected(&span, e.kind(), e.status().is_server_error());
+            super::error::note_rejection(&span, &e);
             self.state.reject(e)
         })
     }

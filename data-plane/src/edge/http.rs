@@ -147,6 +147,12 @@ struct Ids {
 }
 
 impl Ids {
+    /// The refusal's response, marked on the request's span.
+    fn rejected(&self, error: ApiError) -> Response {
+        super::error::note_rejection(&tracing::Span::current(), &error);
+        self.on(error.into_response())
+    }
+
     fn on(&self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
@@ -175,7 +181,7 @@ async fn chat_completions(
     match handled {
         Ok(response) => response,
         Err(e) => {
-            crate::spans::request_rejected(&span, e.kind(), e.status().is_server_error());
+            super::error::note_rejection(&span, &e);
             e.into_response()
         }
     }
@@ -226,12 +232,7 @@ async fn handle_chat(
     let (snapshot, plan) = match state.route(&request) {
         Ok(routed) => routed,
         Err(e) => {
-            crate::spans::request_rejected(
-                &tracing::Span::current(),
-                e.kind(),
-                e.status().is_server_error(),
-            );
-            return Ok(ids.on(e.into_response()));
+            return Ok(ids.rejected(e));
         }
     };
     let include_usage = request
@@ -252,12 +253,7 @@ async fn handle_chat(
     let admitted = match state.admit(&grant, &snapshot, &request, &plan).await {
         Ok(admitted) => admitted,
         Err(e) => {
-            crate::spans::request_rejected(
-                &tracing::Span::current(),
-                e.kind(),
-                e.status().is_server_error(),
-            );
-            return Ok(ids.on(e.into_response()));
+            return Ok(ids.rejected(e));
         }
     };
     let events = state
@@ -570,15 +566,5 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .get_or_create(&crate::metrics::TargetLabels { target })
             .set(circuit.gauge());
     }
-    match switchyard_telemetry::encode_metrics(&state.metrics.registry) {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                switchyard_telemetry::METRICS_CONTENT_TYPE,
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    switchyard_telemetry::metrics_response(&state.metrics.registry).into_response()
 }

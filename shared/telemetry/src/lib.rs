@@ -159,6 +159,26 @@ pub fn encode_metrics(registry: &Registry) -> Result<String, fmt::Error> {
 /// The content type of [`encode_metrics`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// A `GET /metrics` answer: the exposition with its content type, or a bare
+/// 500 if encoding fails.
+pub fn metrics_response(registry: &Registry) -> http::Response<String> {
+    let (status, content_type, body) = match encode_metrics(registry) {
+        Ok(text) => (http::StatusCode::OK, METRICS_CONTENT_TYPE, text),
+        Err(_) => (
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            "metrics could not be encoded".to_owned(),
+        ),
+    };
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
 /// Resolves on SIGTERM or Ctrl-C, whichever comes first.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
