@@ -68,6 +68,8 @@ PROFILES = [
             {"cp_replicas": 2, "etcd": "bundled", "database_secret_rendered": True, "api_keys": 2}),
     Profile("single", [FIXTURES / "good-values" / "single.yaml"], "switchyard", "solo",
             {"cp_replicas": 1, "etcd": "none", "api_keys": 0}),
+    Profile("tls", [FIXTURES / "good-values" / "tls.yaml"], "switchyard", "secure",
+            {"cp_replicas": 3, "etcd": "bundled", "hpa_min": 2, "service_monitor": True, "api_keys": 0}),
 ]
 
 
@@ -244,6 +246,19 @@ SECRET_PATTERNS = [re.compile(p) for p in (
     r"://[^/\s:@]+:[^/\s@]+@", r"\bsk-[A-Za-z0-9]", r"\bsy-[A-Za-z0-9]{24,}", r"(?i)bearer\s")]
 
 
+def check_tls_files(workload: dict[str, Any], c: dict[str, Any], flags: dict[str, list[str]],
+                    secret: str | None, want: dict[str, str], who: str) -> None:
+    """With TLS, every TLS flag names a file of the plane's Secret, mounted
+    read-only; without it, no TLS flag at all."""
+    if secret is None:
+        R.check(not any(f in flags for f in want), f"{who}: no TLS flags without tls.enabled")
+        return
+    files = secret_files(workload, c)
+    for flag, key in want.items():
+        path = flags.get(flag, [""])[0]
+        R.check(files.get(path) == (secret, key), f"{who}: --{flag} {path} is {key} of Secret {secret}")
+
+
 def duration_seconds(text: str) -> float:
     """Seconds of a simple humantime duration: 90s, 2m, 1h30m, 500ms."""
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -298,8 +313,17 @@ def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: P
     R.check(flags.get("listen") == [f"0.0.0.0:{grpc}"], "control plane listens on its grpc container port")
     R.check(metrics is not None and metrics != grpc and flags.get("metrics-listen") == [f"0.0.0.0:{metrics}"],
             "control plane serves metrics on its metrics container port, apart from gRPC")
+    tls = values["tls"]["enabled"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        R.check(c.get(probe, {}).get("grpc", {}).get("port") == grpc, f"control plane {probe} is gRPC on {grpc}")
+        if tls:
+            # The kubelet's gRPC probes cannot speak TLS.
+            R.check(c.get(probe, {}).get("tcpSocket", {}).get("port") == "grpc",
+                    f"control plane {probe} with TLS is the gRPC port open")
+        else:
+            R.check(c.get(probe, {}).get("grpc", {}).get("port") == grpc, f"control plane {probe} is gRPC on {grpc}")
+    check_tls_files(cp, c, flags, values["tls"]["controlPlaneSecret"] if tls else None,
+                    {"tls-cert": "tls.crt", "tls-key": "tls.key", "tls-client-ca": "ca.crt"},
+                    "control plane")
 
     env = {e["name"]: e for e in c.get("env", [])}
     ref = env.get("SWITCHYARD_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef")
@@ -352,9 +376,12 @@ def check_control_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: P
 
     if values["controlPlane"]["replayViaDataPlane"]:
         dp_svc = named(docs, "Service", "-data-plane")
-        want = (f"http://{dp_svc['metadata']['name']}.{dp_svc['metadata']['namespace']}.svc:"
+        scheme = "https" if tls else "http"
+        want = (f"{scheme}://{dp_svc['metadata']['name']}.{dp_svc['metadata']['namespace']}.svc:"
                 f"{next(x['port'] for x in dp_svc['spec']['ports'] if x['name'] == 'http')}") if dp_svc else None
         R.check(flags.get("replay-via") == [want], "replays go through the data-plane Service's HTTP port")
+        if tls:
+            R.check(flags.get("replay-ca") == flags.get("tls-client-ca"), "replays trust the fleet's CA")
 
     services = [s for s in by_kind(docs, "Service") if selects(s["spec"].get("selector", {}), pod_labels(cp))]
     headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
@@ -435,10 +462,23 @@ def check_data_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: Prof
     http, grpc = port_of(c, "http"), port_of(c, "grpc")
     R.check(flags.get("http-listen") == [f"0.0.0.0:{http}"], "HTTP listens on the http container port")
     R.check(flags.get("grpc-listen") == [f"0.0.0.0:{grpc}"], "gRPC listens on the grpc container port")
+    tls = values["tls"]["enabled"]
+    scheme = "HTTPS" if tls else "HTTP"
     ready = c.get("readinessProbe", {}).get("httpGet", {})
-    R.check(ready.get("path") == "/readyz" and ready.get("port") == "http", "readiness is HTTP /readyz")
-    R.check(c.get("livenessProbe", {}).get("grpc", {}).get("port") == grpc, f"liveness is gRPC on {grpc}")
-    R.check(c.get("startupProbe", {}).get("httpGet", {}).get("path") == "/healthz", "startup is HTTP /healthz")
+    R.check(ready.get("path") == "/readyz" and ready.get("port") == "http" and ready.get("scheme") == scheme,
+            f"readiness is {scheme} /readyz")
+    if tls:
+        live = c.get("livenessProbe", {}).get("httpGet", {})
+        R.check(live.get("path") == "/healthz" and live.get("scheme") == "HTTPS",
+                "liveness with TLS is HTTPS /healthz (the kubelet's gRPC probes cannot speak TLS)")
+    else:
+        R.check(c.get("livenessProbe", {}).get("grpc", {}).get("port") == grpc, f"liveness is gRPC on {grpc}")
+    start = c.get("startupProbe", {}).get("httpGet", {})
+    R.check(start.get("path") == "/healthz" and start.get("scheme") == scheme, f"startup is {scheme} /healthz")
+    check_tls_files(dp, c, flags, values["tls"]["dataPlaneSecret"] if tls else None,
+                    {"tls-cert": "tls.crt", "tls-key": "tls.key", "control-plane-ca": "ca.crt",
+                     "control-plane-cert": "tls.crt", "control-plane-key": "tls.key"},
+                    "data plane")
 
     # SIGTERM comes after the preStop sleep; the process then needs its
     # shutdown grace and a little to flush traces before the kubelet kills it.
@@ -461,7 +501,7 @@ def check_data_plane(docs: list[dict[str, Any]], values: dict[str, Any], p: Prof
         R.check(urls == dpv["controlPlaneUrls"], "data planes use dataPlane.controlPlaneUrls")
     else:
         cp_svc = next((s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-control-plane")), None)
-        want = (f"http://{cp_svc['metadata']['name']}.{cp_svc['metadata']['namespace']}.svc:"
+        want = (f"{scheme.lower()}://{cp_svc['metadata']['name']}.{cp_svc['metadata']['namespace']}.svc:"
                 f"{cp_svc['spec']['ports'][0]['port']}") if cp_svc else None
         R.check(urls == [want], f"data planes reach the control-plane Service ({urls})")
 

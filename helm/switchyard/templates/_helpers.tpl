@@ -97,7 +97,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.dataPlane.controlPlaneUrls }}
 {{- join "," .Values.dataPlane.controlPlaneUrls }}
 {{- else }}
-{{- printf "http://%s.%s.svc:%d" (include "switchyard.controlPlane.fullname" .) .Release.Namespace (int64 .Values.controlPlane.grpcPort) }}
+{{- printf "%s://%s.%s.svc:%d" (include "switchyard.scheme" .) (include "switchyard.controlPlane.fullname" .) .Release.Namespace (int64 .Values.controlPlane.grpcPort) }}
 {{- end }}
 {{- end }}
 
@@ -153,4 +153,26 @@ topologySpreadConstraints:
 {{/* A count or a percentage ("25%"): numbers from values arrive as floats. */}}
 {{- define "switchyard.intOrString" -}}
 {{- if kindIs "string" . }}{{ quote . }}{{ else }}{{ int64 . }}{{ end }}
+{{- end }}
+
+{{/* http or https: how the planes reach each other's listeners. */}}
+{{- define "switchyard.scheme" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* Where a plane's TLS Secret (tls.crt, tls.key, ca.crt) is mounted. */}}
+{{- define "switchyard.tls.dir" -}}
+/etc/switchyard/tls
+{{- end }}
+
+{{/* The control plane's probe: gRPC health, or with TLS (which the kubelet's
+gRPC probes cannot speak) the gRPC port accepting connections. */}}
+{{- define "switchyard.controlPlane.probe" -}}
+{{- if .Values.tls.enabled -}}
+tcpSocket:
+  port: grpc
+{{- else -}}
+grpc:
+  port: {{ int64 .Values.controlPlane.grpcPort }}
+{{- end }}
 {{- end }}
