@@ -31,15 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let config = ControlPlaneConfig::try_from(cli.control_plane)?;
     let shutdown = CancellationToken::new();
     let running = switchyard_control_plane::start(config, shutdown.clone()).await?;
-    let mut reload = switchyard_telemetry::ReloadSignal::listen();
-    let stop = switchyard_telemetry::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            () = reload.recv() => reapply(&running, bootstrap.as_deref()).await,
-        }
-    }
+    switchyard_telemetry::until_shutdown(async || reapply(&running, bootstrap.as_deref()).await)
+        .await;
     tracing::info!("shutting down");
     shutdown.cancel();
     running.wait().await;

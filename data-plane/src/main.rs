@@ -29,15 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let config = DataPlaneConfig::try_from(cli.data_plane)?;
     let shutdown = CancellationToken::new();
     let running = switchyard_data_plane::start(config, shutdown.clone()).await?;
-    let mut reload = switchyard_telemetry::ReloadSignal::listen();
-    let stop = switchyard_telemetry::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            () = reload.recv() => running.reload_credentials(),
-        }
-    }
+    switchyard_telemetry::until_shutdown(async || running.reload_credentials()).await;
     tracing::info!("shutting down: draining requests and flushing traces");
     shutdown.cancel();
     running.wait().await;

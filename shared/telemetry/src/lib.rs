@@ -203,25 +203,38 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// SIGHUP, the conventional "read your configuration again". Each call to
-/// [`ReloadSignal::recv`] resolves once per signal; it never resolves where
-/// the signal cannot be listened for.
+/// Runs `on_reload` on every SIGHUP (the conventional "read your
+/// configuration again") until SIGTERM or Ctrl-C.
+pub async fn until_shutdown(mut on_reload: impl AsyncFnMut()) {
+    let mut reload = ReloadSignal::listen();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = reload.recv() => on_reload().await,
+        }
+    }
+}
+
+/// SIGHUP. Each call to [`ReloadSignal::recv`] resolves once per signal; it
+/// never resolves where the signal cannot be listened for.
 #[derive(Debug)]
-pub struct ReloadSignal {
+struct ReloadSignal {
     #[cfg(unix)]
     hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl ReloadSignal {
     /// Listens from now on; a SIGHUP no longer ends the process.
-    pub fn listen() -> Self {
+    fn listen() -> Self {
         Self {
             #[cfg(unix)]
             hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
     }
 
-    pub async fn recv(&mut self) {
+    async fn recv(&mut self) {
         #[cfg(unix)]
         if let Some(hangup) = &mut self.hangup
             && hangup.recv().await.is_some()
