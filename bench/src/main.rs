@@ -288,12 +288,11 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         callgrind: args.callgrind.is_some(),
         profiles,
     };
-    let markdown = report.markdown();
-    println!("{markdown}");
-    if args.write {
-        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
-        eprintln!("updated {}", args.readme.display());
-    }
+    readme::publish(
+        &report.markdown(),
+        args.write.then_some(args.readme.as_path()),
+        &report::README_SECTION,
+    )?;
     if let Some(dir) = &callgrind_dir {
         eprintln!(
             "callgrind profiles in {} (one file per measured gateway scenario); \

@@ -15,6 +15,17 @@ pub struct Section {
     pub end: &'static str,
 }
 
+/// Prints a benchmark's report and, with `write_to`, puts it into that
+/// README as well.
+pub fn publish(markdown: &str, write_to: Option<&Path>, section: &Section) -> anyhow::Result<()> {
+    println!("{markdown}");
+    if let Some(path) = write_to {
+        write(path, section, markdown)?;
+        eprintln!("updated {}", path.display());
+    }
+    Ok(())
+}
+
 /// Puts `body` between the section's markers in the file at `path`.
 pub fn write(path: &Path, section: &Section, body: &str) -> anyhow::Result<()> {
     let text =

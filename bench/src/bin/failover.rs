@@ -255,12 +255,11 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         data_plane_log: logs::summarize_files(data_plane_log.as_slice())?,
         stopped: stopped_lines,
     };
-    let markdown = report.markdown();
-    println!("{markdown}");
-    if args.write {
-        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
-        eprintln!("updated {}", args.readme.display());
-    }
+    readme::publish(
+        &report.markdown(),
+        args.write.then_some(args.readme.as_path()),
+        &report::README_SECTION,
+    )?;
     let failures = report.failures();
     if !failures.is_empty() {
         bail!(

@@ -122,12 +122,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plan,
         timed,
     };
-    let markdown = report.markdown();
-    println!("{markdown}");
-    if args.write {
-        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
-        eprintln!("updated {}", args.readme.display());
-    }
+    readme::publish(
+        &report.markdown(),
+        args.write.then_some(args.readme.as_path()),
+        &report::README_SECTION,
+    )?;
     for miss in report.misses() {
         eprintln!("goal missed: {miss}");
     }

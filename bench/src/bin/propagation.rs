@@ -223,11 +223,10 @@ async fn run(args: Args, interrupts: &mut Interrupts) -> anyhow::Result<()> {
         control_plane_log,
         aggregation: aggregated,
     };
-    let markdown = report.markdown();
-    println!("{markdown}");
-    if args.write {
-        readme::write(&args.readme, &report::README_SECTION, &markdown)?;
-        eprintln!("updated {}", args.readme.display());
-    }
+    readme::publish(
+        &report.markdown(),
+        args.write.then_some(args.readme.as_path()),
+        &report::README_SECTION,
+    )?;
     Ok(())
 }
