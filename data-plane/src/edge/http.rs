@@ -231,9 +231,7 @@ async fn handle_chat(
     };
     let (snapshot, plan) = match state.route(&request) {
         Ok(routed) => routed,
-        Err(e) => {
-            return Ok(ids.rejected(e));
-        }
+        Err(e) => return Ok(ids.rejected(e)),
     };
     let include_usage = request
         .body
@@ -252,9 +250,7 @@ async fn handle_chat(
     let route_header = explain.then(|| route_header(&plan.explanation));
     let admitted = match state.admit(&grant, &snapshot, &request, &plan).await {
         Ok(admitted) => admitted,
-        Err(e) => {
-            return Ok(ids.rejected(e));
-        }
+        Err(e) => return Ok(ids.rejected(e)),
     };
     let events = state
         .engine

@@ -23,7 +23,10 @@ impl ClientLink {
         if self.cut.is_cancelled() {
             return Err(Gone);
         }
+        // Biased, send first: with room in the channel (the usual case) the
+        // token's waiter list is never touched, once per streamed event.
         tokio::select! {
+            biased;
             sent = self.tx.send(event) => sent.map_err(|_| Gone),
             () = self.cut.cancelled() => Err(Gone),
         }
